@@ -1,0 +1,41 @@
+"""The ``evsim`` command line: one console script, one module per subcommand in evsim.commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from evsim.errors import EvsimError
+
+# Each module defines ``register(subparsers)``, which adds its parser and sets ``func``.
+COMMAND_MODULES = (
+    "evsim.commands.info",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evsim",
+        description="Event-driven simulation of deep spiking neural networks.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EvsimError as exc:
+        print(f"evsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"evsim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

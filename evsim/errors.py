@@ -1,0 +1,35 @@
+"""The project's exceptions: every user error ends in one of these, never a traceback or a crash."""
+
+from __future__ import annotations
+
+
+class EvsimError(Exception):
+    """Base class of every error evsim raises for bad input."""
+
+
+class DataError(EvsimError):
+    """A data file or folder that cannot be read as claimed.
+
+    Carries the file, the reason and, where it applies, the byte offset of the problem.
+    """
+
+    def __init__(self, path, reason: str, offset: int | None = None):
+        self.path = str(path) if path is not None else None
+        self.reason = reason
+        self.offset = offset
+        where = f" at byte {offset}" if offset is not None else ""
+        prefix = f"{self.path}{where}: " if self.path else ""
+        super().__init__(f"{prefix}{reason}")
+
+
+class ModelError(EvsimError):
+    """A model file or graph that is malformed, inconsistent or of an unknown format version."""
+
+    def __init__(self, reason: str, path=None):
+        self.path = str(path) if path is not None else None
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class InputError(EvsimError):
+    """Input spikes or events that do not fit the network they are fed to."""

@@ -1,0 +1,224 @@
+"""The network graph shared by the trainer and the event engine.
+
+A network is a list of neuron *populations* in topological order. Each population receives
+current from one or more *projections* (synapses from an earlier population, or from the input),
+and the currents of all its projections sum into one membrane, which is how a residual block's two
+paths meet in its second LIF. Population kinds:
+
+- ``lif``: leaky integrate-and-fire. Per time step ``V += I``; where ``V > threshold`` a spike is
+  emitted and ``V = 0``; then ``V *= leak``.
+- ``pool``: the spiking average-pooling neuron, the same dynamics with threshold 0.75 and leak 1.
+- ``output``: integrates with its leak and never fires; the network output is ``V(T) / T``.
+
+Projection ops: ``conv`` (weight ``[C_out, C_in, K, K]``, stride, padding, no bias), ``linear``
+(weight ``[N_out, N_in]`` over the source flattened in ``C, H, W`` order), ``avgpool`` (a fixed
+``kernel x kernel`` window of weight ``1 / kernel**2``) and ``identity`` (weight 1, same shape).
+
+The graph is plain data (JSON in the model file); weights live beside it, keyed by name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from evsim.errors import ModelError
+
+INPUT = "input"
+POPULATION_KINDS = ("lif", "pool", "output")
+PROJECTION_OPS = ("conv", "linear", "avgpool", "identity")
+
+
+@dataclass(frozen=True)
+class Projection:
+    source: str
+    op: str
+    weight: str | None = None
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "op": self.op,
+            "weight": self.weight,
+            "kernel": self.kernel,
+            "stride": self.stride,
+            "padding": self.padding,
+        }
+
+
+@dataclass(frozen=True)
+class Population:
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    inputs: tuple[Projection, ...]
+    threshold: float = 1.0
+    leak: float = 0.99
+
+    @property
+    def fires(self) -> bool:
+        return self.kind != "output"
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "shape": list(self.shape),
+            "threshold": self.threshold,
+            "leak": self.leak,
+            "inputs": [p.to_dict() for p in self.inputs],
+        }
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A network: input shape ``(C, H, W)``, populations in topological order (last = output)."""
+
+    input_shape: tuple[int, int, int]
+    populations: tuple[Population, ...]
+    timesteps: int
+    encoding: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        if name == INPUT:
+            return self.input_shape
+        return self.population(name).shape
+
+    def population(self, name: str) -> Population:
+        for pop in self.populations:
+            if pop.name == name:
+                return pop
+        raise ModelError(f"no population named {name!r}")
+
+    @property
+    def output(self) -> Population:
+        return self.populations[-1]
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape each named weight must have, derived from the graph."""
+        shapes = {}
+        for pop in self.populations:
+            for proj in pop.inputs:
+                src = self.shape_of(proj.source)
+                if proj.op == "conv":
+                    shapes[proj.weight] = (pop.shape[0], src[0], proj.kernel, proj.kernel)
+                elif proj.op == "linear":
+                    shapes[proj.weight] = (pop.shape[0], math.prod(src))
+        return shapes
+
+    def to_dict(self) -> dict:
+        return {
+            "input_shape": list(self.input_shape),
+            "timesteps": self.timesteps,
+            "encoding": dict(self.encoding),
+            "meta": dict(self.meta),
+            "populations": [p.to_dict() for p in self.populations],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Graph":
+        try:
+            pops = tuple(
+                Population(
+                    name=str(p["name"]),
+                    kind=str(p["kind"]),
+                    shape=tuple(int(s) for s in p["shape"]),
+                    threshold=float(p["threshold"]),
+                    leak=float(p["leak"]),
+                    inputs=tuple(
+                        Projection(
+                            source=str(q["source"]),
+                            op=str(q["op"]),
+                            weight=None if q.get("weight") is None else str(q["weight"]),
+                            kernel=int(q.get("kernel", 1)),
+                            stride=int(q.get("stride", 1)),
+                            padding=int(q.get("padding", 0)),
+                        )
+                        for q in p["inputs"]
+                    ),
+                )
+                for p in data["populations"]
+            )
+            graph = cls(
+                input_shape=tuple(int(s) for s in data["input_shape"]),
+                populations=pops,
+                timesteps=int(data["timesteps"]),
+                encoding=dict(data.get("encoding", {})),
+                meta=dict(data.get("meta", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"malformed graph description: {exc!r}") from None
+        graph.validate()
+        return graph
+
+    def validate(self) -> None:
+        """Check that every shape follows from its inputs; raise ModelError otherwise."""
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ModelError(f"input shape must be (C, H, W) of positive sizes, got {self.input_shape}")
+        if self.timesteps < 1:
+            raise ModelError(f"timesteps must be positive, got {self.timesteps}")
+        if not self.populations:
+            raise ModelError("the graph has no populations")
+        seen = {INPUT}
+        for i, pop in enumerate(self.populations):
+            if pop.name in seen:
+                raise ModelError(f"duplicate population name {pop.name!r}")
+            if pop.kind not in POPULATION_KINDS:
+                raise ModelError(f"{pop.name}: unknown population kind {pop.kind!r}")
+            if (pop.kind == "output") != (i == len(self.populations) - 1):
+                raise ModelError("exactly the last population must be the output integrator")
+            if not pop.inputs:
+                raise ModelError(f"{pop.name}: a population needs at least one input projection")
+            if len(pop.shape) not in (1, 3) or min(pop.shape) < 1:
+                raise ModelError(f"{pop.name}: shape must be (N,) or (C, H, W), got {pop.shape}")
+            if not (0.0 < pop.leak <= 1.0) or not math.isfinite(pop.threshold) or pop.threshold <= 0:
+                raise ModelError(f"{pop.name}: need 0 < leak <= 1 and a positive threshold")
+            for proj in pop.inputs:
+                if proj.source not in seen:
+                    raise ModelError(f"{pop.name}: input {proj.source!r} is not an earlier population")
+                expected = projected_shape(proj, self.shape_of(proj.source), pop.shape, pop.name)
+                if expected != pop.shape:
+                    raise ModelError(
+                        f"{pop.name}: projection {proj.op} from {proj.source} gives shape "
+                        f"{expected}, population has {pop.shape}"
+                    )
+            seen.add(pop.name)
+
+
+def projected_shape(proj: Projection, src: tuple[int, ...], dst: tuple[int, ...], where: str) -> tuple[int, ...]:
+    """The output shape of ``proj`` applied to a source of shape ``src``."""
+    if proj.op not in PROJECTION_OPS:
+        raise ModelError(f"{where}: unknown projection op {proj.op!r}")
+    if proj.op == "linear":
+        if proj.weight is None:
+            raise ModelError(f"{where}: linear projection without a weight")
+        return (dst[0],) if len(dst) == 1 else (-1,)
+    if proj.op == "identity":
+        return tuple(src)
+    if len(src) != 3:
+        raise ModelError(f"{where}: {proj.op} needs a (C, H, W) source, got {src}")
+    if proj.kernel < 1 or proj.stride < 1 or proj.padding < 0:
+        raise ModelError(f"{where}: kernel and stride must be positive and padding non-negative")
+    c, h, w = src
+    pad = proj.padding if proj.op == "conv" else 0
+    oh = (h + 2 * pad - proj.kernel) // proj.stride + 1
+    ow = (w + 2 * pad - proj.kernel) // proj.stride + 1
+    if oh < 1 or ow < 1:
+        raise ModelError(f"{where}: kernel {proj.kernel} does not fit a {h}x{w} input")
+    if proj.op == "conv":
+        if proj.weight is None:
+            raise ModelError(f"{where}: conv projection without a weight")
+        return (dst[0] if len(dst) == 3 else -1, oh, ow)
+    return (c, oh, ow)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
