@@ -1,0 +1,258 @@
+"""The engine's object model: a Network of Layers built from a model file, and its run results.
+
+A :class:`Layer` is one population of the graph with its incoming projections compiled into the
+kernels' table form (evsim.kernels). :meth:`Network.run` feeds one input through the layers in
+order, each layer draining the queues of its sources and filling its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evsim import kernels
+from evsim.counting import LayerCounts, RunResult, dense_macs_per_step
+from evsim.errors import ModelError
+from evsim.graph import INPUT, Graph
+from evsim.model_file import load_model
+from evsim.spikes import SpikeEvents, to_spike_events
+
+_OPS = {"conv": kernels.OP_CONV, "linear": kernels.OP_LINEAR, "avgpool": kernels.OP_AVGPOOL, "identity": kernels.OP_IDENTITY}
+BUNDLED_MODELS = Path(__file__).parent / "models"
+
+
+def as_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return tuple(shape) if len(shape) == 3 else (shape[0], 1, 1)
+
+
+def engine_weight(op: str, weight: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
+    """A trained weight in the kernels' layout (see evsim.kernels)."""
+    if op == "conv":  # [C_out, C_in, K, K] -> [C_in, K, K, C_out]
+        return np.ascontiguousarray(weight.transpose(1, 2, 3, 0))
+    # linear: torch flattens the source in (C, H, W) order; the engine's neurons are channels-last
+    c, h, w = as_chw(source_shape)
+    n_out = weight.shape[0]
+    return np.ascontiguousarray(weight.reshape(n_out, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, n_out))
+
+
+@dataclass
+class Layer:
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    threshold: float
+    leak: float
+    sources: tuple[str, ...]
+    projections: np.ndarray  # [Q, kernels.PROJECTION_COLUMNS] int64
+    weights: np.ndarray  # all projections' weights, flat
+    dense_macs_per_step: int
+
+    @property
+    def fires(self) -> bool:
+        return self.kind != "output"
+
+    @property
+    def chw(self) -> tuple[int, int, int]:
+        return as_chw(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def pixels(self) -> int:
+        _, h, w = self.chw
+        return h * w
+
+
+def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtype) -> Layer:
+    table = np.zeros((len(population.inputs), kernels.PROJECTION_COLUMNS), dtype=np.int64)
+    flat = []
+    offset = 0
+    for q, proj in enumerate(population.inputs):
+        src = as_chw(graph.shape_of(proj.source))
+        dst = as_chw(population.shape)
+        table[q, kernels.P_OP] = _OPS[proj.op]
+        table[q, kernels.P_SRC_C : kernels.P_SRC_W + 1] = src
+        table[q, kernels.P_DST_C : kernels.P_DST_W + 1] = dst
+        table[q, kernels.P_KERNEL] = proj.kernel
+        table[q, kernels.P_STRIDE] = proj.stride
+        table[q, kernels.P_PADDING] = proj.padding
+        table[q, kernels.P_WEIGHT_OFFSET] = offset
+        if proj.weight is not None:
+            w = engine_weight(proj.op, np.asarray(weights[proj.weight]), graph.shape_of(proj.source)).astype(dtype)
+            flat.append(w.ravel())
+            offset += w.size
+    return Layer(
+        name=population.name,
+        kind=population.kind,
+        shape=tuple(population.shape),
+        threshold=population.threshold,
+        leak=population.leak,
+        sources=tuple(p.source for p in population.inputs),
+        projections=table,
+        weights=np.concatenate(flat) if flat else np.zeros(1, dtype=dtype),
+        dense_macs_per_step=dense_macs_per_step(graph, population),
+    )
+
+
+@dataclass
+class _Workspace:
+    """Preallocated state and queues of every layer, reused across the inputs one thread runs."""
+
+    V: list = field(default_factory=list)
+    t_last: list = field(default_factory=list)
+    touched_flag: list = field(default_factory=list)
+    touched_list: list = field(default_factory=list)
+    out_index: list = field(default_factory=list)
+    out_offsets: list = field(default_factory=list)
+    ones: np.ndarray | None = None
+
+
+class Network:
+    """A trained spiking network ready for event-driven simulation."""
+
+    def __init__(self, graph: Graph, weights: dict[str, np.ndarray], dtype=np.float32, name: str = ""):
+        self.graph = graph
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ModelError(f"the engine runs in float32 or float64, not {self.dtype}")
+        self.name = name
+        self.layers = [compile_layer(graph, pop, weights, self.dtype) for pop in graph.populations]
+        self.timesteps = graph.timesteps
+        self._leak_pow = {layer.name: kernels.leak_powers(layer.leak, self.timesteps, self.dtype) for layer in self.layers}
+        self._local = threading.local()
+
+    @classmethod
+    def from_file(cls, path, dtype=np.float32) -> "Network":
+        model = load_model(path)
+        return cls(model.graph, model.weights, dtype=dtype, name=Path(path).stem)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.graph.input_shape
+
+    @property
+    def encoding(self) -> dict:
+        return self.graph.encoding
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{l.name}:{l.kind}{list(l.shape)}" for l in self.layers)
+        return f"Network({self.name or 'unnamed'}; input {list(self.input_shape)}; T={self.timesteps}; {body})"
+
+    def _workspace(self) -> _Workspace:
+        ws = getattr(self._local, "workspace", None)
+        if ws is None:
+            ws = _Workspace()
+            capacity = 1
+            for layer in self.layers:
+                ws.V.append(np.zeros(layer.size, dtype=self.dtype))
+                ws.t_last.append(np.zeros(layer.pixels, dtype=np.int64))
+                ws.touched_flag.append(np.zeros(layer.pixels, dtype=np.uint8))
+                ws.touched_list.append(np.zeros(layer.pixels, dtype=np.int64))
+                # a neuron fires at most once per step, so T * size bounds a layer's queue
+                cap = self.timesteps * layer.size if layer.fires else 1
+                capacity = max(capacity, cap)
+                ws.out_index.append(np.zeros(cap, dtype=np.int32))
+                ws.out_offsets.append(np.zeros(self.timesteps + 1, dtype=np.int64))
+            ws.ones = np.ones(capacity, dtype=self.dtype)
+            self._local.workspace = ws
+        return ws
+
+    def encode(self, inputs) -> SpikeEvents:
+        """Validate and convert an input (events, binned events, spike train) to input events."""
+        return to_spike_events(inputs, self.input_shape, self.timesteps, self.encoding, self.dtype)
+
+    def run(self, inputs, record_spikes: bool = False) -> RunResult:
+        """Simulate one input event-driven, step by step; return prediction, output and counters.
+
+        With ``record_spikes`` the result also holds every layer's per-neuron spike counts in the
+        graph's ``(C, H, W)`` layout (``result.spike_counts``).
+        """
+        events = self.encode(inputs)
+        ws = self._workspace()
+        queues: dict[str, SpikeEvents] = {INPUT: events}
+        counts = []
+        spike_counts = {}
+        output = None
+        for i, layer in enumerate(self.layers):
+            ev_offsets, ev_index, ev_sign = _gather(queues, layer.sources)
+            V, t_last = ws.V[i], ws.t_last[i]
+            V.fill(0)
+            t_last.fill(0)
+            counters = np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)
+            n_out = kernels.run_population_steps(
+                V, t_last, ws.touched_flag[i], ws.touched_list[i], self._leak_pow[layer.name],
+                layer.threshold, layer.fires, layer.projections, layer.weights,
+                ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_offsets[i], counters,
+            )
+            if layer.fires:
+                queues[layer.name] = SpikeEvents(ws.out_offsets[i], ws.out_index[i][:n_out], ws.ones[:n_out])
+                if record_spikes:
+                    spike_counts[layer.name] = _to_chw_counts(ws.out_index[i][:n_out], layer)
+            else:
+                kernels.leak_to(V, t_last, layer.chw[0], self.timesteps, self._leak_pow[layer.name])
+                output = V.astype(np.float64) / self.timesteps
+            counts.append(LayerCounts.from_counters(layer, counters, self.timesteps))
+        return RunResult(output=output, layers=counts, spike_counts=spike_counts, input_events=len(events))
+
+    def run_many(self, inputs, workers: int = 2, progress=None):
+        """Run an iterable of inputs on ``workers`` threads (the kernels release the GIL).
+
+        Yields RunResults in input order. ``progress`` is called once per finished input.
+        """
+        if workers <= 1:
+            for x in inputs:
+                result = self.run(x)
+                if progress:
+                    progress()
+                yield result
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = []
+            for x in inputs:
+                pending.append(pool.submit(self.run, x))
+                if len(pending) >= 4 * workers:
+                    result = pending.pop(0).result()
+                    if progress:
+                        progress()
+                    yield result
+            for future in pending:
+                result = future.result()
+                if progress:
+                    progress()
+                yield result
+
+
+def _gather(queues: dict[str, SpikeEvents], sources: tuple[str, ...]):
+    """The events of a layer's sources as one table of per-projection step offsets."""
+    if len(sources) == 1:
+        ev = queues[sources[0]]
+        return ev.step_offsets[None, :], ev.index, ev.sign
+    parts = [queues[s] for s in sources]
+    bases = np.cumsum([0] + [len(p.index) for p in parts[:-1]])
+    offsets = np.stack([p.step_offsets + b for p, b in zip(parts, bases)])
+    return offsets, np.concatenate([p.index for p in parts]), np.concatenate([p.sign for p in parts])
+
+
+def _to_chw_counts(index: np.ndarray, layer: Layer) -> np.ndarray:
+    c, h, w = layer.chw
+    counts = np.bincount(index, minlength=layer.size).reshape(h, w, c).transpose(2, 0, 1)
+    return counts.reshape(layer.shape)
+
+
+def load(path_or_name, dtype=np.float32) -> Network:
+    """A Network from a model file path, or the name of a model bundled with evsim."""
+    path = Path(path_or_name)
+    if not path.exists():
+        bundled = BUNDLED_MODELS / f"{path_or_name}.npz"
+        if bundled.exists():
+            path = bundled
+        else:
+            names = sorted(p.stem for p in BUNDLED_MODELS.glob("*.npz"))
+            raise ModelError(f"no model file or bundled model named {str(path_or_name)!r} (bundled: {', '.join(names) or 'none'})")
+    return Network.from_file(path, dtype=dtype)
