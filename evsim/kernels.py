@@ -11,13 +11,16 @@ Layouts (chosen so that one event's fan-out is a few contiguous runs of adds):
   ``(y * W + x) * C + c``; a 1-D population of ``N`` neurons is ``N x 1 x 1``.
 - a *pixel* is the ``C`` neurons at one ``(y, x)``. Every conv or linear event reaches all
   channels of the pixels it touches, so leak, touch-tracking and threshold tests work per pixel.
-- conv weights ``[C_in, K, K, C_out]``; linear weights ``[N_in, N_out]`` with rows in the source's
+- conv weights ``[C_in, K, K, C_out]`` with ``kx`` reversed, so that for stride 1 the ``kx``
+  sweep of one event is a single run of ``K * C_out`` adds over consecutive pixels; linear weights ``[N_in, N_out]`` with rows in the source's
   channels-last order.
 
 Projection table rows (int64): see the ``P_*`` column indices below.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
@@ -33,27 +36,65 @@ C_INPUT_EVENTS, C_SYNOPS, C_NEURON_UPDATES, C_SPIKES = 0, 1, 2, 3
 COUNTER_COLUMNS = 4
 
 
+@njit(cache=True, nogil=True)
+def _touch(V, C, pix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
+    """First add to a pixel under ``tag``: apply its pending leak and list it as touched.
+
+    Callers test ``stamp[pix] != tag`` inline and call this only on a first touch: the call is
+    the rare path. The leak over ``gap = now - t_last`` is ``leak_table[gap]`` when a table is
+    given (step mode, whole steps), else ``exp(log_leak * gap)``; a leak of 1 costs nothing.
+    """
+    stamp[pix] = tag
+    touched_list[n_touched[0]] = pix
+    n_touched[0] += 1
+    gap = now - t_last[pix]
+    t_last[pix] = now
+    if gap > 0 and log_leak != 0.0:
+        if leak_table.shape[0] > 0:
+            factor = leak_table[int(gap)]
+        else:
+            factor = math.exp(log_leak * gap)
+        v = V[pix * C : (pix + 1) * C]
+        for co in range(C):
+            v[co] *= factor
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _scatter(V, proj, weights, j, sign, touch_pixel, touch_arg):
+def _any_above(v, threshold):
+    # a branch-free max vectorizes; spikes are rare, so most pixels leave here
+    top = v[0]
+    for i in range(1, v.shape[0]):
+        top = max(top, v[i])
+    return top > threshold
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_run(v, w, sign):
+    # slices, not offsets into whole arrays: LLVM then vectorizes the loop
+    for i in range(v.shape[0]):
+        v[i] += sign * w[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _scatter(V, proj, weights, j, sign, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
     """Add the weights of one event (source neuron ``j``) to the neurons it reaches.
 
-    ``touch_pixel(pix, touch_arg)`` is called before the first add to a pixel; returns the
-    number of synaptic operations performed.
+    Each pixel reached is first brought up to time ``now`` (lazy leak ``exp(log_leak * gap)``)
+    and listed as touched under ``tag``. Returns the number of synaptic operations performed.
     """
     op = proj[P_OP]
     src_c = proj[P_SRC_C]
     src_w = proj[P_SRC_W]
-    dst_c = proj[P_DST_C]
+    C = proj[P_DST_C]
     dst_h = proj[P_DST_H]
     dst_w = proj[P_DST_W]
     woff = proj[P_WEIGHT_OFFSET]
     synops = 0
     if op == OP_LINEAR:
-        touch_pixel(0, touch_arg)
-        row = woff + j * dst_c
-        for co in range(dst_c):
-            V[co] += sign * weights[row + co]
-        synops += dst_c
+        if stamp[0] != tag:
+            _touch(V, C, 0, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+        _add_run(V[:C], weights[woff + j * C : woff + (j + 1) * C], sign)
+        synops += C
     elif op == OP_CONV:
         c = j % src_c
         pix = j // src_c
@@ -69,20 +110,36 @@ def _scatter(V, proj, weights, j, sign, touch_pixel, touch_arg):
             oy = oy_num // s
             if oy >= dst_h:
                 continue
-            for kx in range(k):
-                ox_num = x + pad - kx
-                if ox_num < 0 or ox_num % s != 0:
+            row = woff + (c * k + ky) * k * C
+            if s == 1:
+                # kx = kx_hi .. kx_lo reach ox = x + pad - kx, consecutive pixels: one run
+                kx_lo = max(0, x + pad - dst_w + 1)
+                kx_hi = min(k - 1, x + pad)
+                if kx_lo > kx_hi:
                     continue
-                ox = ox_num // s
-                if ox >= dst_w:
-                    continue
-                opix = oy * dst_w + ox
-                touch_pixel(opix, touch_arg)
-                base = opix * dst_c
-                wrow = woff + ((c * k + ky) * k + kx) * dst_c
-                for co in range(dst_c):
-                    V[base + co] += sign * weights[wrow + co]
-                synops += dst_c
+                ox0 = x + pad - kx_hi
+                n = (kx_hi - kx_lo + 1) * C
+                for ox in range(ox0, ox0 + kx_hi - kx_lo + 1):
+                    if stamp[oy * dst_w + ox] != tag:
+                        _touch(V, C, oy * dst_w + ox, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+                base = (oy * dst_w + ox0) * C
+                wrow = row + (k - 1 - kx_hi) * C
+                _add_run(V[base : base + n], weights[wrow : wrow + n], sign)
+                synops += n
+            else:
+                for kx in range(k):
+                    ox_num = x + pad - kx
+                    if ox_num < 0 or ox_num % s != 0:
+                        continue
+                    ox = ox_num // s
+                    if ox >= dst_w:
+                        continue
+                    opix = oy * dst_w + ox
+                    if stamp[opix] != tag:
+                        _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+                    wrow = row + (k - 1 - kx) * C
+                    _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
+                    synops += C
     elif op == OP_AVGPOOL:
         c = j % src_c
         pix = j // src_c
@@ -99,36 +156,21 @@ def _scatter(V, proj, weights, j, sign, touch_pixel, touch_arg):
         for oy in range(oy_lo, oy_hi + 1):
             for ox in range(ox_lo, ox_hi + 1):
                 opix = oy * dst_w + ox
-                touch_pixel(opix, touch_arg)
-                V[opix * dst_c + c] += share
+                if stamp[opix] != tag:
+                    _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+                V[opix * C + c] += share
                 synops += 1
     else:  # OP_IDENTITY
-        touch_pixel(j // dst_c, touch_arg)
+        if stamp[j // C] != tag:
+            _touch(V, C, j // C, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
         V[j] += sign
         synops += 1
     return synops
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _touch_step(pix, st):
-    """Step mode: bring a pixel up to step ``t`` (lazy leak) and list it for the threshold test."""
-    V, t_last, touched_flag, touched_list, n_touched, leak_pow, C, t = st
-    if touched_flag[pix] == 0:
-        touched_flag[pix] = 1
-        touched_list[n_touched[0]] = pix
-        n_touched[0] += 1
-        gap = t - t_last[pix]
-        if gap > 0:
-            factor = leak_pow[gap]
-            base = pix * C
-            for co in range(C):
-                V[base + co] *= factor
-            t_last[pix] = t
-
-
 @njit(cache=True, nogil=True)
 def run_population_steps(
-    V, t_last, touched_flag, touched_list, leak_pow, threshold, fires,
+    V, t_last, stamp, touched_list, leak_table, log_leak, threshold, fires,
     projections, weights, ev_offsets, ev_index, ev_sign,
     out_index, out_offsets, counters,
 ):
@@ -139,7 +181,7 @@ def run_population_steps(
     before any threshold test, as in the dense model; only touched pixels are tested.
     Fills ``out_index`` with spikes (channels-last neuron index) and ``out_offsets[t + 1]`` with
     the running spike count. ``V`` holds each neuron's potential after its last update, before
-    the leak of the steps since ``t_last``.
+    the leak of the steps since ``t_last``; ``stamp`` must start below 0.
     """
     n_proj = projections.shape[0]
     timesteps = ev_offsets.shape[1] - 1
@@ -152,24 +194,25 @@ def run_population_steps(
     out_offsets[0] = 0
     for t in range(timesteps):
         n_touched[0] = 0
-        state = (V, t_last, touched_flag, touched_list, n_touched, leak_pow, C, t)
         for q in range(n_proj):
             proj = projections[q]
             lo = ev_offsets[q, t]
             hi = ev_offsets[q, t + 1]
             n_in += hi - lo
             for e in range(lo, hi):
-                synops += _scatter(V, proj, weights, ev_index[e], ev_sign[e], _touch_step, state)
-        for i in range(n_touched[0]):
-            pix = touched_list[i]
-            touched_flag[pix] = 0
-            if fires:
-                base = pix * C
-                for co in range(C):
-                    if V[base + co] > threshold:
-                        out_index[n_out] = base + co
-                        n_out += 1
-                        V[base + co] = 0.0
+                synops += _scatter(
+                    V, proj, weights, ev_index[e], ev_sign[e],
+                    t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
+                )
+        if fires:
+            for i in range(n_touched[0]):
+                base = touched_list[i] * C
+                if _any_above(V[base : base + C], threshold):
+                    for co in range(C):
+                        if V[base + co] > threshold:
+                            out_index[n_out] = base + co
+                            n_out += 1
+                            V[base + co] = 0.0
         updates += n_touched[0] * C
         out_offsets[t + 1] = n_out
     counters[C_INPUT_EVENTS] += n_in
@@ -180,18 +223,13 @@ def run_population_steps(
 
 
 @njit(cache=True, nogil=True)
-def leak_to(V, t_last, C, t_end, leak_pow):
+def leak_to(V, t_last, C, t_end, log_leak):
     """Apply the pending leak of every pixel up to ``t_end`` (used once, for the readout)."""
     for pix in range(t_last.shape[0]):
         gap = t_end - t_last[pix]
         if gap > 0:
-            factor = leak_pow[gap]
+            factor = math.exp(log_leak * gap)
             for co in range(C):
                 V[pix * C + co] *= factor
             t_last[pix] = t_end
-
-
-def leak_powers(leak: float, timesteps: int, dtype) -> np.ndarray:
-    """``leak ** k`` for ``k = 0 .. timesteps``."""
-    return np.power(np.asarray(leak, dtype=np.float64), np.arange(timesteps + 1)).astype(dtype)
 

@@ -7,6 +7,7 @@ order, each layer draining the queues of its sources and filling its own.
 
 from __future__ import annotations
 
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,8 +32,8 @@ def as_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 def engine_weight(op: str, weight: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
     """A trained weight in the kernels' layout (see evsim.kernels)."""
-    if op == "conv":  # [C_out, C_in, K, K] -> [C_in, K, K, C_out]
-        return np.ascontiguousarray(weight.transpose(1, 2, 3, 0))
+    if op == "conv":  # [C_out, C_in, K, K] -> [C_in, K, K (reversed), C_out]
+        return np.ascontiguousarray(weight.transpose(1, 2, 3, 0)[:, :, ::-1, :])
     # linear: torch flattens the source in (C, H, W) order; the engine's neurons are channels-last
     c, h, w = as_chw(source_shape)
     n_out = weight.shape[0]
@@ -106,7 +107,7 @@ class _Workspace:
 
     V: list = field(default_factory=list)
     t_last: list = field(default_factory=list)
-    touched_flag: list = field(default_factory=list)
+    stamp: list = field(default_factory=list)
     touched_list: list = field(default_factory=list)
     out_index: list = field(default_factory=list)
     out_offsets: list = field(default_factory=list)
@@ -124,8 +125,9 @@ class Network:
         self.name = name
         self.layers = [compile_layer(graph, pop, weights, self.dtype) for pop in graph.populations]
         self.timesteps = graph.timesteps
-        self._leak_pow = {layer.name: kernels.leak_powers(layer.leak, self.timesteps, self.dtype) for layer in self.layers}
         self._local = threading.local()
+        # leak ** gap for every whole number of steps, built by repeated multiplication as the dense model leaks
+        self._leak_table = [np.cumprod(np.r_[1.0, np.full(self.timesteps, layer.leak)]).astype(self.dtype) for layer in self.layers]
 
     @classmethod
     def from_file(cls, path, dtype=np.float32) -> "Network":
@@ -152,7 +154,7 @@ class Network:
             for layer in self.layers:
                 ws.V.append(np.zeros(layer.size, dtype=self.dtype))
                 ws.t_last.append(np.zeros(layer.pixels, dtype=np.int64))
-                ws.touched_flag.append(np.zeros(layer.pixels, dtype=np.uint8))
+                ws.stamp.append(np.zeros(layer.pixels, dtype=np.int64))
                 ws.touched_list.append(np.zeros(layer.pixels, dtype=np.int64))
                 # a neuron fires at most once per step, so T * size bounds a layer's queue
                 cap = self.timesteps * layer.size if layer.fires else 1
@@ -184,9 +186,10 @@ class Network:
             V, t_last = ws.V[i], ws.t_last[i]
             V.fill(0)
             t_last.fill(0)
+            ws.stamp[i].fill(-1)
             counters = np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)
             n_out = kernels.run_population_steps(
-                V, t_last, ws.touched_flag[i], ws.touched_list[i], self._leak_pow[layer.name],
+                V, t_last, ws.stamp[i], ws.touched_list[i], self._leak_table[i], math.log(layer.leak),
                 layer.threshold, layer.fires, layer.projections, layer.weights,
                 ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_offsets[i], counters,
             )
@@ -195,7 +198,7 @@ class Network:
                 if record_spikes:
                     spike_counts[layer.name] = _to_chw_counts(ws.out_index[i][:n_out], layer)
             else:
-                kernels.leak_to(V, t_last, layer.chw[0], self.timesteps, self._leak_pow[layer.name])
+                kernels.leak_to(V, t_last, layer.chw[0], self.timesteps, math.log(layer.leak))
                 output = V.astype(np.float64) / self.timesteps
             counts.append(LayerCounts.from_counters(layer, counters, self.timesteps))
         return RunResult(output=output, layers=counts, spike_counts=spike_counts, input_events=len(events))
