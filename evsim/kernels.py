@@ -233,3 +233,81 @@ def leak_to(V, t_last, C, t_end, log_leak):
                 V[pix * C + co] *= factor
             t_last[pix] = t_end
 
+
+
+@njit(cache=True, nogil=True)
+def run_population_async(
+    V, t_last, stamp, touched_list, tag, log_leak_per_us, threshold, fires, delay_us,
+    projections, weights, ev_bounds, heads, ev_time, ev_index, ev_sign,
+    out_time, out_index, counters,
+):
+    """Run one population over time-sorted events in continuous time (asynchronous mode).
+
+    Projection ``q`` delivers ``ev_*[heads[q]:ev_bounds[q, 1]]`` in time order; the sources are
+    merged by time. Every event leaks the neurons it reaches from their last update
+    (``exp(log_leak_per_us * dt)``), adds its weights, and the reached neurons are tested at
+    once: a spike leaves at the event's time plus ``delay_us``. Stops early when ``out_*`` is full;
+    ``heads`` then says where to resume. Returns ``(spikes written, next tag)``; ``tag`` numbers
+    events across calls so that state carries over from one chunk of a stream to the next.
+    """
+    n_proj = projections.shape[0]
+    C = projections[0, P_DST_C]
+    n_touched = np.zeros(1, dtype=np.int64)
+    empty_table = np.zeros(0, dtype=V.dtype)
+    n_out = 0
+    synops = 0
+    n_in = 0
+    updates = 0
+    capacity = out_index.shape[0]
+    while True:
+        q = -1
+        now = 0.0
+        for r in range(n_proj):
+            h = heads[r]
+            if h < ev_bounds[r, 1] and (q < 0 or ev_time[h] < now):
+                q = r
+                now = ev_time[h]
+        if q < 0:
+            break
+        e = heads[q]
+        proj = projections[q]
+        # worst case, this event makes every neuron it reaches fire
+        if n_out + _max_reach(proj) > capacity:
+            break
+        heads[q] = e + 1
+        n_in += 1
+        n_touched[0] = 0
+        synops += _scatter(
+            V, proj, weights, ev_index[e], ev_sign[e],
+            t_last, stamp, touched_list, n_touched, now, tag, empty_table, log_leak_per_us,
+        )
+        tag += 1
+        if fires:
+            for i in range(n_touched[0]):
+                base = touched_list[i] * C
+                if _any_above(V[base : base + C], threshold):
+                    for co in range(C):
+                        if V[base + co] > threshold:
+                            out_time[n_out] = now + delay_us
+                            out_index[n_out] = base + co
+                            n_out += 1
+                            V[base + co] = 0.0
+        updates += n_touched[0] * C
+    counters[C_INPUT_EVENTS] += n_in
+    counters[C_SYNOPS] += synops
+    counters[C_NEURON_UPDATES] += updates
+    counters[C_SPIKES] += n_out
+    return n_out, tag
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _max_reach(proj):
+    """The most neurons one event of this projection can reach."""
+    op = proj[P_OP]
+    if op == OP_LINEAR:
+        return proj[P_DST_C]
+    if op == OP_CONV:
+        return proj[P_KERNEL] * proj[P_KERNEL] * proj[P_DST_C]
+    if op == OP_AVGPOOL:
+        return proj[P_KERNEL] * proj[P_KERNEL]
+    return 1

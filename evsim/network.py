@@ -17,7 +17,7 @@ import numpy as np
 
 from evsim import kernels
 from evsim.counting import LayerCounts, RunResult, dense_macs_per_step
-from evsim.errors import ModelError
+from evsim.errors import InputError, ModelError
 from evsim.graph import INPUT, Graph
 from evsim.model_file import load_model
 from evsim.spikes import SpikeEvents, to_spike_events
@@ -169,12 +169,18 @@ class Network:
         """Validate and convert an input (events, binned events, spike train) to input events."""
         return to_spike_events(inputs, self.input_shape, self.timesteps, self.encoding, self.dtype)
 
-    def run(self, inputs, record_spikes: bool = False) -> RunResult:
-        """Simulate one input event-driven, step by step; return prediction, output and counters.
+    def run(self, inputs, mode: str = "step", record_spikes: bool = False) -> RunResult:
+        """Simulate one input event-driven; return prediction, output and counters.
 
-        With ``record_spikes`` the result also holds every layer's per-neuron spike counts in the
-        graph's ``(C, H, W)`` layout (``result.spike_counts``).
+        ``mode="step"`` runs in time steps, the dense model's semantics (its result equals the
+        dense forward); ``mode="async"`` runs in continuous time (evsim.stream). With
+        ``record_spikes`` (step mode) the result also holds every layer's per-neuron spike counts
+        in the graph's ``(C, H, W)`` layout (``result.spike_counts``).
         """
+        if mode == "async":
+            return self._run_async(inputs)
+        if mode != "step":
+            raise InputError(f"unknown mode {mode!r}; choose step or async")
         events = self.encode(inputs)
         ws = self._workspace()
         queues: dict[str, SpikeEvents] = {INPUT: events}
@@ -203,14 +209,33 @@ class Network:
             counts.append(LayerCounts.from_counters(layer, counters, self.timesteps))
         return RunResult(output=output, layers=counts, spike_counts=spike_counts, input_events=len(events))
 
-    def run_many(self, inputs, workers: int = 2, progress=None):
+    def _run_async(self, inputs) -> RunResult:
+        """One input in continuous time over the model's window, read out at the window's end."""
+        from evsim.stream import Stream, step_width_us, timed_spike_train
+
+        stream = Stream(self)
+        window_us = step_width_us(self) * self.timesteps
+        if isinstance(inputs, np.ndarray) and inputs.dtype.names is not None:
+            t = inputs["t"] if "t" in inputs.dtype.names else None
+            if t is not None:
+                inputs = inputs[(t >= 0) & (t < window_us)]
+            stream.feed(inputs)
+        elif isinstance(inputs, np.ndarray):
+            if tuple(inputs.shape[1:]) != tuple(self.input_shape) or inputs.shape[0] != self.timesteps:
+                raise InputError(f"a spike train of shape {inputs.shape} does not fit [T={self.timesteps}, {', '.join(map(str, self.input_shape))}]")
+            stream.feed(timed_spike_train(inputs, step_width_us(self), self.dtype))
+        else:
+            raise InputError("asynchronous mode needs timestamped events or a dense spike train")
+        return stream.result(at_us=window_us)
+
+    def run_many(self, inputs, workers: int = 2, mode: str = "step", progress=None):
         """Run an iterable of inputs on ``workers`` threads (the kernels release the GIL).
 
         Yields RunResults in input order. ``progress`` is called once per finished input.
         """
         if workers <= 1:
             for x in inputs:
-                result = self.run(x)
+                result = self.run(x, mode=mode)
                 if progress:
                     progress()
                 yield result
@@ -218,7 +243,7 @@ class Network:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pending = []
             for x in inputs:
-                pending.append(pool.submit(self.run, x))
+                pending.append(pool.submit(self.run, x, mode))
                 if len(pending) >= 4 * workers:
                     result = pending.pop(0).result()
                     if progress:

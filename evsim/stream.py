@@ -1,0 +1,156 @@
+"""Asynchronous (continuous-time) simulation, fed chunk by chunk.
+
+Events keep their microsecond timestamps end to end. A neuron's leak is applied lazily from the
+time it was last touched as ``exp(-dt / tau)``, with ``tau`` the continuous-time equivalent of the
+trained per-step leak ``lambda`` over the bin width ``dt_bin`` used in training::
+
+    tau = -dt_bin / ln(lambda)        (lambda = 0.99, dt_bin = 3 ms  ->  tau ~ 298.5 ms)
+
+so that ``exp(-dt_bin / tau) = lambda`` exactly. The threshold is tested on every arriving event
+and a spike leaves at the time of the event that caused it (plus an optional per-layer delay,
+default 0). State (membranes, last-update times) carries over from one chunk to the next, so a
+recording of any length streams in constant memory, and the result does not depend on where the
+chunks are cut.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from evsim import kernels
+from evsim.counting import LayerCounts, RunResult
+from evsim.errors import InputError
+from evsim.graph import INPUT
+
+STATIC_STEP_US = 1000.0
+"""Bin width given to Poisson-coded images in asynchronous mode (they have no clock of their own)."""
+
+
+def step_width_us(network) -> float:
+    """The bin width the network was trained with: window / T for events, 1 ms per step otherwise."""
+    window = network.encoding.get("window_us")
+    return float(window) / network.timesteps if window else STATIC_STEP_US
+
+
+@dataclass
+class TimedEvents:
+    """Time-sorted events: time in µs (float64), channels-last neuron index, sign."""
+
+    time: np.ndarray
+    index: np.ndarray
+    sign: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def timed_input_events(events: np.ndarray, input_shape, dtype, last_time: float = -math.inf) -> TimedEvents:
+    """Validate a chunk of tonic events against the input and convert it for the kernels."""
+    channels, height, width = input_shape
+    if events.dtype.names is None or not {"x", "y", "t", "p"} <= set(events.dtype.names):
+        raise InputError("asynchronous mode needs events with fields x, y, t, p")
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    p = events["p"].astype(np.int64)
+    t = events["t"].astype(np.float64)
+    bad = (x < 0) | (x >= width) | (y < 0) | (y >= height) | (p < 0) | (p >= channels)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"event {i} at x={x[i]}, y={y[i]}, p={p[i]} lies outside the input {width}x{height}x{channels}")
+    if len(t) and (np.any(np.diff(t) < 0) or t[0] < last_time):
+        raise InputError("event timestamps must not decrease (within and across chunks)")
+    index = ((y * width + x) * channels + p).astype(np.int32)
+    return TimedEvents(t, index, np.ones(len(index), dtype=dtype))
+
+
+def timed_spike_train(train: np.ndarray, step_us: float, dtype) -> TimedEvents:
+    """A dense spike train ``[T, C, H, W]`` as timed events at the start of each step."""
+    from evsim.spikes import from_spike_train
+
+    events = from_spike_train(train, dtype)
+    return TimedEvents(events.steps() * step_us, events.index, events.sign)
+
+
+class Stream:
+    """A network's asynchronous state; :meth:`feed` time-sorted input chunks, then read it out."""
+
+    def __init__(self, network, delays_us: dict[str, float] | None = None):
+        self.network = network
+        self.step_us = step_width_us(network)
+        self.delays_us = {layer.name: float((delays_us or {}).get(layer.name, 0.0)) for layer in network.layers}
+        dtype = network.dtype
+        self.V = [np.zeros(layer.size, dtype=dtype) for layer in network.layers]
+        self.t_last = [np.zeros(layer.pixels, dtype=np.float64) for layer in network.layers]
+        self.stamp = [np.full(layer.pixels, -1, dtype=np.int64) for layer in network.layers]
+        self.touched = [np.zeros(layer.pixels, dtype=np.int64) for layer in network.layers]
+        self.log_leak_per_us = [math.log(layer.leak) / self.step_us for layer in network.layers]
+        self.counters = [np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64) for _ in network.layers]
+        self.tag = 0
+        self.time_us = 0.0
+        self.input_events = 0
+        self.first_time_us: float | None = None
+
+    def feed(self, events) -> None:
+        """Process one chunk: tonic events (or TimedEvents), in time order after earlier chunks."""
+        if not isinstance(events, TimedEvents):
+            events = timed_input_events(events, self.network.input_shape, self.network.dtype, self.time_us if self.input_events else -math.inf)
+        if not len(events):
+            return
+        if self.first_time_us is None:
+            self.first_time_us = float(events.time[0])
+        self.input_events += len(events)
+        queues = {INPUT: events}
+        for i, layer in enumerate(self.network.layers):
+            queues[layer.name] = self._run_layer(i, layer, [queues[s] for s in layer.sources])
+        self.time_us = max(self.time_us, float(events.time[-1]))
+
+    def _run_layer(self, i: int, layer, sources: list[TimedEvents]) -> TimedEvents:
+        if len(sources) == 1:
+            time, index, sign = sources[0].time, sources[0].index, sources[0].sign
+        else:
+            time = np.concatenate([s.time for s in sources])
+            index = np.concatenate([s.index for s in sources])
+            sign = np.concatenate([s.sign for s in sources])
+        sizes = np.array([len(s) for s in sources], dtype=np.int64)
+        ends = np.cumsum(sizes)
+        bounds = np.stack([ends - sizes, ends], axis=1)
+        heads = bounds[:, 0].copy()
+        capacity = max(1024, 4 * len(index)) if layer.fires else 1
+        out_times, out_indices = [], []
+        while True:
+            out_time = np.empty(capacity, dtype=np.float64)
+            out_index = np.empty(capacity, dtype=np.int32)
+            n, self.tag = kernels.run_population_async(
+                self.V[i], self.t_last[i], self.stamp[i], self.touched[i], self.tag,
+                self.log_leak_per_us[i], layer.threshold, layer.fires, self.delays_us[layer.name],
+                layer.projections, layer.weights, bounds, heads, time, index, sign,
+                out_time, out_index, self.counters[i],
+            )
+            out_times.append(out_time[:n])
+            out_indices.append(out_index[:n])
+            if np.all(heads >= bounds[:, 1]):
+                break
+            capacity *= 2
+        if not layer.fires:
+            return TimedEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, self.network.dtype))
+        t_out = np.concatenate(out_times)
+        i_out = np.concatenate(out_indices)
+        return TimedEvents(t_out, i_out, np.ones(len(i_out), dtype=self.network.dtype))
+
+    def output(self, at_us: float | None = None) -> np.ndarray:
+        """The output membranes leaked to ``at_us`` (default: the last event), divided by T."""
+        at = self.time_us if at_us is None else at_us
+        last = len(self.network.layers) - 1
+        V = self.V[last].astype(np.float64)
+        decay = np.exp(self.log_leak_per_us[last] * np.maximum(at - self.t_last[last], 0.0))
+        return V * decay / self.network.timesteps
+
+    def result(self, at_us: float | None = None) -> RunResult:
+        layers = [
+            LayerCounts.from_counters(layer, counters, self.network.timesteps)
+            for layer, counters in zip(self.network.layers, self.counters)
+        ]
+        return RunResult(output=self.output(at_us), layers=layers, input_events=self.input_events)
