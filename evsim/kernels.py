@@ -244,11 +244,13 @@ def run_population_async(
     """Run one population over time-sorted events in continuous time (asynchronous mode).
 
     Projection ``q`` delivers ``ev_*[heads[q]:ev_bounds[q, 1]]`` in time order; the sources are
-    merged by time. Every event leaks the neurons it reaches from their last update
-    (``exp(log_leak_per_us * dt)``), adds its weights, and the reached neurons are tested at
-    once: a spike leaves at the event's time plus ``delay_us``. Stops early when ``out_*`` is full;
-    ``heads`` then says where to resume. Returns ``(spikes written, next tag)``; ``tag`` numbers
-    events across calls so that state carries over from one chunk of a stream to the next.
+    merged by time. Each arrival leaks the neurons it reaches from their last update
+    (``exp(log_leak_per_us * dt)``) and adds its weights; the reached neurons are tested at once,
+    and a spike leaves at the arrival's time plus ``delay_us``. Events with the *same* timestamp
+    arrive together: all are added before the test, so the result never depends on the order in
+    which simultaneous spikes were emitted. Stops early when ``out_*`` could overflow; ``heads``
+    then says where to resume. Returns ``(spikes written, next tag)``; ``tag`` numbers arrivals
+    across calls so that state carries over from one chunk of a stream to the next.
     """
     n_proj = projections.shape[0]
     C = projections[0, P_DST_C]
@@ -260,27 +262,33 @@ def run_population_async(
     updates = 0
     capacity = out_index.shape[0]
     while True:
-        q = -1
-        now = 0.0
+        now = math.inf
         for r in range(n_proj):
-            h = heads[r]
-            if h < ev_bounds[r, 1] and (q < 0 or ev_time[h] < now):
-                q = r
-                now = ev_time[h]
-        if q < 0:
+            if heads[r] < ev_bounds[r, 1]:
+                now = min(now, ev_time[heads[r]])
+        if now == math.inf:
             break
-        e = heads[q]
-        proj = projections[q]
-        # worst case, this event makes every neuron it reaches fire
-        if n_out + _max_reach(proj) > capacity:
+        # worst case, the arrival makes every neuron it reaches fire
+        reach = 0
+        for r in range(n_proj):
+            e = heads[r]
+            while e < ev_bounds[r, 1] and ev_time[e] == now:
+                reach += _max_reach(projections[r])
+                e += 1
+        if n_out + min(reach, V.shape[0]) > capacity:
             break
-        heads[q] = e + 1
-        n_in += 1
         n_touched[0] = 0
-        synops += _scatter(
-            V, proj, weights, ev_index[e], ev_sign[e],
-            t_last, stamp, touched_list, n_touched, now, tag, empty_table, log_leak_per_us,
-        )
+        for r in range(n_proj):
+            proj = projections[r]
+            e = heads[r]
+            while e < ev_bounds[r, 1] and ev_time[e] == now:
+                synops += _scatter(
+                    V, proj, weights, ev_index[e], ev_sign[e],
+                    t_last, stamp, touched_list, n_touched, now, tag, empty_table, log_leak_per_us,
+                )
+                e += 1
+            n_in += e - heads[r]
+            heads[r] = e
         tag += 1
         if fires:
             for i in range(n_touched[0]):

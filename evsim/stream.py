@@ -74,6 +74,14 @@ def timed_spike_train(train: np.ndarray, step_us: float, dtype) -> TimedEvents:
     return TimedEvents(events.steps() * step_us, events.index, events.sign)
 
 
+def _concat(parts: list[TimedEvents]) -> TimedEvents:
+    return TimedEvents(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("time", "index", "sign")))
+
+
+def _slice(events: TimedEvents, lo: int, hi: int) -> TimedEvents:
+    return TimedEvents(events.time[lo:hi], events.index[lo:hi], events.sign[lo:hi])
+
+
 class Stream:
     """A network's asynchronous state; :meth:`feed` time-sorted input chunks, then read it out."""
 
@@ -92,11 +100,35 @@ class Stream:
         self.time_us = 0.0
         self.input_events = 0
         self.first_time_us: float | None = None
+        self._pending: TimedEvents | None = None  # the last timestamp's events, until it is complete
 
     def feed(self, events) -> None:
-        """Process one chunk: tonic events (or TimedEvents), in time order after earlier chunks."""
+        """Process one chunk: tonic events (or TimedEvents), in time order after earlier chunks.
+
+        Events sharing the chunk's last timestamp are held back until a later chunk (or
+        :meth:`flush`) shows that no more arrive at that time: simultaneous events must arrive
+        together, wherever the chunks are cut.
+        """
+        last_time = self._pending.time[-1] if self._pending is not None else (self.time_us if self.input_events else -math.inf)
         if not isinstance(events, TimedEvents):
-            events = timed_input_events(events, self.network.input_shape, self.network.dtype, self.time_us if self.input_events else -math.inf)
+            events = timed_input_events(events, self.network.input_shape, self.network.dtype, last_time)
+        elif len(events) and (np.any(np.diff(events.time) < 0) or events.time[0] < last_time):
+            raise InputError("event timestamps must not decrease (within and across chunks)")
+        if not len(events):
+            return
+        if self._pending is not None:
+            events = _concat([self._pending, events])
+        cut = int(np.searchsorted(events.time, events.time[-1], side="left"))
+        self._pending = _slice(events, cut, len(events))
+        self._process(_slice(events, 0, cut))
+
+    def flush(self) -> None:
+        """Process the events held back by :meth:`feed` (the stream has ended or paused)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._process(pending)
+
+    def _process(self, events: TimedEvents) -> None:
         if not len(events):
             return
         if self.first_time_us is None:
@@ -141,7 +173,10 @@ class Stream:
         return TimedEvents(t_out, i_out, np.ones(len(i_out), dtype=self.network.dtype))
 
     def output(self, at_us: float | None = None) -> np.ndarray:
-        """The output membranes leaked to ``at_us`` (default: the last event), divided by T."""
+        """The output membranes leaked to ``at_us`` (default: the last event), divided by T.
+
+        Events held back by :meth:`feed` are not included; :meth:`result` flushes them first.
+        """
         at = self.time_us if at_us is None else at_us
         last = len(self.network.layers) - 1
         V = self.V[last].astype(np.float64)
@@ -149,6 +184,8 @@ class Stream:
         return V * decay / self.network.timesteps
 
     def result(self, at_us: float | None = None) -> RunResult:
+        """Counters and output so far (held-back events are processed first)."""
+        self.flush()
         layers = [
             LayerCounts.from_counters(layer, counters, self.network.timesteps)
             for layer, counters in zip(self.network.layers, self.counters)

@@ -1,0 +1,164 @@
+"""MNIST in its published IDX format, gzipped or raw.
+
+An IDX file is a big-endian header (two zero bytes, a type code, the number of dimensions, then
+one uint32 per dimension) followed by the values. MNIST's images have the magic 2051 (uint8, 3
+dimensions) and its labels 2049 (uint8, 1 dimension).
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from evsim.errors import DataError
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+IMAGE_SHAPE = (28, 28)
+SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+# MD5 of the published .gz files (torchvision checks the same ones).
+DOWNLOAD_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+_IDX_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
+    """The array in one IDX file (gzip-compressed or not, told apart by content, not name).
+
+    With ``expected_magic`` the file must carry that magic number. A header that does not parse,
+    and data shorter or longer than the header announces, are :class:`DataError`; the offset
+    counts bytes of the decompressed content.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(path, f"cannot read IDX file: {exc.strerror or exc}") from exc
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(path, f"damaged gzip stream: {exc}") from exc
+    if len(raw) < 4:
+        raise DataError(path, f"IDX header needs 4 bytes, file has {len(raw)}", 0)
+    magic = int.from_bytes(raw[:4], "big")
+    if expected_magic is not None and magic != expected_magic:
+        raise DataError(
+            path, f"IDX magic number is {magic}, expected {expected_magic}", 0
+        )
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        raise DataError(path, f"not an IDX file (magic number {magic})", 0)
+    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
+    header_bytes = 4 + 4 * ndim
+    if len(raw) < header_bytes:
+        raise DataError(
+            path, f"IDX header of {ndim} dimensions is cut off at {len(raw)} bytes", len(raw)
+        )
+    shape = tuple(
+        int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    found = len(raw) - header_bytes
+    if found < expected:
+        raise DataError(
+            path,
+            f"IDX data is truncated: shape {shape} needs {expected} bytes, "
+            f"only {found} follow the header",
+            len(raw),
+        )
+    if found > expected:
+        raise DataError(
+            path,
+            f"{found - expected} unexpected bytes after the IDX data of shape {shape}",
+            header_bytes + expected,
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header_bytes).reshape(shape)
+
+
+def mnist_files(root, split: str) -> tuple[Path, Path]:
+    """The image and label files of ``split`` under ``root``.
+
+    Looks in ``root``, ``root/mnist`` and ``root/MNIST/raw`` (torchvision's layout) for the
+    standard names, gzipped or not, and for the ``train-images.idx3-ubyte`` spelling.
+    """
+    if split not in SPLIT_PREFIXES:
+        raise DataError(root, f"unknown MNIST split {split!r}; use 'train' or 'test'")
+    root = Path(root)
+    prefix = SPLIT_PREFIXES[split]
+    found = []
+    for kind, idx in (("images", "idx3"), ("labels", "idx1")):
+        names = [f"{prefix}-{kind}-{idx}-ubyte", f"{prefix}-{kind}.{idx}-ubyte"]
+        candidates = [
+            folder / (name + suffix)
+            for folder in (root, root / "mnist", root / "MNIST" / "raw")
+            for name in names
+            for suffix in (".gz", "")
+        ]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise DataError(
+                root,
+                f"no MNIST {split} {kind} here: expected {names[0]}.gz (or uncompressed) in "
+                "this folder, in mnist/ or in MNIST/raw/",
+            )
+        found.append(path)
+    return found[0], found[1]
+
+
+def load_mnist(root, split: str = "train", download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST ``split``: images uint8 ``[N, 28, 28]`` and labels int64 ``[N]``.
+
+    ``download=True`` first fetches the split's two missing files from the official mirrors
+    into ``root``.
+    """
+    if download:
+        _download(Path(root), split)
+    images_path, labels_path = mnist_files(root, split)
+    images = read_idx(images_path, IMAGES_MAGIC)
+    labels = read_idx(labels_path, LABELS_MAGIC)
+    if images.shape[1:] != IMAGE_SHAPE:
+        raise DataError(images_path, f"MNIST images are 28x28, these are {images.shape[1:]}")
+    if len(images) != len(labels):
+        raise DataError(
+            labels_path, f"{len(labels)} labels for the {len(images)} images of {images_path.name}"
+        )
+    if labels.size and labels.max() > 9:
+        i = int(np.argmax(labels > 9))
+        raise DataError(labels_path, f"label {labels[i]} is not a digit", 8 + i)
+    return images, labels.astype(np.int64)
+
+
+def _download(root: Path, split: str) -> None:
+    from evsim.datasets.download import fetch
+
+    try:
+        mnist_files(root, split)
+        return
+    except DataError:
+        pass
+    prefix = SPLIT_PREFIXES.get(split)
+    if prefix is None:
+        raise DataError(root, f"unknown MNIST split {split!r}; use 'train' or 'test'")
+    for kind in ("images-idx3", "labels-idx1"):
+        name = f"{prefix}-{kind}-ubyte.gz"
+        fetch([mirror + name for mirror in MIRRORS], root / name, DOWNLOAD_MD5[name])

@@ -1,0 +1,72 @@
+"""SVHN, cropped-digits format (``train_32x32.mat``, ``test_32x32.mat``, ``extra_32x32.mat``).
+
+Each file is a MATLAB v5 file with ``X``, uint8 ``[32, 32, 3, N]`` (row, column, channel,
+sample), and ``y``, ``[N, 1]`` labels 1..10 where 10 stands for the digit 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from evsim.errors import DataError
+
+SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
+BASE_URL = "http://ufldl.stanford.edu/housenumbers/"
+DOWNLOAD_MD5 = {
+    "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+    "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+    "extra_32x32.mat": "a93ce644f1a588dc4d68dda5feec44a7",
+}
+
+
+def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
+    """One cropped-digits file: images uint8 ``[N, 3, 32, 32]`` and labels int64 ``[N]`` in 0..9."""
+    import scipy.io
+
+    path = Path(path)
+    try:
+        contents = scipy.io.loadmat(path, variable_names=("X", "y"))
+    except NotImplementedError as exc:  # scipy's answer to a MATLAB v7.3 (HDF5) file
+        raise DataError(path, f"not a MATLAB v5 file as SVHN publishes: {exc}") from exc
+    except (ValueError, TypeError, OSError, EOFError, scipy.io.matlab.MatReadError) as exc:
+        raise DataError(path, f"cannot read as a MATLAB file: {exc}") from exc
+    missing = [name for name in ("X", "y") if name not in contents]
+    if missing:
+        raise DataError(path, f"SVHN file lacks the variable(s) {', '.join(missing)}")
+    x, y = contents["X"], contents["y"]
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8:
+        raise DataError(
+            path, f"SVHN X must be uint8 [32, 32, 3, N], found {x.dtype} {list(x.shape)}"
+        )
+    labels = np.asarray(y).reshape(-1)
+    if labels.size != x.shape[3]:
+        raise DataError(path, f"{labels.size} labels for {x.shape[3]} images")
+    valid = (labels >= 1) & (labels <= 10) & (labels == np.round(labels))
+    if not valid.all():
+        i = int(np.argmin(valid))
+        raise DataError(path, f"label {labels[i]} of image {i} is not one of SVHN's 1..10")
+    labels = labels.astype(np.int64) % 10  # SVHN's label 10 is the digit 0
+    images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))
+    return images, labels
+
+
+def load_svhn(root, split: str = "train", download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """SVHN ``split`` (``train``, ``test`` or ``extra``): images ``[N, 3, 32, 32]``, labels ``[N]``.
+
+    ``root`` holds the ``.mat`` files directly or in ``svhn/``. ``download=True`` first fetches
+    the split's file from the dataset's site into ``root`` when it is missing.
+    """
+    if split not in SPLIT_FILES:
+        raise DataError(root, f"unknown SVHN split {split!r}; use 'train', 'test' or 'extra'")
+    root = Path(root)
+    name = SPLIT_FILES[split]
+    path = next((p for p in (root / name, root / "svhn" / name) if p.is_file()), None)
+    if path is None and download:
+        from evsim.datasets.download import fetch
+
+        path = fetch([BASE_URL + name], root / name, DOWNLOAD_MD5[name])
+    if path is None:
+        raise DataError(root, f"no SVHN {split} file here: expected {name} (cropped digits)")
+    return read_svhn_mat(path)
