@@ -76,19 +76,23 @@ def _add_run(v, w, sign):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _scatter(V, proj, weights, j, sign, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
+def _geometry(proj):
+    """A projection's table row as a tuple of scalars: kept in registers, never reloaded after
+    a store to V (which, as far as the compiler knows, might alias the table)."""
+    return (
+        proj[P_OP], proj[P_SRC_C], proj[P_SRC_W], proj[P_DST_C], proj[P_DST_H], proj[P_DST_W],
+        proj[P_WEIGHT_OFFSET], proj[P_KERNEL], proj[P_STRIDE], proj[P_PADDING],
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _scatter(V, geometry, weights, j, sign, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
     """Add the weights of one event (source neuron ``j``) to the neurons it reaches.
 
     Each pixel reached is first brought up to time ``now`` (lazy leak ``exp(log_leak * gap)``)
     and listed as touched under ``tag``. Returns the number of synaptic operations performed.
     """
-    op = proj[P_OP]
-    src_c = proj[P_SRC_C]
-    src_w = proj[P_SRC_W]
-    C = proj[P_DST_C]
-    dst_h = proj[P_DST_H]
-    dst_w = proj[P_DST_W]
-    woff = proj[P_WEIGHT_OFFSET]
+    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad = geometry
     synops = 0
     if op == OP_LINEAR:
         if stamp[0] != tag:
@@ -100,9 +104,6 @@ def _scatter(V, proj, weights, j, sign, t_last, stamp, touched_list, n_touched, 
         pix = j // src_c
         y = pix // src_w
         x = pix - y * src_w
-        k = proj[P_KERNEL]
-        s = proj[P_STRIDE]
-        pad = proj[P_PADDING]
         for ky in range(k):
             oy_num = y + pad - ky
             if oy_num < 0 or oy_num % s != 0:
@@ -145,8 +146,6 @@ def _scatter(V, proj, weights, j, sign, t_last, stamp, touched_list, n_touched, 
         pix = j // src_c
         y = pix // src_w
         x = pix - y * src_w
-        k = proj[P_KERNEL]
-        s = proj[P_STRIDE]
         share = sign / (k * k)
         # output rows whose window [oy*s, oy*s + k) contains y
         oy_lo = max(0, (y - k + s) // s)
@@ -195,13 +194,13 @@ def run_population_steps(
     for t in range(timesteps):
         n_touched[0] = 0
         for q in range(n_proj):
-            proj = projections[q]
+            geometry = _geometry(projections[q])
             lo = ev_offsets[q, t]
             hi = ev_offsets[q, t + 1]
             n_in += hi - lo
             for e in range(lo, hi):
                 synops += _scatter(
-                    V, proj, weights, ev_index[e], ev_sign[e],
+                    V, geometry, weights, ev_index[e], ev_sign[e],
                     t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
                 )
         if fires:
@@ -279,11 +278,11 @@ def run_population_async(
             break
         n_touched[0] = 0
         for r in range(n_proj):
-            proj = projections[r]
+            geometry = _geometry(projections[r])
             e = heads[r]
             while e < ev_bounds[r, 1] and ev_time[e] == now:
                 synops += _scatter(
-                    V, proj, weights, ev_index[e], ev_sign[e],
+                    V, geometry, weights, ev_index[e], ev_sign[e],
                     t_last, stamp, touched_list, n_touched, now, tag, empty_table, log_leak_per_us,
                 )
                 e += 1
