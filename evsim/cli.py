@@ -11,6 +11,11 @@ from evsim.errors import EvsimError
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func``.
 COMMAND_MODULES = (
     "evsim.commands.info",
+    "evsim.commands.train",
+    "evsim.commands.eval",
+    "evsim.commands.run",
+    "evsim.commands.stream",
+    "evsim.commands.bench",
 )
 
 

@@ -1,0 +1,169 @@
+"""Labelled samples of a dataset split, encoded the same way for the trainer and the engine: frames ``[T, B, C, H, W]``.
+
+Static images become signed Poisson spike trains (evsim.datasets.encoding.poisson_spikes) drawn
+fresh for every mini-batch; N-MNIST recordings become event-count frames
+(evsim.datasets.events.to_frames), the same binning the engine uses. The ``encoding`` dict of a
+:class:`SampleSet` is what the model file records, so the engine can encode its inputs the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evsim.datasets import ColourNormalisation, data_root
+from evsim.datasets.encoding import COLOUR_SCALE, MNIST_SCALE, poisson_spikes
+from evsim.datasets.events import DEFAULT_WINDOW_US, bin_events, to_frames
+from evsim.errors import DataError, InputError
+
+INPUT_SHAPES = {
+    "mnist": (1, 28, 28),
+    "nmnist": (2, 34, 34),
+    "cifar10": (3, 32, 32),
+    "svhn": (3, 32, 32),
+}
+DATASETS = tuple(INPUT_SHAPES)
+SUBSET_SEED = 0  # --limit picks the same samples on every run
+CROP_PADDING = 4
+
+
+def default_root(dataset: str) -> Path:
+    """``datasets.data_root()/<dataset>``; a DataError when no data folder is configured."""
+    root = data_root()
+    if root is None:
+        raise DataError(None, f"no data folder: pass --data, or set $EVSIM_DATA to the folder holding {dataset}/")
+    return root / dataset
+
+
+@dataclass
+class SampleSet:
+    """One split of a dataset: labels, and images (static data) or recordings (N-MNIST)."""
+
+    dataset: str
+    split: str
+    labels: np.ndarray  # int64 [N]
+    encoding: dict
+    images: np.ndarray | None = None  # float32 [N, C, H, W] in [-1, 1]
+    recordings: object | None = None  # evsim.datasets.nmnist.NMNIST
+    indices: np.ndarray | None = None  # recordings' file indices of these samples
+    augment: bool = False  # random crop + horizontal flip (colour training data)
+    _events: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return INPUT_SHAPES[self.dataset]
+
+    def inputs(self, batch: np.ndarray, timesteps: int, rng: np.random.Generator) -> np.ndarray:
+        """Input frames ``[T, B, C, H, W]`` of the samples at positions ``batch``."""
+        if self.images is not None:
+            images = self.images[batch]
+            if self.augment:
+                images = crop_and_flip(images, rng)
+            return poisson_spikes(images, timesteps, rng, scale=self.encoding["scale"])
+        frames = [self._frames(int(i), timesteps) for i in batch]
+        return np.stack(frames, axis=1)
+
+    def events(self, position: int) -> np.ndarray:
+        """The raw events of the recording at ``position`` (decoded once, then kept)."""
+        events = self._events.get(position)
+        if events is None:  # recordings are small; decode each file once
+            events, _ = self.recordings[int(self.indices[position])]
+            self._events[position] = events
+        return events
+
+    def _frames(self, position: int, timesteps: int) -> np.ndarray:
+        width, height, channels = self.encoding["sensor_size"]
+        binned = bin_events(self.events(position), (width, height, channels), timesteps, self.encoding["window_us"])
+        return to_frames(binned, dtype=np.float32)
+
+
+def crop_and_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random 4-pixel-padded crops and random horizontal flips (section 4.1.4), per image."""
+    n, _, h, w = images.shape
+    padded = np.pad(images, ((0, 0), (0, 0), (CROP_PADDING, CROP_PADDING), (CROP_PADDING, CROP_PADDING)))
+    out = np.empty_like(images)
+    dy = rng.integers(0, 2 * CROP_PADDING + 1, n)
+    dx = rng.integers(0, 2 * CROP_PADDING + 1, n)
+    flip = rng.random(n) < 0.5
+    for i in range(n):
+        crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
+        out[i] = crop[:, :, ::-1] if flip[i] else crop
+    return out
+
+
+def subset(count: int, limit: int | None) -> np.ndarray:
+    """The positions ``--limit`` keeps: a fixed random subset (N-MNIST files are sorted by digit)."""
+    if limit is None or limit >= count:
+        return np.arange(count)
+    if limit < 1:
+        raise InputError(f"--limit must be positive, got {limit}")
+    return np.sort(np.random.default_rng(SUBSET_SEED).permutation(count)[:limit])
+
+
+def load_samples(
+    dataset: str,
+    root,
+    split: str,
+    limit: int | None = None,
+    encoding: dict | None = None,
+    window_us: int = DEFAULT_WINDOW_US,
+    augment: bool = False,
+) -> SampleSet:
+    """One split of ``dataset`` under ``root``.
+
+    ``encoding`` is a model's recorded encoding, reused as is (the colour normalisation of its
+    training data, the event window); without it the encoding is derived here. ``augment``
+    switches on random crops and flips for colour images (training only).
+    """
+    if dataset not in INPUT_SHAPES:
+        raise InputError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    root = Path(root)
+    if dataset == "nmnist":
+        from evsim.datasets.nmnist import NMNIST, SENSOR_SIZE
+
+        recordings = NMNIST(root, split)
+        keep = subset(len(recordings), limit)
+        encoding = encoding or {"kind": "events", "window_us": int(window_us), "sensor_size": list(SENSOR_SIZE)}
+        return SampleSet(dataset, split, recordings.labels[keep], encoding, recordings=recordings, indices=keep)
+    if dataset == "mnist":
+        from evsim.datasets.mnist import load_mnist
+
+        images, labels = load_mnist(root, split)
+        keep = subset(len(labels), limit)
+        pixels = images[keep, None].astype(np.float32) / 255.0
+        encoding = encoding or {"kind": "poisson", "scale": MNIST_SCALE}
+        return SampleSet(dataset, split, labels[keep], encoding, images=pixels)
+    loader = _colour_loader(dataset)
+    images, labels = loader(root, split)
+    keep = subset(len(labels), limit)
+    if encoding is None:
+        statistics = ColourNormalisation.fit(images if split == "train" else loader(root, "train")[0])
+        encoding = {
+            "kind": "poisson",
+            "scale": COLOUR_SCALE,
+            "normalisation": {
+                "mean": statistics.mean.tolist(),
+                "std": statistics.std.tolist(),
+                "bound": statistics.bound,
+            },
+        }
+    norm = encoding.get("normalisation")
+    if norm is None:
+        raise InputError(f"a {dataset} model must record its colour normalisation in its encoding")
+    statistics = ColourNormalisation(np.asarray(norm["mean"]), np.asarray(norm["std"]), float(norm["bound"]))
+    return SampleSet(dataset, split, labels[keep], encoding, images=statistics(images[keep]), augment=augment)
+
+
+def _colour_loader(dataset: str):
+    if dataset == "cifar10":
+        from evsim.datasets.cifar10 import load_cifar10
+
+        return load_cifar10
+    from evsim.datasets.svhn import load_svhn
+
+    return load_svhn

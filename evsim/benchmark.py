@@ -1,0 +1,175 @@
+"""Event-driven vs dense simulation of the same network on the same input spike trains.
+
+:func:`benchmark` runs, in one process, evsim's step mode, evsim's asynchronous mode, and the
+trainer's dense PyTorch simulator at batch 1 and at batch 64 (same T, same threads, inference
+mode), interleaved round by round so that machine noise hits all alike. Compile time is measured
+apart (the first engine call), and a bare Numba scatter-add kernel gives the machine's ceiling
+for synaptic operations per second. Ratios are taken within this one run, never against figures
+from elsewhere.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _ceiling_kernel(V, W, bases, woffs, run):
+    adds = 0
+    for e in range(bases.shape[0]):
+        v = V[bases[e] : bases[e] + run]
+        w = W[woffs[e] : woffs[e] + run]
+        for i in range(run):
+            v[i] += w[i]
+        adds += run
+    return adds
+
+
+def ceiling_synops_per_s(run: int, state_size: int = 23_120, events: int = 200_000, repeats: int = 3, seed: int = 0) -> float:
+    """Accumulates per second of a bare scatter-add: contiguous runs of ``run`` weights added at
+    random places of a float32 membrane of ``state_size``, on one core. The engine's ceiling."""
+    rng = np.random.default_rng(seed)
+    V = np.zeros(state_size + run, dtype=np.float32)
+    W = rng.standard_normal(65_536 + run).astype(np.float32)
+    bases = rng.integers(0, state_size, events)
+    woffs = rng.integers(0, 65_536, events)
+    _ceiling_kernel(V, W, bases[:10], woffs[:10], run)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        adds = _ceiling_kernel(V, W, bases, woffs, run)
+        best = max(best, adds / (time.perf_counter() - start))
+    return best
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class BenchInputs:
+    """The same inputs in the two forms: dense frames ``[T, N, C, H, W]`` for torch, and per-sample
+    inputs for the engine (raw events for recordings, the same spike trains for images)."""
+
+    frames: np.ndarray
+    engine_inputs: list
+    labels: np.ndarray
+
+
+def prepare_inputs(samples, network, seed: int = 0) -> BenchInputs:
+    from evsim.commands.common import sample_inputs
+
+    engine_inputs = list(sample_inputs(samples, network, seed))
+    if samples.recordings is not None:
+        frames = samples.inputs(np.arange(len(samples)), network.timesteps, np.random.default_rng(seed))
+    else:
+        frames = np.stack(engine_inputs, axis=1)
+    return BenchInputs(frames.astype(np.float32), engine_inputs, np.asarray(samples.labels))
+
+
+def benchmark(model_path, samples, rounds: int = 3, threads: int = 2, seed: int = 0, progress=None) -> dict:
+    import torch
+
+    import evsim
+    from evsim.training import load_trained
+
+    torch.set_num_threads(threads)
+    network = evsim.load(model_path)
+    dense = load_trained(model_path).float().eval()
+    inputs = prepare_inputs(samples, network, seed)
+    n = len(inputs.labels)
+
+    compile_start = time.perf_counter()
+    network.run(inputs.engine_inputs[0])
+    network.run(inputs.engine_inputs[0], mode="async")
+    compile_s = time.perf_counter() - compile_start
+
+    frames = torch.from_numpy(inputs.frames)
+    timings = {"step": 0.0, "async": 0.0, "step_1thread": 0.0, "dense_batch1": 0.0, "dense_batch64": 0.0}
+    predictions = {}
+    synops = 0
+    rss = {}
+    with torch.inference_mode():
+        dense(frames[:, :1])  # warm-up: allocator, thread pool
+        for _ in range(rounds):
+            start = time.perf_counter()
+            results = list(network.run_many(inputs.engine_inputs, workers=threads))
+            timings["step"] += time.perf_counter() - start
+            predictions["step"] = np.array([r.prediction for r in results])
+            synops = sum(r.synops for r in results)
+            rss["step"] = peak_rss_mb()
+
+            start = time.perf_counter()
+            for x in inputs.engine_inputs:
+                network.run(x)
+            timings["step_1thread"] += time.perf_counter() - start
+
+            start = time.perf_counter()
+            async_results = list(network.run_many(inputs.engine_inputs, workers=threads, mode="async"))
+            timings["async"] += time.perf_counter() - start
+            predictions["async"] = np.array([r.prediction for r in async_results])
+            async_synops = sum(r.synops for r in async_results)
+            rss["async"] = peak_rss_mb()
+
+            start = time.perf_counter()
+            outs = [dense(frames[:, i : i + 1]) for i in range(n)]
+            timings["dense_batch1"] += time.perf_counter() - start
+            predictions["dense_batch1"] = torch.cat(outs).argmax(1).numpy()
+            rss["dense_batch1"] = peak_rss_mb()
+
+            start = time.perf_counter()
+            outs = [dense(frames[:, i : i + 64]) for i in range(0, n, 64)]
+            timings["dense_batch64"] += time.perf_counter() - start
+            predictions["dense_batch64"] = torch.cat(outs).argmax(1).numpy()
+            rss["dense_batch64"] = peak_rss_mb()
+            if progress:
+                progress()
+
+    rate = {k: rounds * n / v for k, v in timings.items()}
+    ceiling = ceiling_synops_per_s(_typical_run(network))
+    synops_per_s_1thread = rounds * synops / timings["step_1thread"]
+    best_dense = max(rate["dense_batch1"], rate["dense_batch64"])
+    return {
+        "model": str(model_path),
+        "samples": n,
+        "rounds": rounds,
+        "threads": threads,
+        "timesteps": network.timesteps,
+        "compile_or_cache_load_s": compile_s,
+        "event_samples_per_s": rate["step"],
+        "event_1thread_samples_per_s": rate["step_1thread"],
+        "async_samples_per_s": rate["async"],
+        "dense_batch1_samples_per_s": rate["dense_batch1"],
+        "dense_batch64_samples_per_s": rate["dense_batch64"],
+        "speedup_vs_dense_batch1": rate["step"] / rate["dense_batch1"],
+        "speedup_vs_dense_batch64": rate["step"] / rate["dense_batch64"],
+        "speedup_vs_best_dense": rate["step"] / best_dense,
+        "synops_per_sample": synops / n,
+        "async_synops_per_sample": async_synops / n,
+        "synops_per_s": rounds * synops / timings["step"],
+        "synops_per_s_per_core": synops_per_s_1thread,
+        "ceiling_synops_per_s": ceiling,
+        "fraction_of_ceiling": synops_per_s_1thread / ceiling,
+        "peak_rss_mb_after": rss,
+        "accuracy": {k: float(np.mean(v == inputs.labels)) for k, v in predictions.items()},
+        "step_equals_dense_predictions": float(np.mean(predictions["step"] == predictions["dense_batch64"])),
+    }
+
+
+def _typical_run(network) -> int:
+    """The run length of the engine's busiest projection: K * C_out for a stride-1 conv."""
+    from evsim import kernels
+
+    runs = []
+    for layer in network.layers:
+        for row in layer.projections:
+            if row[kernels.P_OP] == kernels.OP_CONV and row[kernels.P_STRIDE] == 1:
+                runs.append(int(row[kernels.P_KERNEL] * row[kernels.P_DST_C]))
+            elif row[kernels.P_OP] in (kernels.OP_CONV, kernels.OP_LINEAR):
+                runs.append(int(row[kernels.P_DST_C]))
+    return max(runs) if runs else 64

@@ -1,0 +1,70 @@
+"""The trainer's view of the datasets: input frames from the vendored MNIST and N-MNIST samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from evsim.datasets.events import bin_events, to_frames  # noqa: E402
+from evsim.datasets.nmnist import read_nmnist  # noqa: E402
+from evsim.errors import DataError, InputError  # noqa: E402
+from evsim.datasets.samples import crop_and_flip, load_samples, subset  # noqa: E402
+
+
+def test_nmnist_frames_are_the_engines_binning(nmnist_root):
+    samples = load_samples("nmnist", nmnist_root, "test")
+    assert samples.encoding == {"kind": "events", "window_us": 300_000, "sensor_size": [34, 34, 2]}
+    assert samples.input_shape == (2, 34, 34)
+    batch = np.array([0, len(samples) - 1])
+    frames = samples.inputs(batch, 50, np.random.default_rng(0))
+    assert frames.shape == (50, 2, 2, 34, 34) and frames.dtype == np.float32
+    files = [samples.recordings.files[i] for i in samples.indices[batch]]
+    for b, path in enumerate(files):
+        events = read_nmnist(path)
+        expected = to_frames(bin_events(events, (34, 34, 2), 50, 300_000))
+        np.testing.assert_array_equal(frames[:, b], expected)
+        assert frames[:, b].sum() == np.count_nonzero(events["t"] < 300_000)
+    assert samples.labels[0] == 0 and samples.labels[-1] == 9  # files come sorted by digit
+
+
+def test_mnist_poisson_inputs(mnist_root):
+    samples = load_samples("mnist", mnist_root, "test", limit=64)
+    assert len(samples) == 64 and samples.encoding == {"kind": "poisson", "scale": 0.5}
+    assert samples.images.min() >= 0 and samples.images.max() <= 1
+    spikes = samples.inputs(np.arange(64), 200, np.random.default_rng(1))
+    assert spikes.shape == (200, 64, 1, 28, 28) and set(np.unique(spikes)) <= {0, 1}
+    rate = spikes.mean(axis=0)
+    np.testing.assert_allclose(rate, 0.5 * samples.images, atol=0.15)  # rate = scale x intensity
+    assert abs(rate.mean() - 0.5 * samples.images.mean()) < 0.005
+
+
+def test_limit_is_a_fixed_spread_subset():
+    chosen = subset(1000, 100)
+    assert len(chosen) == 100 and np.array_equal(chosen, subset(1000, 100))
+    assert chosen.max() > 900  # spread over the whole split, not its first (sorted) files
+    assert np.array_equal(subset(50, None), np.arange(50))
+    with pytest.raises(InputError):
+        subset(50, 0)
+
+
+def test_crop_and_flip_moves_but_keeps_pixels():
+    rng = np.random.default_rng(0)
+    images = rng.random((20, 3, 32, 32)).astype(np.float32)
+    out = crop_and_flip(images, np.random.default_rng(1))
+    assert out.shape == images.shape
+    assert not np.array_equal(out, images)
+    # every output pixel is an input pixel of the same image and channel, or padding (0)
+    for i in range(20):
+        values = set(np.round(images[i, 0].ravel(), 6)) | {0.0}
+        assert set(np.round(out[i, 0].ravel(), 6)) <= values
+
+
+def test_missing_data_is_a_data_error(tmp_path):
+    with pytest.raises(DataError):
+        load_samples("mnist", tmp_path, "train")
+    with pytest.raises(DataError):
+        load_samples("nmnist", tmp_path, "train")
+    with pytest.raises(InputError):
+        load_samples("imagenet", tmp_path, "train")

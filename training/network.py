@@ -1,0 +1,244 @@
+"""A dense torch model built from an evsim.graph.Graph, and the exact dense reference forward.
+
+:class:`SpikingNetwork` runs any Graph clock-driven on dense tensors. Inputs are spike (or event
+count) frames ``[T, B, C, H, W]``. :meth:`SpikingNetwork.forward` is layer-major: each
+population's currents for all ``T`` steps come from one conv/linear call on a ``[T*B, ...]``
+batch, then its membrane recurrence runs in a fused loop (evsim.training.neurons).
+:meth:`SpikingNetwork.forward_stepwise` is the straightforward loop over time steps, population by
+population; both give the same spikes and the same gradients.
+
+Dropout (Algorithm 1): in training, each LIF population draws one mask per mini-batch, kept for
+all ``T`` steps and scaled by ``1 / (1 - p)``, and multiplies its output spikes by it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evsim.errors import InputError, ModelError
+from evsim.graph import INPUT, Graph, Population, Projection
+from evsim.model_file import load_model, save_model
+from evsim.training.neurons import FiringRecurrence, LeakAsIdentity, OutputIntegrator, StepSpike, leak_correction
+
+
+def is_residual(graph: Graph) -> bool:
+    return any(len(pop.inputs) > 1 for pop in graph.populations)
+
+
+def init_std(graph: Graph, name: str, shape: tuple[int, ...]) -> float:
+    """``sqrt(kappa / fan_in)`` with kappa 2 for plain networks and 1 for residual ones."""
+    kappa = 1.0 if is_residual(graph) else 2.0
+    return math.sqrt(kappa / math.prod(shape[1:]))
+
+
+def parameter_count(graph: Graph) -> int:
+    return sum(math.prod(shape) for shape in graph.weight_shapes().values())
+
+
+class SpikingNetwork(nn.Module):
+    """The graph's populations as a torch module; weights are ``self.weight(name)``."""
+
+    def __init__(self, graph: Graph, dropout: float = 0.0, init: bool = True):
+        super().__init__()
+        graph.validate()
+        if not 0.0 <= dropout < 1.0:
+            raise ModelError(f"dropout must lie in [0, 1), got {dropout}")
+        self.graph = graph
+        self.dropout = dropout
+        shapes = graph.weight_shapes()
+        self.weight_names = tuple(shapes)
+        self._index = {name: i for i, name in enumerate(self.weight_names)}
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(shapes[n])) for n in self.weight_names)
+        if init:
+            for name, param in zip(self.weight_names, self.weights):
+                nn.init.normal_(param, 0.0, init_std(graph, name, tuple(param.shape)))
+
+    def weight(self, name: str) -> torch.Tensor:
+        return self.weights[self._index[name]]
+
+    def named_weights(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.weight_names, self.weights))
+
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Copy numpy weights (keyed by the graph's weight names) into the parameters."""
+        missing = set(self.weight_names) - set(weights)
+        extra = set(weights) - set(self.weight_names)
+        if missing or extra:
+            raise ModelError(f"weights do not fit the graph (missing {sorted(missing)}, extra {sorted(extra)})")
+        with torch.no_grad():
+            for name, param in zip(self.weight_names, self.weights):
+                value = torch.as_tensor(np.asarray(weights[name]))
+                if tuple(value.shape) != tuple(param.shape):
+                    raise ModelError(f"weight {name} has shape {tuple(value.shape)}, graph needs {tuple(param.shape)}")
+                param.copy_(value)
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return {name: p.detach().cpu().numpy().astype(np.float32) for name, p in self.named_weights().items()}
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.weights)
+
+    # ----------------------------------------------------------------------------------- dropout
+
+    def dropout_masks(self, batch: int) -> dict[str, torch.Tensor]:
+        """One fresh mask ``[B, *shape]`` per LIF population (empty when dropout is off)."""
+        if not self.training or self.dropout == 0.0:
+            return {}
+        keep = 1.0 - self.dropout
+        param = self.weights[0]
+        return {
+            pop.name: torch.bernoulli(torch.full((batch, *pop.shape), keep, dtype=param.dtype, device=param.device))
+            .div_(keep)
+            for pop in self.graph.populations
+            if pop.kind == "lif"
+        }
+
+    # ----------------------------------------------------------------------------------- forward
+
+    def _check_inputs(self, inputs: torch.Tensor) -> None:
+        if inputs.dim() != 5 or tuple(inputs.shape[2:]) != tuple(self.graph.input_shape):
+            raise InputError(
+                f"inputs must be [T, B, {', '.join(map(str, self.graph.input_shape))}], got {list(inputs.shape)}"
+            )
+
+    def _project(self, proj: Projection, spikes: torch.Tensor) -> torch.Tensor:
+        """One projection applied to a batch of source spikes ``[N, *source_shape]``."""
+        if proj.op == "conv":
+            return F.conv2d(spikes, self.weight(proj.weight), stride=proj.stride, padding=proj.padding)
+        if proj.op == "linear":
+            return F.linear(spikes.flatten(1), self.weight(proj.weight))
+        if proj.op == "avgpool":
+            return F.avg_pool2d(spikes, proj.kernel, proj.stride)
+        return spikes  # identity
+
+    def _current(self, pop: Population, spikes: dict[str, torch.Tensor], lead: int) -> torch.Tensor:
+        """The summed current of ``pop``'s projections; ``spikes`` values are ``[lead, ...]``."""
+        total = None
+        for proj in pop.inputs:
+            part = self._project(proj, spikes[proj.source])
+            total = part if total is None else total + part
+        return total.reshape(lead, *pop.shape)
+
+    def forward(self, inputs: torch.Tensor, masks: dict | None = None, record: dict | None = None) -> torch.Tensor:
+        """Layer-major forward of inputs ``[T, B, C, H, W]`` -> output ``V_out(T) / T`` ``[B, N]``.
+
+        ``masks`` overrides the dropout masks (else fresh ones are drawn in training); when
+        ``record`` is a dict it receives every firing population's spikes ``[T, B, *shape]``.
+        """
+        self._check_inputs(inputs)
+        steps, batch = inputs.shape[:2]
+        masks = self.dropout_masks(batch) if masks is None else masks
+        # channels-last convolutions run about 1.7x faster on CPU (oneDNN)
+        flat = {INPUT: inputs.reshape(steps * batch, *inputs.shape[2:]).contiguous(memory_format=torch.channels_last)}
+        for pop in self.graph.populations:
+            current = self._current(pop, flat, steps * batch).reshape(steps, batch, *pop.shape)
+            if pop.kind == "output":
+                return OutputIntegrator.apply(current, pop.leak)
+            spikes = fire(pop, current)
+            if pop.name in masks:
+                spikes = spikes * masks[pop.name]
+            if record is not None:
+                record[pop.name] = spikes.detach()
+            flat[pop.name] = spikes.reshape(steps * batch, *pop.shape)
+        raise ModelError("the graph has no output population")
+
+    def forward_stepwise(
+        self, inputs: torch.Tensor, masks: dict | None = None, record: dict | None = None
+    ) -> torch.Tensor:
+        """The same network, one time step at a time (the reference for :meth:`forward`)."""
+        self._check_inputs(inputs)
+        steps, batch = inputs.shape[:2]
+        masks = self.dropout_masks(batch) if masks is None else masks
+        pops = self.graph.populations
+        membranes = {pop.name: inputs.new_zeros((batch, *pop.shape)) for pop in pops}
+        windows = {pop.name: _Window() for pop in pops if pop.fires}
+        trains: dict[str, list] = {pop.name: [] for pop in pops if pop.fires}
+        for t in range(steps):
+            now = {INPUT: inputs[t]}
+            for pop in pops:
+                v = membranes[pop.name] + self._current(pop, now, batch)
+                if pop.kind == "output":
+                    membranes[pop.name] = LeakAsIdentity.apply(v, pop.leak)
+                    continue
+                spikes = StepSpike.apply(v, pop.threshold, windows[pop.name])
+                fired = spikes.detach()
+                trains[pop.name].append(fired)
+                membranes[pop.name] = LeakAsIdentity.apply(v * (1.0 - fired), pop.leak)
+                if pop.name in masks:
+                    spikes = spikes * masks[pop.name]
+                now[pop.name] = spikes
+        for pop in pops:
+            if pop.fires:
+                train = torch.stack(trains[pop.name])
+                windows[pop.name].scale = window_scale(pop, train)
+                if record is not None:
+                    record[pop.name] = train * masks[pop.name] if pop.name in masks else train
+        return membranes[pops[-1].name] / steps
+
+
+class _Window:
+    """The per-neuron gradient scale of one population over the window, set after the last step."""
+
+    scale: torch.Tensor | float = 0.0
+
+
+def window_scale(pop: Population, spikes: torch.Tensor) -> torch.Tensor | float:
+    """``factor * surrogate`` per neuron from the window's spikes ``[T, B, ...]`` (0/1 floats)."""
+    surrogate, corrected = surrogate_of(pop)
+    return leak_correction(spikes, pop.leak).mul_(surrogate) if corrected else surrogate
+
+
+def surrogate_of(pop: Population) -> tuple[float, bool]:
+    """The straight-through slope and whether the leak correction applies, by population kind."""
+    if pop.kind == "lif":
+        return 1.0 / pop.threshold, True
+    return 1.0, False  # the spiking average-pool neuron
+
+
+def fire(pop: Population, current: torch.Tensor) -> torch.Tensor:
+    surrogate, corrected = surrogate_of(pop)
+    return FiringRecurrence.apply(current, pop.threshold, pop.leak, surrogate, corrected)
+
+
+def dense_forward(
+    graph: Graph,
+    weights: dict[str, np.ndarray],
+    inputs: np.ndarray,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The network's exact dense forward (no dropout) on inputs ``[T, B, C, H, W]``.
+
+    Returns the output ``V_out(T) / T`` ``[B, n_out]`` and every firing population's spike count
+    per neuron ``[B, *shape]`` (int64), for comparison with the event engine.
+    """
+    network = SpikingNetwork(graph, init=False).to(dtype)
+    network.load_weights(weights)
+    network.eval()
+    record: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        output = network(torch.as_tensor(np.asarray(inputs)).to(dtype), record=record)
+    counts = {name: train.sum(dim=0).round().to(torch.int64).numpy() for name, train in record.items()}
+    return output.numpy(), counts
+
+
+def save_trained(path, network: SpikingNetwork, **meta) -> Path:
+    """Export ``network`` as an evsim model file: its graph (timesteps, encoding, meta updated
+    with ``meta``) and float32 weights keyed by the graph's weight names."""
+    graph = dataclasses.replace(network.graph, meta={**network.graph.meta, **meta})
+    return save_model(path, graph, network.export_weights())
+
+
+def load_trained(path, device: str | torch.device = "cpu") -> SpikingNetwork:
+    """A model file as a SpikingNetwork in evaluation mode (float32 on ``device``)."""
+    model = load_model(path)
+    network = SpikingNetwork(model.graph, init=False)
+    network.load_weights(model.weights)
+    return network.to(device).eval()

@@ -1,0 +1,144 @@
+"""The neuron dynamics of evsim.graph as torch autograd Functions, with the paper's gradients.
+
+Forward (per population, per time step ``t = 0 .. T-1``; ``I[t]`` is the summed current of all the
+population's projections applied to their sources' spikes at step ``t``)::
+
+    firing populations (lif, pool)        output population
+        V    += I[t]                          V = leak * (V + I[t])
+        s[t]  = V > threshold   (strict)      output = V(T) / T
+        V[s[t]] = 0
+        V    *= leak
+
+The network is feed-forward, so a population's currents for all ``T`` steps can be computed
+before its recurrence runs ("layer-major"); the Functions here take the currents of the whole
+window ``I [T, B, ...]`` and run the recurrence in one fused loop over time.
+
+Backward (paper eq. 22-24 and the authors' code). For a firing population, with ``fired[t]`` the
+forward spikes and ``g_s[t]`` the gradient arriving at the spikes::
+
+    g_U[T]  = 0
+    g_U[t]  = g_s[t] * factor * surrogate * fired[t]  +  g_U[t+1] * (1 - fired[t])
+    g_I[t]  = g_U[t]
+
+- The leak is treated as identity in backward; the reset cuts the path through the membrane at
+  the steps where the neuron fired.
+- ``surrogate`` is the straight-through slope of the spike function: ``1 / threshold`` for LIF
+  neurons (eq. 13); ``1`` for the spiking average-pool neurons (the authors' Pooling_sNeuron).
+- ``factor`` is the leak correction of eq. 22, for LIF neurons only (1 for pool neurons)::
+
+      f     = sum_t leak**(T-1-t) * s[t]     (f <- leak * f + s[t], the low-pass filtered train)
+      gamma = sum_t s[t]                     (the neuron's spike count over the window)
+      factor = 1 + ln(leak) * f / gamma      (and 0 where gamma = 0)
+
+  It is one number per neuron and input, the same at every step.
+
+For the output integrator the membrane leak is likewise treated as noise (section 3.1.2), so
+``d output / d I[t] = 1 / T`` for every step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def leak_correction(spikes: torch.Tensor, leak: float) -> torch.Tensor:
+    """Eq. 22's factor ``1 + ln(leak) * f / gamma`` per neuron from ``spikes [T, ...]`` (0/1 floats).
+
+    Neurons that never fired get 0; their gradient is cut by the spikes anyway.
+    """
+    trace = torch.zeros_like(spikes[0])
+    for step in spikes:
+        trace.mul_(leak).add_(step)
+    count = spikes.sum(dim=0)
+    factor = trace.mul_(math.log(leak)).div_(count.clamp(min=1.0)).add_(1.0)
+    return factor.masked_fill_(count == 0, 0.0)
+
+
+class FiringRecurrence(torch.autograd.Function):
+    """Currents ``[T, B, ...]`` -> spikes ``[T, B, ...]`` of a firing population (see module doc).
+
+    ``surrogate`` is the straight-through slope; ``corrected`` switches on the leak correction.
+    """
+
+    @staticmethod
+    def forward(ctx, current, threshold: float, leak: float, surrogate: float, corrected: bool):
+        fired = torch.empty_like(current, dtype=torch.bool)  # keeps a channels-last layout
+        membrane = torch.zeros_like(current[0])
+        for t in range(current.shape[0]):
+            membrane.add_(current[t])
+            torch.gt(membrane, threshold, out=fired[t])
+            membrane.masked_fill_(fired[t], 0.0)
+            if leak != 1.0:
+                membrane.mul_(leak)
+        spikes = fired.to(current.dtype)
+        if ctx.needs_input_grad[0]:
+            if corrected:
+                scale = leak_correction(spikes, leak).mul_(surrogate)
+            else:
+                scale = torch.full_like(current[0], surrogate)
+            ctx.save_for_backward(fired, scale)
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes):
+        fired, scale = ctx.saved_tensors
+        grad = grad_spikes * scale  # g_s[t] * factor * surrogate, for every t at once
+        last = grad.shape[0] - 1
+        grad[last].mul_(fired[last])
+        for t in range(last - 1, -1, -1):
+            # where the neuron fired the reset cuts the path to later steps; elsewhere it passes
+            torch.where(fired[t], grad[t], grad[t + 1], out=grad[t])
+        return grad, None, None, None, None
+
+
+class OutputIntegrator(torch.autograd.Function):
+    """Currents ``[T, B, N]`` -> ``V(T) / T`` of the leaky, never-firing output population."""
+
+    @staticmethod
+    def forward(ctx, current, leak: float):
+        membrane = torch.zeros_like(current[0])
+        for t in range(current.shape[0]):
+            membrane.add_(current[t]).mul_(leak)
+        ctx.steps = current.shape[0]
+        return membrane / ctx.steps
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad = (grad_output / ctx.steps).unsqueeze(0).expand(ctx.steps, *grad_output.shape)
+        return grad.contiguous(), None
+
+
+class StepSpike(torch.autograd.Function):
+    """One step of a firing population, for the step-by-step reference forward.
+
+    Returns the spikes of the pre-reset membrane ``V``. The leak correction depends on the whole
+    window, which is known only after the last step; ``window`` is a small record whose
+    ``scale`` (factor x surrogate) the reference forward fills in once the loop is over, before
+    any backward can run.
+    """
+
+    @staticmethod
+    def forward(ctx, membrane, threshold: float, window):
+        fired = membrane > threshold
+        ctx.save_for_backward(fired)
+        ctx.window = window
+        return fired.to(membrane.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_spikes):
+        (fired,) = ctx.saved_tensors
+        return grad_spikes * ctx.window.scale * fired, None, None
+
+
+class LeakAsIdentity(torch.autograd.Function):
+    """``leak * x`` forward, identity backward (the leak is noise for the gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, leak: float):
+        return x * leak
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
