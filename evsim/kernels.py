@@ -36,7 +36,7 @@ C_INPUT_EVENTS, C_SYNOPS, C_NEURON_UPDATES, C_SPIKES = 0, 1, 2, 3
 COUNTER_COLUMNS = 4
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _touch(V, C, pix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
     """First add to a pixel under ``tag``: apply its pending leak and list it as touched.
 
@@ -86,84 +86,94 @@ def _geometry(proj):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _scatter(V, geometry, weights, j, sign, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
-    """Add the weights of one event (source neuron ``j``) to the neurons it reaches.
+def _drain(V, geometry, weights, ev_index, ev_sign, lo, hi, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
+    """Add the weights of events ``lo:hi`` (source neurons ``ev_index``) to the neurons they reach.
 
-    Each pixel reached is first brought up to time ``now`` (lazy leak ``exp(log_leak * gap)``)
-    and listed as touched under ``tag``. Returns the number of synaptic operations performed.
+    Each pixel reached is first brought up to time ``now`` (lazy leak) and listed as touched
+    under ``tag``. The projection kind is decided once, outside the per-event loops. Returns the
+    number of synaptic operations performed (one per weight added).
     """
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad = geometry
     synops = 0
-    if op == OP_LINEAR:
-        if stamp[0] != tag:
-            _touch(V, C, 0, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-        _add_run(V[:C], weights[woff + j * C : woff + (j + 1) * C], sign)
-        synops += C
-    elif op == OP_CONV:
-        c = j % src_c
-        pix = j // src_c
-        y = pix // src_w
-        x = pix - y * src_w
-        for ky in range(k):
-            oy_num = y + pad - ky
-            if oy_num < 0 or oy_num % s != 0:
-                continue
-            oy = oy_num // s
-            if oy >= dst_h:
-                continue
-            row = woff + (c * k + ky) * k * C
-            if s == 1:
-                # kx = kx_hi .. kx_lo reach ox = x + pad - kx, consecutive pixels: one run
-                kx_lo = max(0, x + pad - dst_w + 1)
-                kx_hi = min(k - 1, x + pad)
-                if kx_lo > kx_hi:
+    if op == OP_CONV:
+        for e in range(lo, hi):
+            j = ev_index[e]
+            sign = ev_sign[e]
+            c = j % src_c
+            pix = j // src_c
+            y = pix // src_w
+            x = pix - y * src_w
+            for ky in range(k):
+                oy_num = y + pad - ky
+                if oy_num < 0 or oy_num % s != 0:
                     continue
-                ox0 = x + pad - kx_hi
-                n = (kx_hi - kx_lo + 1) * C
-                for ox in range(ox0, ox0 + kx_hi - kx_lo + 1):
-                    if stamp[oy * dst_w + ox] != tag:
-                        _touch(V, C, oy * dst_w + ox, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                base = (oy * dst_w + ox0) * C
-                wrow = row + (k - 1 - kx_hi) * C
-                _add_run(V[base : base + n], weights[wrow : wrow + n], sign)
-                synops += n
-            else:
-                for kx in range(k):
-                    ox_num = x + pad - kx
-                    if ox_num < 0 or ox_num % s != 0:
+                oy = oy_num // s
+                if oy >= dst_h:
+                    continue
+                row = woff + (c * k + ky) * k * C
+                if s == 1:
+                    # kx = kx_hi .. kx_lo reach ox = x + pad - kx, consecutive pixels: one run
+                    kx_lo = max(0, x + pad - dst_w + 1)
+                    kx_hi = min(k - 1, x + pad)
+                    if kx_lo > kx_hi:
                         continue
-                    ox = ox_num // s
-                    if ox >= dst_w:
-                        continue
+                    ox0 = x + pad - kx_hi
+                    n = (kx_hi - kx_lo + 1) * C
+                    for ox in range(ox0, ox0 + kx_hi - kx_lo + 1):
+                        if stamp[oy * dst_w + ox] != tag:
+                            _touch(V, C, oy * dst_w + ox, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+                    base = (oy * dst_w + ox0) * C
+                    wrow = row + (k - 1 - kx_hi) * C
+                    _add_run(V[base : base + n], weights[wrow : wrow + n], sign)
+                    synops += n
+                else:
+                    for kx in range(k):
+                        ox_num = x + pad - kx
+                        if ox_num < 0 or ox_num % s != 0:
+                            continue
+                        ox = ox_num // s
+                        if ox >= dst_w:
+                            continue
+                        opix = oy * dst_w + ox
+                        if stamp[opix] != tag:
+                            _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+                        wrow = row + (k - 1 - kx) * C
+                        _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
+                        synops += C
+    elif op == OP_AVGPOOL:
+        share = 1.0 / (k * k)
+        for e in range(lo, hi):
+            j = ev_index[e]
+            c = j % src_c
+            pix = j // src_c
+            y = pix // src_w
+            x = pix - y * src_w
+            # output rows whose window [oy*s, oy*s + k) contains y (y - k + s may be negative)
+            oy_lo = max(0, (y - k + s + s * k) // s - k)
+            oy_hi = min(dst_h - 1, y // s)
+            ox_lo = max(0, (x - k + s + s * k) // s - k)
+            ox_hi = min(dst_w - 1, x // s)
+            for oy in range(oy_lo, oy_hi + 1):
+                for ox in range(ox_lo, ox_hi + 1):
                     opix = oy * dst_w + ox
                     if stamp[opix] != tag:
                         _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                    wrow = row + (k - 1 - kx) * C
-                    _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
-                    synops += C
-    elif op == OP_AVGPOOL:
-        c = j % src_c
-        pix = j // src_c
-        y = pix // src_w
-        x = pix - y * src_w
-        share = sign / (k * k)
-        # output rows whose window [oy*s, oy*s + k) contains y
-        oy_lo = max(0, (y - k + s) // s)
-        oy_hi = min(dst_h - 1, y // s)
-        ox_lo = max(0, (x - k + s) // s)
-        ox_hi = min(dst_w - 1, x // s)
-        for oy in range(oy_lo, oy_hi + 1):
-            for ox in range(ox_lo, ox_hi + 1):
-                opix = oy * dst_w + ox
-                if stamp[opix] != tag:
-                    _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                V[opix * C + c] += share
-                synops += 1
+                    V[opix * C + c] += ev_sign[e] * share
+                    synops += 1
+    elif op == OP_LINEAR:
+        for e in range(lo, hi):
+            j = ev_index[e]
+            if stamp[0] != tag:
+                _touch(V, C, 0, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+            _add_run(V[:C], weights[woff + j * C : woff + (j + 1) * C], ev_sign[e])
+        synops += (hi - lo) * C
     else:  # OP_IDENTITY
-        if stamp[j // C] != tag:
-            _touch(V, C, j // C, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-        V[j] += sign
-        synops += 1
+        for e in range(lo, hi):
+            j = ev_index[e]
+            if stamp[j // C] != tag:
+                _touch(V, C, j // C, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+            V[j] += ev_sign[e]
+        synops += hi - lo
     return synops
 
 
@@ -198,11 +208,10 @@ def run_population_steps(
             lo = ev_offsets[q, t]
             hi = ev_offsets[q, t + 1]
             n_in += hi - lo
-            for e in range(lo, hi):
-                synops += _scatter(
-                    V, geometry, weights, ev_index[e], ev_sign[e],
-                    t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
-                )
+            synops += _drain(
+                V, geometry, weights, ev_index, ev_sign, lo, hi,
+                t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
+            )
         if fires:
             for i in range(n_touched[0]):
                 base = touched_list[i] * C
@@ -278,14 +287,13 @@ def run_population_async(
             break
         n_touched[0] = 0
         for r in range(n_proj):
-            geometry = _geometry(projections[r])
             e = heads[r]
             while e < ev_bounds[r, 1] and ev_time[e] == now:
-                synops += _scatter(
-                    V, geometry, weights, ev_index[e], ev_sign[e],
-                    t_last, stamp, touched_list, n_touched, now, tag, empty_table, log_leak_per_us,
-                )
                 e += 1
+            synops += _drain(
+                V, _geometry(projections[r]), weights, ev_index, ev_sign, heads[r], e,
+                t_last, stamp, touched_list, n_touched, now, tag, empty_table, log_leak_per_us,
+            )
             n_in += e - heads[r]
             heads[r] = e
         tag += 1
