@@ -130,3 +130,44 @@ def test_nmnist_training_records_the_event_encoding(nmnist_root, tmp_path, capsy
     report = json.loads(stdout)
     assert report["dataset"] == "nmnist" and report["timesteps"] == 5
     assert report["samples"] == len(list((nmnist_root / "Test").rglob("*.bin")))
+
+
+def test_engine_reproduces_the_trained_model_in_float32(trained):
+    """On the same spike trains, the event engine (float32) predicts what the dense trainer
+    (float32) predicts, and in float64 every neuron fires exactly as often."""
+    import evsim
+    from evsim.training import dense_forward
+
+    out, _ = trained
+    model = load_model(out)
+    test_set = load_samples("mnist", MNIST_SAMPLE, "test", limit=100)
+    trains = test_set.inputs(np.arange(len(test_set)), TIMESTEPS, np.random.default_rng(7))
+    dense_out, _ = dense_forward(model.graph, model.weights, trains, dtype=torch.float32)
+    engine = evsim.load(out, dtype=np.float32)
+    engine_pred = np.array([engine.run(trains[:, i]).prediction for i in range(len(test_set))])
+    np.testing.assert_array_equal(engine_pred, dense_out.argmax(1))
+
+    weights64 = {k: v.astype(np.float64) for k, v in model.weights.items()}
+    dense64, counts = dense_forward(model.graph, weights64, trains[:, :10].astype(np.float64), dtype=torch.float64)
+    engine64 = evsim.Network(model.graph, weights64, dtype=np.float64)
+    for i in range(10):
+        result = engine64.run(trains[:, i], record_spikes=True)
+        for name, c in result.spike_counts.items():
+            np.testing.assert_array_equal(c, counts[name][i], err_msg=name)
+        np.testing.assert_allclose(result.output, dense64[i], rtol=1e-9, atol=1e-12)
+
+
+def test_run_cli_json_reports_the_counters(trained, capsys):
+    out, _ = trained
+    code, stdout, _ = run_cli(capsys, ["run", "--model", str(out), "--dataset", "mnist", "--data", str(MNIST_SAMPLE), "--limit", "40", "--json"])
+    assert code == 0
+    report = json.loads(stdout)
+    for key in ("samples", "accuracy", "synops_per_sample", "spikes_per_sample", "dense_macs_per_sample",
+                "ann_macs_per_sample", "samples_per_second", "layers"):
+        assert key in report
+    assert report["samples"] == 40 and 0.3 < report["accuracy"] <= 1.0
+    assert [layer["name"] for layer in report["layers"]] == ["conv1", "pool1", "conv2", "pool2", "fc1", "out"]
+    assert report["synops_per_sample"] == pytest.approx(sum(layer["synops"] for layer in report["layers"]))
+    assert report["synops_per_sample"] < report["dense_macs_per_sample"]
+    code, stdout, _ = run_cli(capsys, ["run", "--model", str(out), "--dataset", "mnist", "--data", str(MNIST_SAMPLE), "--limit", "40", "--mode", "async", "--json"])
+    assert code == 0 and json.loads(stdout)["mode"] == "async"
