@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "evsim.commands.run",
     "evsim.commands.stream",
     "evsim.commands.bench",
+    "evsim.commands.report",
 )
 
 

@@ -45,8 +45,7 @@ def _touch(V, C, pix, t_last, stamp, touched_list, n_touched, now, tag, leak_tab
     given (step mode, whole steps), else ``exp(log_leak * gap)``; a leak of 1 costs nothing.
     """
     stamp[pix] = tag
-    touched_list[n_touched[0]] = pix
-    n_touched[0] += 1
+    touched_list[n_touched] = pix
     gap = now - t_last[pix]
     t_last[pix] = now
     if gap > 0 and log_leak != 0.0:
@@ -57,6 +56,7 @@ def _touch(V, C, pix, t_last, stamp, touched_list, n_touched, now, tag, leak_tab
         v = V[pix * C : (pix + 1) * C]
         for co in range(C):
             v[co] *= factor
+    return n_touched + 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -86,12 +86,13 @@ def _geometry(proj):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _drain(V, geometry, weights, ev_index, ev_sign, lo, hi, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
+def _drain(V, geometry, unit, weights, ev_index, ev_sign, lo, hi, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
     """Add the weights of events ``lo:hi`` (source neurons ``ev_index``) to the neurons they reach.
 
-    Each pixel reached is first brought up to time ``now`` (lazy leak) and listed as touched
-    under ``tag``. The projection kind is decided once, outside the per-event loops. Returns the
-    number of synaptic operations performed (one per weight added).
+    Each *unit* reached is first brought up to time ``now`` (lazy leak) and listed as touched
+    under ``tag``: a unit is a pixel (``unit == C``) or, in populations fed only by pooling,
+    a single neuron (``unit == 1``), since a pooling event reaches one channel only. The projection kind is decided once, outside the per-event loops. Returns the
+    number of synaptic operations performed (one per weight added) and the new touched count.
     """
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad = geometry
     synops = 0
@@ -121,7 +122,7 @@ def _drain(V, geometry, weights, ev_index, ev_sign, lo, hi, t_last, stamp, touch
                     n = (kx_hi - kx_lo + 1) * C
                     for ox in range(ox0, ox0 + kx_hi - kx_lo + 1):
                         if stamp[oy * dst_w + ox] != tag:
-                            _touch(V, C, oy * dst_w + ox, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+                            n_touched = _touch(V, C, oy * dst_w + ox, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
                     base = (oy * dst_w + ox0) * C
                     wrow = row + (k - 1 - kx_hi) * C
                     _add_run(V[base : base + n], weights[wrow : wrow + n], sign)
@@ -136,7 +137,7 @@ def _drain(V, geometry, weights, ev_index, ev_sign, lo, hi, t_last, stamp, touch
                             continue
                         opix = oy * dst_w + ox
                         if stamp[opix] != tag:
-                            _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+                            n_touched = _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
                         wrow = row + (k - 1 - kx) * C
                         _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
                         synops += C
@@ -148,38 +149,49 @@ def _drain(V, geometry, weights, ev_index, ev_sign, lo, hi, t_last, stamp, touch
             pix = j // src_c
             y = pix // src_w
             x = pix - y * src_w
-            # output rows whose window [oy*s, oy*s + k) contains y (y - k + s may be negative)
-            oy_lo = max(0, (y - k + s + s * k) // s - k)
-            oy_hi = min(dst_h - 1, y // s)
-            ox_lo = max(0, (x - k + s + s * k) // s - k)
-            ox_hi = min(dst_w - 1, x // s)
-            for oy in range(oy_lo, oy_hi + 1):
-                for ox in range(ox_lo, ox_hi + 1):
-                    opix = oy * dst_w + ox
-                    if stamp[opix] != tag:
-                        _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                    V[opix * C + c] += ev_sign[e] * share
+            if s == k:  # windows tile the input: one output at most (the edge may be cut off)
+                oy_lo = oy_hi = y // k
+                ox_lo = ox_hi = x // k
+            else:  # output rows whose window [oy*s, oy*s + k) contains y
+                oy_lo = max(0, (y - k + s + s * k) // s - k)
+                oy_hi = y // s
+                ox_lo = max(0, (x - k + s + s * k) // s - k)
+                ox_hi = x // s
+            oy_hi = min(dst_h - 1, oy_hi)
+            ox_hi = min(dst_w - 1, ox_hi)
+            oy = oy_lo
+            while oy <= oy_hi:
+                ox = ox_lo
+                while ox <= ox_hi:
+                    neuron = (oy * dst_w + ox) * C + c
+                    u = neuron if unit == 1 else neuron // unit
+                    if stamp[u] != tag:
+                        n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+                    V[neuron] += ev_sign[e] * share
                     synops += 1
+                    ox += 1
+                oy += 1
     elif op == OP_LINEAR:
         for e in range(lo, hi):
             j = ev_index[e]
             if stamp[0] != tag:
-                _touch(V, C, 0, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+                n_touched = _touch(V, C, 0, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
             _add_run(V[:C], weights[woff + j * C : woff + (j + 1) * C], ev_sign[e])
         synops += (hi - lo) * C
     else:  # OP_IDENTITY
         for e in range(lo, hi):
             j = ev_index[e]
-            if stamp[j // C] != tag:
-                _touch(V, C, j // C, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+            u = j // unit
+            if stamp[u] != tag:
+                n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
             V[j] += ev_sign[e]
         synops += hi - lo
-    return synops
+    return synops, n_touched
 
 
 @njit(cache=True, nogil=True)
 def run_population_steps(
-    V, t_last, stamp, touched_list, leak_table, log_leak, threshold, fires,
+    V, unit, t_last, stamp, touched_list, leak_table, log_leak, threshold, fires,
     projections, weights, ev_offsets, ev_index, ev_sign,
     out_index, out_offsets, counters,
 ):
@@ -194,34 +206,33 @@ def run_population_steps(
     """
     n_proj = projections.shape[0]
     timesteps = ev_offsets.shape[1] - 1
-    C = projections[0, P_DST_C]
-    n_touched = np.zeros(1, dtype=np.int64)
     n_out = 0
     synops = 0
     n_in = 0
     updates = 0
     out_offsets[0] = 0
     for t in range(timesteps):
-        n_touched[0] = 0
+        n_touched = 0
         for q in range(n_proj):
             geometry = _geometry(projections[q])
             lo = ev_offsets[q, t]
             hi = ev_offsets[q, t + 1]
             n_in += hi - lo
-            synops += _drain(
-                V, geometry, weights, ev_index, ev_sign, lo, hi,
+            added, n_touched = _drain(
+                V, geometry, unit, weights, ev_index, ev_sign, lo, hi,
                 t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
             )
+            synops += added
         if fires:
-            for i in range(n_touched[0]):
-                base = touched_list[i] * C
-                if _any_above(V[base : base + C], threshold):
-                    for co in range(C):
+            for i in range(n_touched):
+                base = touched_list[i] * unit
+                if _any_above(V[base : base + unit], threshold):
+                    for co in range(unit):
                         if V[base + co] > threshold:
                             out_index[n_out] = base + co
                             n_out += 1
                             V[base + co] = 0.0
-        updates += n_touched[0] * C
+        updates += n_touched * unit
         out_offsets[t + 1] = n_out
     counters[C_INPUT_EVENTS] += n_in
     counters[C_SYNOPS] += synops
@@ -245,7 +256,7 @@ def leak_to(V, t_last, C, t_end, log_leak):
 
 @njit(cache=True, nogil=True)
 def run_population_async(
-    V, t_last, stamp, touched_list, tag, log_leak_per_us, threshold, fires, delay_us,
+    V, unit, t_last, stamp, touched_list, tag, log_leak_per_us, threshold, fires, delay_us,
     projections, weights, ev_bounds, heads, ev_time, ev_index, ev_sign,
     out_time, out_index, counters,
 ):
@@ -261,8 +272,6 @@ def run_population_async(
     across calls so that state carries over from one chunk of a stream to the next.
     """
     n_proj = projections.shape[0]
-    C = projections[0, P_DST_C]
-    n_touched = np.zeros(1, dtype=np.int64)
     empty_table = np.zeros(0, dtype=V.dtype)
     n_out = 0
     synops = 0
@@ -285,29 +294,30 @@ def run_population_async(
                 e += 1
         if n_out + min(reach, V.shape[0]) > capacity:
             break
-        n_touched[0] = 0
+        n_touched = 0
         for r in range(n_proj):
             e = heads[r]
             while e < ev_bounds[r, 1] and ev_time[e] == now:
                 e += 1
-            synops += _drain(
-                V, _geometry(projections[r]), weights, ev_index, ev_sign, heads[r], e,
+            added, n_touched = _drain(
+                V, _geometry(projections[r]), unit, weights, ev_index, ev_sign, heads[r], e,
                 t_last, stamp, touched_list, n_touched, now, tag, empty_table, log_leak_per_us,
             )
+            synops += added
             n_in += e - heads[r]
             heads[r] = e
         tag += 1
         if fires:
-            for i in range(n_touched[0]):
-                base = touched_list[i] * C
-                if _any_above(V[base : base + C], threshold):
-                    for co in range(C):
+            for i in range(n_touched):
+                base = touched_list[i] * unit
+                if _any_above(V[base : base + unit], threshold):
+                    for co in range(unit):
                         if V[base + co] > threshold:
                             out_time[n_out] = now + delay_us
                             out_index[n_out] = base + co
                             n_out += 1
                             V[base + co] = 0.0
-        updates += n_touched[0] * C
+        updates += n_touched * unit
     counters[C_INPUT_EVENTS] += n_in
     counters[C_SYNOPS] += synops
     counters[C_NEURON_UPDATES] += updates

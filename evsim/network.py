@@ -65,9 +65,16 @@ class Layer:
         return int(np.prod(self.shape))
 
     @property
-    def pixels(self) -> int:
-        _, h, w = self.chw
-        return h * w
+    def unit(self) -> int:
+        """Neurons per touch unit: one pixel's channels, or single neurons when only pooling
+        feeds the layer (a pooling event reaches one channel, so the rest need no test)."""
+        if all(row[kernels.P_OP] == kernels.OP_AVGPOOL for row in self.projections):
+            return 1
+        return self.chw[0]
+
+    @property
+    def units(self) -> int:
+        return self.size // self.unit
 
 
 def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtype) -> Layer:
@@ -153,9 +160,9 @@ class Network:
             capacity = 1
             for layer in self.layers:
                 ws.V.append(np.zeros(layer.size, dtype=self.dtype))
-                ws.t_last.append(np.zeros(layer.pixels, dtype=np.int64))
-                ws.stamp.append(np.zeros(layer.pixels, dtype=np.int64))
-                ws.touched_list.append(np.zeros(layer.pixels, dtype=np.int64))
+                ws.t_last.append(np.zeros(layer.units, dtype=np.int64))
+                ws.stamp.append(np.zeros(layer.units, dtype=np.int64))
+                ws.touched_list.append(np.zeros(layer.units, dtype=np.int64))
                 # a neuron fires at most once per step, so T * size bounds a layer's queue
                 cap = self.timesteps * layer.size if layer.fires else 1
                 capacity = max(capacity, cap)
@@ -195,7 +202,7 @@ class Network:
             ws.stamp[i].fill(-1)
             counters = np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)
             n_out = kernels.run_population_steps(
-                V, t_last, ws.stamp[i], ws.touched_list[i], self._leak_table[i], math.log(layer.leak),
+                V, layer.unit, t_last, ws.stamp[i], ws.touched_list[i], self._leak_table[i], math.log(layer.leak),
                 layer.threshold, layer.fires, layer.projections, layer.weights,
                 ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_offsets[i], counters,
             )
@@ -204,7 +211,7 @@ class Network:
                 if record_spikes:
                     spike_counts[layer.name] = _to_chw_counts(ws.out_index[i][:n_out], layer)
             else:
-                kernels.leak_to(V, t_last, layer.chw[0], self.timesteps, math.log(layer.leak))
+                kernels.leak_to(V, t_last, layer.unit, self.timesteps, math.log(layer.leak))
                 output = V.astype(np.float64) / self.timesteps
             counts.append(LayerCounts.from_counters(layer, counters, self.timesteps))
         return RunResult(output=output, layers=counts, spike_counts=spike_counts, input_events=len(events))
@@ -273,14 +280,18 @@ def _to_chw_counts(index: np.ndarray, layer: Layer) -> np.ndarray:
     return counts.reshape(layer.shape)
 
 
-def load(path_or_name, dtype=np.float32) -> Network:
-    """A Network from a model file path, or the name of a model bundled with evsim."""
+def model_path(path_or_name) -> Path:
+    """The file of a model given as a path, or as the name of a model bundled with evsim."""
     path = Path(path_or_name)
     if not path.exists():
         bundled = BUNDLED_MODELS / f"{path_or_name}.npz"
         if bundled.exists():
-            path = bundled
-        else:
-            names = sorted(p.stem for p in BUNDLED_MODELS.glob("*.npz"))
-            raise ModelError(f"no model file or bundled model named {str(path_or_name)!r} (bundled: {', '.join(names) or 'none'})")
-    return Network.from_file(path, dtype=dtype)
+            return bundled
+        names = sorted(p.stem for p in BUNDLED_MODELS.glob("*.npz"))
+        raise ModelError(f"no model file or bundled model named {str(path_or_name)!r} (bundled: {', '.join(names) or 'none'})")
+    return path
+
+
+def load(path_or_name, dtype=np.float32) -> Network:
+    """A Network from a model file path, or the name of a model bundled with evsim."""
+    return Network.from_file(model_path(path_or_name), dtype=dtype)

@@ -91,9 +91,9 @@ class Stream:
         self.delays_us = {layer.name: float((delays_us or {}).get(layer.name, 0.0)) for layer in network.layers}
         dtype = network.dtype
         self.V = [np.zeros(layer.size, dtype=dtype) for layer in network.layers]
-        self.t_last = [np.zeros(layer.pixels, dtype=np.float64) for layer in network.layers]
-        self.stamp = [np.full(layer.pixels, -1, dtype=np.int64) for layer in network.layers]
-        self.touched = [np.zeros(layer.pixels, dtype=np.int64) for layer in network.layers]
+        self.t_last = [np.zeros(layer.units, dtype=np.float64) for layer in network.layers]
+        self.stamp = [np.full(layer.units, -1, dtype=np.int64) for layer in network.layers]
+        self.touched = [np.zeros(layer.units, dtype=np.int64) for layer in network.layers]
         self.log_leak_per_us = [math.log(layer.leak) / self.step_us for layer in network.layers]
         self.counters = [np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64) for _ in network.layers]
         self.tag = 0
@@ -156,7 +156,7 @@ class Stream:
             out_time = np.empty(capacity, dtype=np.float64)
             out_index = np.empty(capacity, dtype=np.int32)
             n, self.tag = kernels.run_population_async(
-                self.V[i], self.t_last[i], self.stamp[i], self.touched[i], self.tag,
+                self.V[i], layer.unit, self.t_last[i], self.stamp[i], self.touched[i], self.tag,
                 self.log_leak_per_us[i], layer.threshold, layer.fires, self.delays_us[layer.name],
                 layer.projections, layer.weights, bounds, heads, time, index, sign,
                 out_time, out_index, self.counters[i],
