@@ -69,6 +69,23 @@ def _any_above(v, threshold):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _fire(v, base, threshold, out_index, n_out):
+    """Emit a spike for every neuron of ``v`` (neurons ``base ...``) above threshold and reset it.
+
+    Branch-free: the index is written at ``n_out`` whether or not the neuron fires, and the
+    count only moves when it does (the output buffer has one unit of slack for this), so
+    unpredictable spikes cost no mispredicted branches.
+    """
+    for co in range(v.shape[0]):
+        value = v[co]
+        fired = value > threshold
+        out_index[n_out] = base + co
+        n_out += fired
+        v[co] = 0.0 if fired else value
+    return n_out
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _add_run(v, w, sign):
     # slices, not offsets into whole arrays: LLVM then vectorizes the loop
     for i in range(v.shape[0]):
@@ -200,7 +217,7 @@ def run_population_steps(
     ``ev_offsets[q, t]:ev_offsets[q, t + 1]`` are the events that projection ``q`` delivers at
     step ``t`` (indices into ``ev_index``/``ev_sign``). All events of a step are accumulated
     before any threshold test, as in the dense model; only touched pixels are tested.
-    Fills ``out_index`` with spikes (channels-last neuron index) and ``out_offsets[t + 1]`` with
+    Fills ``out_index`` (which needs ``unit`` elements of slack, see _fire) with spikes (channels-last neuron index) and ``out_offsets[t + 1]`` with
     the running spike count. ``V`` holds each neuron's potential after its last update, before
     the leak of the steps since ``t_last``; ``stamp`` must start below 0.
     """
@@ -227,11 +244,7 @@ def run_population_steps(
             for i in range(n_touched):
                 base = touched_list[i] * unit
                 if _any_above(V[base : base + unit], threshold):
-                    for co in range(unit):
-                        if V[base + co] > threshold:
-                            out_index[n_out] = base + co
-                            n_out += 1
-                            V[base + co] = 0.0
+                    n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
         updates += n_touched * unit
         out_offsets[t + 1] = n_out
     counters[C_INPUT_EVENTS] += n_in
@@ -277,7 +290,7 @@ def run_population_async(
     synops = 0
     n_in = 0
     updates = 0
-    capacity = out_index.shape[0]
+    capacity = out_index.shape[0] - unit  # the rest is _fire's slack
     while True:
         now = math.inf
         for r in range(n_proj):
@@ -311,12 +324,9 @@ def run_population_async(
             for i in range(n_touched):
                 base = touched_list[i] * unit
                 if _any_above(V[base : base + unit], threshold):
-                    for co in range(unit):
-                        if V[base + co] > threshold:
-                            out_time[n_out] = now + delay_us
-                            out_index[n_out] = base + co
-                            n_out += 1
-                            V[base + co] = 0.0
+                    n_before = n_out
+                    n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                    out_time[n_before:n_out] = now + delay_us
         updates += n_touched * unit
     counters[C_INPUT_EVENTS] += n_in
     counters[C_SYNOPS] += synops

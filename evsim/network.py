@@ -166,7 +166,7 @@ class Network:
                 # a neuron fires at most once per step, so T * size bounds a layer's queue
                 cap = self.timesteps * layer.size if layer.fires else 1
                 capacity = max(capacity, cap)
-                ws.out_index.append(np.zeros(cap, dtype=np.int32))
+                ws.out_index.append(np.zeros(cap + layer.unit, dtype=np.int32))  # + slack for kernels._fire
                 ws.out_offsets.append(np.zeros(self.timesteps + 1, dtype=np.int64))
             ws.ones = np.ones(capacity, dtype=self.dtype)
             self._local.workspace = ws

@@ -223,10 +223,12 @@ def write_report(analysis: dict, out_dir, command: str) -> dict[str, Path]:
     return paths
 
 
-def measured_on(data: dict, timesteps: int | str | None = None) -> str:
-    steps = data["model_timesteps"] if timesteps is None else timesteps
+def measured_on(analysis: dict, timesteps: str | None = None) -> str:
+    """What a section was measured on and the command that measured it, so that it stands alone."""
+    data = analysis["data"]
+    steps = f"T = {data['model_timesteps']}" if timesteps is None else f"T' = {timesteps}"
     return (f"{data['dataset']} {data['split']} split, {data['samples']} samples, "
-            f"T = {steps}, step mode ({data['dtype']})")
+            f"{steps}, step mode ({data['dtype']}), by `{analysis['command']}`")
 
 
 def markdown(a: dict, files: dict[str, str]) -> str:
@@ -259,7 +261,7 @@ def _activity_section(a: dict, files: dict) -> list[str]:
     out = [
         "## Spike activity per layer (paper: fig. 9)",
         "",
-        f"Data: {measured_on(d)}. Spikes per inference of each firing layer, relative to the input layer's "
+        f"Data: {measured_on(a)}. Spikes per inference of each firing layer, relative to the input layer's "
         "spikes (input events); 'rate' is spikes per neuron per step, and its ratio to the input rate. "
         "Means are ratios of totals over the samples.",
         "",
@@ -280,7 +282,7 @@ def _latency_section(a: dict, files: dict) -> list[str]:
     out = [
         "## Accuracy vs latency vs spikes per inference (paper: fig. 10, tables 8 and 9)",
         "",
-        f"Data: {measured_on(d, ', '.join(str(r['timesteps']) for r in rows))}. Each row runs the same network on the "
+        f"Data: {measured_on(a, ', '.join(str(r['timesteps']) for r in rows))}. Each row runs the same network on the "
         "first T' steps of the same inputs ("
         + ("the first T' bins of each recording, same bin width" if window else "the first T' steps of the same Poisson trains")
         + "); the prediction is the argmax of V(T'). Spikes per inference count the input spikes too, as in the "
@@ -311,7 +313,7 @@ def _compute_section(a: dict, files: dict) -> list[str]:
     out = [
         "## Compute: event-driven SNN vs ANN vs clock-driven SNN (paper: fig. 11, section 5.4)",
         "",
-        f"Data: {measured_on(d)}. Event-driven SNN: synaptic operations the engine performed (one accumulate, AC, "
+        f"Data: {measured_on(a)}. Event-driven SNN: synaptic operations the engine performed (one accumulate, AC, "
         "per weight added; measured). ANN: multiply-accumulates (MACs) of one pass of the same architecture. "
         "Clock-driven SNN: every synapse every step (MACs per step x T). The last two follow from the architecture; "
         "pooling and skip projections count like the others.",
@@ -337,7 +339,7 @@ def _energy_section(a: dict) -> list[str]:
     out = [
         "## Energy: an ESTIMATE (paper: section 5.4)",
         "",
-        f"Data: {measured_on(d)}. **Not a measurement**: operation counts above times the 45 nm per-operation "
+        f"Data: {measured_on(a)}. **Not a measurement**: operation counts above times the 45 nm per-operation "
         "energies the paper quotes (Horowitz 2014): fp32 MAC 4.6 pJ, AC 0.9 pJ; int32 MAC 3.2 pJ, AC 0.1 pJ. "
         "The clock-driven SNN is priced at AC energy per synapse per step (binary spikes need no multiply). "
         "Memory access, neuron updates and data movement are not included.",

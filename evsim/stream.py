@@ -153,8 +153,8 @@ class Stream:
         capacity = max(1024, 4 * len(index)) if layer.fires else 1
         out_times, out_indices = [], []
         while True:
-            out_time = np.empty(capacity, dtype=np.float64)
-            out_index = np.empty(capacity, dtype=np.int32)
+            out_time = np.empty(capacity + layer.unit, dtype=np.float64)  # + slack for kernels._fire
+            out_index = np.empty(capacity + layer.unit, dtype=np.int32)
             n, self.tag = kernels.run_population_async(
                 self.V[i], layer.unit, self.t_last[i], self.stamp[i], self.touched[i], self.tag,
                 self.log_leak_per_us[i], layer.threshold, layer.fires, self.delays_us[layer.name],
