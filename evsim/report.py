@@ -243,7 +243,7 @@ def markdown(a: dict, files: dict[str, str]) -> str:
         f"Produced by `{a['command']}`.",
         "",
         f"Measured on: **{d['dataset']} {d['split']} split, {d['samples']} samples** "
-        f"(with `--limit`, a fixed random subset), event engine in step mode ({d['dtype']}), "
+        f"(`--limit N` takes a fixed random subset), event engine in step mode ({d['dtype']}), "
         f"{bin_note}. Model: {d['arch'] or 'unknown architecture'}, trained on {d['trained_on'] or 'unknown data'}. "
         "Every figure below is a mean per inference over these samples.",
         "",

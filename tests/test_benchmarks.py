@@ -1,0 +1,178 @@
+"""``evsim bench``, ``evsim report`` and benchmarks/scaling.py on a tiny model and a few real
+N-MNIST recordings: well-formed output, figures written, and the report's numbers consistent with
+``evsim run`` and with the dense forward. No timing assertions."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evsim.cli import main
+from evsim.errors import InputError
+from evsim.model_file import load_model, save_model
+from evsim.report import truncated_graph
+from random_model import random_nmnist_graph, random_nmnist_weights
+
+REPO = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TIMESTEPS = 20  # 15 ms bins over the 300 ms window
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    graph = dataclasses.replace(random_nmnist_graph(), timesteps=TIMESTEPS)
+    return save_model(tmp_path_factory.mktemp("model") / "tiny_T20.npz", graph, random_nmnist_weights())
+
+
+def data_args(model_path, nmnist_root, limit=3):
+    return ["--model", str(model_path), "--dataset", "nmnist", "--data", str(nmnist_root), "--limit", str(limit)]
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 1000
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_bench_json(capsys, model_path, nmnist_root):
+    assert main(["bench", *data_args(model_path, nmnist_root), "--rounds", "1", "--threads", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("event_samples_per_s", "async_samples_per_s", "dense_batch1_samples_per_s", "dense_batch64_samples_per_s",
+                "speedup_vs_dense_batch1", "synops_per_sample", "ceiling_synops_per_s", "accuracy"):
+        assert key in report
+    assert report["samples"] == 3 and report["timesteps"] == TIMESTEPS and report["dataset"] == "nmnist"
+    assert report["dense_batch64_actual_batch"] == 3
+    assert report["step_equals_dense_predictions"] == 1.0  # same inputs, same network
+    assert report["synops_per_sample"] > 0
+
+
+@pytest.fixture(scope="module")
+def report_dir(model_path, nmnist_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    assert main(["report", *data_args(model_path, nmnist_root), "--timesteps", "5,10", "--workers", "1", "--out", str(out)]) == 0
+    return out
+
+
+def test_report_files(report_dir):
+    for name in ("spike_activity.png", "accuracy_latency.png", "compute.png"):
+        assert_png(report_dir / name)
+    text = (report_dir / "report.md").read_text()
+    assert "evsim report --model" in text and "--limit 3" in text  # the command that produced it
+    assert text.count("nmnist test split, 3 samples") >= 4  # every section says what it was measured on
+    for heading in ("fig. 9", "fig. 10", "fig. 11", "ESTIMATE"):
+        assert heading in text
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["data"]["dataset"] == "nmnist" and report["data"]["samples"] == 3
+    assert [row["timesteps"] for row in report["latency"]] == [5, 10, TIMESTEPS]
+    assert [row["window_us"] for row in report["latency"]] == [75_000, 150_000, 300_000]  # same 15 ms bins
+    events = [row["input_events"] for row in report["latency"]]
+    assert events == sorted(events) and events[0] < events[-1]  # a prefix of the recording
+
+
+def test_report_agrees_with_run(capsys, report_dir, model_path, nmnist_root):
+    report = json.loads((report_dir / "report.json").read_text())
+    assert main(["run", *data_args(model_path, nmnist_root), "--workers", "1", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    full = report["latency"][-1]
+    assert full["accuracy"] == run["accuracy"]
+    assert full["synops"] == pytest.approx(run["synops_per_sample"])
+    assert full["hidden_spikes"] == pytest.approx(run["spikes_per_sample"])
+    assert report["compute"]["total"]["synops"] == pytest.approx(run["synops_per_sample"])
+    assert report["compute"]["total"]["ann_macs"] == pytest.approx(run["ann_macs_per_sample"])
+    activity = {row["name"]: row for row in report["activity"]["layers"]}
+    assert activity["input"]["spikes"] == pytest.approx(run["input_events_per_sample"])
+    for layer in run["layers"]:
+        if layer["name"] in activity:
+            assert activity[layer["name"]]["spikes"] == pytest.approx(layer["spikes"])
+            assert activity[layer["name"]]["relative_to_input"] == pytest.approx(layer["spikes"] / run["input_events_per_sample"])
+    energy = report["compute"]["energy"]["int32"]
+    assert energy["snn_event_driven_pj"] == pytest.approx(0.1 * run["synops_per_sample"])
+
+
+def test_truncated_network_runs_the_first_steps_of_the_same_input(model_path, nmnist_root):
+    """The engine at T' (window scaled) gives the dense forward of the first T' frames of the full binning."""
+    from evsim.datasets.samples import load_samples
+    from evsim.network import Network
+    from evsim.training.network import dense_forward
+
+    model = load_model(model_path)
+    samples = load_samples("nmnist", nmnist_root, "test", limit=2, encoding=model.graph.encoding)
+    frames = samples.inputs(np.arange(2), TIMESTEPS, np.random.default_rng(0))
+    for steps in (1, 7, TIMESTEPS):
+        graph = truncated_graph(model.graph, steps)
+        engine = Network(graph, model.weights, dtype=np.float64)
+        expected, counts = dense_forward(graph, model.weights, frames[:steps])
+        for i in range(2):
+            result = engine.run(samples.events(i), record_spikes=True)
+            np.testing.assert_allclose(result.output, expected[i], rtol=1e-9, atol=1e-12)
+            for name, count in result.spike_counts.items():
+                np.testing.assert_array_equal(count, counts[name][i])
+
+
+def test_truncated_poisson_inputs_are_a_prefix(mnist_root):
+    from evsim.commands.common import sample_inputs
+    from evsim.datasets.samples import load_samples
+    from evsim.network import Network
+    from evsim.training.architectures import lenet
+
+    graph = dataclasses.replace(lenet((1, 28, 28), 12), encoding={"kind": "poisson", "scale": 0.5})
+    rng = np.random.default_rng(0)
+    weights = {name: rng.normal(0, 0.1, shape).astype(np.float32) for name, shape in graph.weight_shapes().items()}
+    samples = load_samples("mnist", mnist_root, "test", limit=2, encoding=graph.encoding)
+    full = list(sample_inputs(samples, Network(graph, weights), seed=3))
+    short = list(sample_inputs(samples, Network(truncated_graph(graph, 5), weights), seed=3))
+    for long_train, short_train in zip(full, short):
+        assert short_train.shape[0] == 5 and long_train[:5].any()
+        np.testing.assert_array_equal(short_train, long_train[:5])
+    assert truncated_graph(graph, 30).timesteps == 30 and "window_us" not in truncated_graph(graph, 30).encoding
+
+
+def test_truncation_needs_whole_microsecond_bins():
+    graph = dataclasses.replace(random_nmnist_graph(), timesteps=7)
+    with pytest.raises(InputError, match="whole"):
+        truncated_graph(graph, 3)
+    assert truncated_graph(graph, 14).encoding["window_us"] == 600_000
+    with pytest.raises(InputError):
+        truncated_graph(graph, 0)
+
+
+@pytest.mark.parametrize("bad", ["0", "5,x", ""])
+def test_report_rejects_bad_timesteps(model_path, nmnist_root, tmp_path, bad):
+    with pytest.raises(SystemExit) as exc:
+        main(["report", *data_args(model_path, nmnist_root), "--timesteps", bad, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+
+
+def test_scaling_quick(model_path, nmnist_root, tmp_path, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("scaling", REPO / "benchmarks" / "scaling.py")
+    scaling = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "scaling", scaling)  # dataclasses look their module up there
+    spec.loader.exec_module(scaling)
+    json_path, figure = tmp_path / "scaling.json", tmp_path / "scaling.png"
+    scaling.main(["--quick", "--model", str(model_path), "--data", str(nmnist_root),
+                  "--json", str(json_path), "--figure", str(figure)])
+    assert "(c) depth" in capsys.readouterr().out
+    assert_png(figure)
+    report = json.loads(json_path.read_text())
+    timing = ("engine_s", "dense_b1_s", "input_events", "synops", "dense_macs", "rates")
+    events = report["events"]["rows"]
+    assert [r["thinning"] for r in events] == [1, 4]
+    assert all(set(timing + ("dense_large_batch_s",)) <= set(r) for r in events)
+    assert events[1]["input_events"] == pytest.approx(events[0]["input_events"] / 4, rel=0.05)  # every 4th event
+    assert events[0]["dense_macs"] == events[1]["dense_macs"]
+    steps = report["timesteps"]["rows"]
+    assert [r["timesteps"] for r in steps] == [5, 10]
+    assert steps[1]["dense_macs"] == 2 * steps[0]["dense_macs"]
+    assert steps[0]["input_events"] == steps[1]["input_events"]  # same events, re-binned
+    depth = report["depth"]["rows"]
+    assert [r["arch"] for r in depth] == ["lenet", "resnet11"]
+    for row in depth:
+        assert set(timing) <= set(row)
+        first = next(iter(row["rates"].values()))  # calibrated to 8 % on other images
+        assert 0.04 < first < 0.16
+        assert row["synops"] < row["dense_macs"]
