@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from evsim.errors import EvsimError
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evsim {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `evsim info FILE | head`: the reader left, nothing is wrong
-        sys.stderr.close()
+        # point stdout at /dev/null so that the interpreter's final flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 
