@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from evsim.training.trainer import retain_freed_memory
+    from evsim.training.trainer import configure_torch
 
     settings = Settings(**(QUICK if args.quick else {}))
     for name in ("samples", "threads", "repeats"):
@@ -411,8 +411,7 @@ def main(argv: list[str] | None = None) -> dict:
             setattr(settings, name, getattr(args, name))
     if args.archs:
         settings.archs = tuple(args.archs.split(","))
-    torch.set_num_threads(settings.threads)
-    retain_freed_memory()  # as the trainer does: large activations stay mapped between calls
+    configure_torch(settings.threads)  # as the trainer does: large activations stay mapped between calls
 
     root = nmnist_root(args.data)
     recordings = nmnist_recordings(root, settings.samples)

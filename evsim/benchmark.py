@@ -77,10 +77,9 @@ def benchmark(model_path, samples, rounds: int = 3, threads: int = 2, seed: int 
 
     from evsim.network import Network, model_path as resolve_model
     from evsim.training import load_trained
-    from evsim.training.trainer import retain_freed_memory
+    from evsim.training.trainer import configure_torch
 
-    torch.set_num_threads(threads)
-    retain_freed_memory()  # as train/eval do: else each >32 MB activation is mmapped and page-faulted afresh
+    configure_torch(threads)  # as train/eval do: else each >32 MB activation is mmapped and page-faulted afresh
     path = resolve_model(model_path)  # a bundled model's name works for both simulators
     network = Network.from_file(path)
     dense = load_trained(path).float().eval()

@@ -103,6 +103,16 @@ def retain_freed_memory() -> bool:
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
+def configure_torch(threads: int | None) -> None:
+    """How every command that runs the dense model sets torch up: freed memory retained (see
+    :func:`retain_freed_memory`) and, when given, ``threads`` CPU threads."""
+    retain_freed_memory()
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be positive, got {threads}")
+        torch.set_num_threads(threads)
+
+
 def loss_sum(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``0.5 * sum((output - onehot)**2)`` over the batch and the classes."""
     target = torch.nn.functional.one_hot(labels, output.shape[1]).to(output.dtype)

@@ -37,13 +37,9 @@ def run(args) -> int:
 
     from evsim.datasets.samples import default_root, load_samples
     from evsim.training.network import load_trained
-    from evsim.training.trainer import evaluate, retain_freed_memory
+    from evsim.training.trainer import configure_torch, evaluate
 
-    retain_freed_memory()
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be positive, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    configure_torch(args.threads)
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -58,16 +58,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import torch
-
     from evsim.datasets.samples import default_root
-    from evsim.training.trainer import TrainConfig, retain_freed_memory, train
+    from evsim.training.trainer import TrainConfig, configure_torch, train
 
-    retain_freed_memory()
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be positive, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    configure_torch(args.threads)
     if not 0.0 <= args.dropout < 1.0:
         raise InputError(f"--dropout must lie in [0, 1), got {args.dropout}")
     config = TrainConfig(
