@@ -11,6 +11,8 @@ Layouts (chosen so that one event's fan-out is a few contiguous runs of adds):
   ``(y * W + x) * C + c``; a 1-D population of ``N`` neurons is ``N x 1 x 1``.
 - a *pixel* is the ``C`` neurons at one ``(y, x)``. Every conv or linear event reaches all
   channels of the pixels it touches, so leak, touch-tracking and threshold tests work per pixel.
+- tiled pooling (stride = kernel) routes each source neuron through a lookup table
+  (``routes``) to its one target neuron, instead of decoding its coordinates;
 - conv weights ``[C_in, K, K, C_out]`` with ``kx`` reversed, so that for stride 1 the ``kx``
   sweep of one event is a single run of ``K * C_out`` adds over consecutive pixels; linear weights ``[N_in, N_out]`` with rows in the source's
   channels-last order.
@@ -28,8 +30,8 @@ from numba import njit
 OP_CONV, OP_LINEAR, OP_AVGPOOL, OP_IDENTITY = 0, 1, 2, 3
 
 P_OP, P_SRC_C, P_SRC_H, P_SRC_W, P_DST_C, P_DST_H, P_DST_W = 0, 1, 2, 3, 4, 5, 6
-P_KERNEL, P_STRIDE, P_PADDING, P_WEIGHT_OFFSET = 7, 8, 9, 10
-PROJECTION_COLUMNS = 11
+P_KERNEL, P_STRIDE, P_PADDING, P_WEIGHT_OFFSET, P_ROUTE_OFFSET = 7, 8, 9, 10, 11
+PROJECTION_COLUMNS = 12
 
 # counters[...] layout, one row per population run
 C_INPUT_EVENTS, C_SYNOPS, C_NEURON_UPDATES, C_SPIKES = 0, 1, 2, 3
@@ -98,12 +100,12 @@ def _geometry(proj):
     a store to V (which, as far as the compiler knows, might alias the table)."""
     return (
         proj[P_OP], proj[P_SRC_C], proj[P_SRC_W], proj[P_DST_C], proj[P_DST_H], proj[P_DST_W],
-        proj[P_WEIGHT_OFFSET], proj[P_KERNEL], proj[P_STRIDE], proj[P_PADDING],
+        proj[P_WEIGHT_OFFSET], proj[P_KERNEL], proj[P_STRIDE], proj[P_PADDING], proj[P_ROUTE_OFFSET],
     )
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _drain(V, geometry, unit, weights, ev_index, ev_sign, lo, hi, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
+def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
     """Add the weights of events ``lo:hi`` (source neurons ``ev_index``) to the neurons they reach.
 
     Each *unit* reached is first brought up to time ``now`` (lazy leak) and listed as touched
@@ -111,7 +113,7 @@ def _drain(V, geometry, unit, weights, ev_index, ev_sign, lo, hi, t_last, stamp,
     a single neuron (``unit == 1``), since a pooling event reaches one channel only. The projection kind is decided once, outside the per-event loops. Returns the
     number of synaptic operations performed (one per weight added) and the new touched count.
     """
-    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad = geometry
+    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
     synops = 0
     if op == OP_CONV:
         for e in range(lo, hi):
@@ -158,6 +160,18 @@ def _drain(V, geometry, unit, weights, ev_index, ev_sign, lo, hi, t_last, stamp,
                         wrow = row + (k - 1 - kx) * C
                         _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
                         synops += C
+    elif op == OP_AVGPOOL and roff >= 0:
+        # tiled pooling: each source neuron feeds one target, looked up in ``routes`` (-1: none)
+        share = 1.0 / (k * k)
+        for e in range(lo, hi):
+            neuron = routes[roff + ev_index[e]]
+            if neuron < 0:
+                continue
+            u = neuron if unit == 1 else neuron // unit
+            if stamp[u] != tag:
+                n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
+            V[neuron] += ev_sign[e] * share
+            synops += 1
     elif op == OP_AVGPOOL:
         share = 1.0 / (k * k)
         for e in range(lo, hi):
@@ -166,28 +180,19 @@ def _drain(V, geometry, unit, weights, ev_index, ev_sign, lo, hi, t_last, stamp,
             pix = j // src_c
             y = pix // src_w
             x = pix - y * src_w
-            if s == k:  # windows tile the input: one output at most (the edge may be cut off)
-                oy_lo = oy_hi = y // k
-                ox_lo = ox_hi = x // k
-            else:  # output rows whose window [oy*s, oy*s + k) contains y
-                oy_lo = max(0, (y - k + s + s * k) // s - k)
-                oy_hi = y // s
-                ox_lo = max(0, (x - k + s + s * k) // s - k)
-                ox_hi = x // s
-            oy_hi = min(dst_h - 1, oy_hi)
-            ox_hi = min(dst_w - 1, ox_hi)
-            oy = oy_lo
-            while oy <= oy_hi:
-                ox = ox_lo
-                while ox <= ox_hi:
+            # output rows whose window [oy*s, oy*s + k) contains y
+            oy_lo = max(0, (y - k + s + s * k) // s - k)
+            oy_hi = min(dst_h - 1, y // s)
+            ox_lo = max(0, (x - k + s + s * k) // s - k)
+            ox_hi = min(dst_w - 1, x // s)
+            for oy in range(oy_lo, oy_hi + 1):
+                for ox in range(ox_lo, ox_hi + 1):
                     neuron = (oy * dst_w + ox) * C + c
                     u = neuron if unit == 1 else neuron // unit
                     if stamp[u] != tag:
                         n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
                     V[neuron] += ev_sign[e] * share
                     synops += 1
-                    ox += 1
-                oy += 1
     elif op == OP_LINEAR:
         for e in range(lo, hi):
             j = ev_index[e]
@@ -209,7 +214,7 @@ def _drain(V, geometry, unit, weights, ev_index, ev_sign, lo, hi, t_last, stamp,
 @njit(cache=True, nogil=True)
 def run_population_steps(
     V, unit, t_last, stamp, touched_list, leak_table, log_leak, threshold, fires,
-    projections, weights, ev_offsets, ev_index, ev_sign,
+    projections, weights, routes, ev_offsets, ev_index, ev_sign,
     out_index, out_offsets, counters,
 ):
     """Run one population over all time steps of a window (step mode).
@@ -236,7 +241,7 @@ def run_population_steps(
             hi = ev_offsets[q, t + 1]
             n_in += hi - lo
             added, n_touched = _drain(
-                V, geometry, unit, weights, ev_index, ev_sign, lo, hi,
+                V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi,
                 t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
             )
             synops += added
@@ -270,7 +275,7 @@ def leak_to(V, t_last, C, t_end, log_leak):
 @njit(cache=True, nogil=True)
 def run_population_async(
     V, unit, t_last, stamp, touched_list, tag, log_leak_per_us, threshold, fires, delay_us,
-    projections, weights, ev_bounds, heads, ev_time, ev_index, ev_sign,
+    projections, weights, routes, ev_bounds, heads, ev_time, ev_index, ev_sign,
     out_time, out_index, counters,
 ):
     """Run one population over time-sorted events in continuous time (asynchronous mode).
@@ -313,7 +318,7 @@ def run_population_async(
             while e < ev_bounds[r, 1] and ev_time[e] == now:
                 e += 1
             added, n_touched = _drain(
-                V, _geometry(projections[r]), unit, weights, ev_index, ev_sign, heads[r], e,
+                V, _geometry(projections[r]), unit, weights, routes, ev_index, ev_sign, heads[r], e,
                 t_last, stamp, touched_list, n_touched, now, tag, empty_table, log_leak_per_us,
             )
             synops += added

@@ -50,6 +50,7 @@ class Layer:
     sources: tuple[str, ...]
     projections: np.ndarray  # [Q, kernels.PROJECTION_COLUMNS] int64
     weights: np.ndarray  # all projections' weights, flat
+    routes: np.ndarray  # int32 lookup tables of tiled pooling projections, flat
     dense_macs_per_step: int
 
     @property
@@ -81,6 +82,8 @@ def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtyp
     table = np.zeros((len(population.inputs), kernels.PROJECTION_COLUMNS), dtype=np.int64)
     flat = []
     offset = 0
+    routes = []
+    route_offset = 0
     for q, proj in enumerate(population.inputs):
         src = as_chw(graph.shape_of(proj.source))
         dst = as_chw(population.shape)
@@ -91,6 +94,11 @@ def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtyp
         table[q, kernels.P_STRIDE] = proj.stride
         table[q, kernels.P_PADDING] = proj.padding
         table[q, kernels.P_WEIGHT_OFFSET] = offset
+        table[q, kernels.P_ROUTE_OFFSET] = -1
+        if proj.op == "avgpool" and proj.stride == proj.kernel:
+            table[q, kernels.P_ROUTE_OFFSET] = route_offset
+            routes.append(pooling_routes(src, dst, proj.kernel))
+            route_offset += routes[-1].size
         if proj.weight is not None:
             w = engine_weight(proj.op, np.asarray(weights[proj.weight]), graph.shape_of(proj.source)).astype(dtype)
             flat.append(w.ravel())
@@ -104,8 +112,21 @@ def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtyp
         sources=tuple(p.source for p in population.inputs),
         projections=table,
         weights=np.concatenate(flat) if flat else np.zeros(1, dtype=dtype),
+        routes=np.concatenate(routes) if routes else np.zeros(1, dtype=np.int32),
         dense_macs_per_step=dense_macs_per_step(graph, population),
     )
+
+
+def pooling_routes(src: tuple[int, int, int], dst: tuple[int, int, int], kernel: int) -> np.ndarray:
+    """For tiled pooling: the channels-last index of each source neuron's target, or -1 where
+    the source lies in the rows or columns that the windows cut off."""
+    c, h, w = src
+    _, oh, ow = dst
+    y, x, ch = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
+    oy, ox = y // kernel, x // kernel
+    target = (oy * ow + ox) * c + ch
+    target[(oy >= oh) | (ox >= ow)] = -1
+    return target.reshape(-1).astype(np.int32)
 
 
 @dataclass
@@ -203,7 +224,7 @@ class Network:
             counters = np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)
             n_out = kernels.run_population_steps(
                 V, layer.unit, t_last, ws.stamp[i], ws.touched_list[i], self._leak_table[i], math.log(layer.leak),
-                layer.threshold, layer.fires, layer.projections, layer.weights,
+                layer.threshold, layer.fires, layer.projections, layer.weights, layer.routes,
                 ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_offsets[i], counters,
             )
             if layer.fires:

@@ -158,7 +158,7 @@ class Stream:
             n, self.tag = kernels.run_population_async(
                 self.V[i], layer.unit, self.t_last[i], self.stamp[i], self.touched[i], self.tag,
                 self.log_leak_per_us[i], layer.threshold, layer.fires, self.delays_us[layer.name],
-                layer.projections, layer.weights, bounds, heads, time, index, sign,
+                layer.projections, layer.weights, layer.routes, bounds, heads, time, index, sign,
                 out_time, out_index, self.counters[i],
             )
             out_times.append(out_time[:n])

@@ -43,9 +43,11 @@ def random_networks(draw):
     for i in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["conv", "pool", "residual"]))
         c, h, w = shape
-        if kind == "pool" and h >= 2:
-            out = (c, h // 2, w // 2)
-            pops.append(Population(f"pool{i}", "pool", out, (Projection(source, "avgpool", kernel=2, stride=2),), threshold=0.75, leak=1.0))
+        if kind == "pool" and h >= 3:
+            # mostly the paper's tiled 2x2 pooling; sometimes overlapping or untiled windows
+            k, stride = draw(st.sampled_from([(2, 2), (2, 2), (3, 2), (2, 1), (3, 3)]))
+            out = (c, conv_output_size(h, k, stride, 0), conv_output_size(w, k, stride, 0))
+            pops.append(Population(f"pool{i}", "pool", out, (Projection(source, "avgpool", kernel=k, stride=stride),), threshold=0.75, leak=1.0))
             source, shape = f"pool{i}", out
         elif kind == "residual":
             mid = draw(st.integers(1, 4))
