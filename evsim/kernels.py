@@ -275,6 +275,7 @@ def leak_to(V, t_last, C, t_end, log_leak):
 @njit(cache=True, nogil=True)
 def run_population_async(
     V, unit, t_last, stamp, touched_list, tag, log_leak_per_us, threshold, fires, delay_us,
+    refractory_us, refractory_end, unit_refractory_end,
     projections, weights, routes, ev_bounds, heads, ev_time, ev_index, ev_sign,
     out_time, out_index, counters,
 ):
@@ -285,7 +286,11 @@ def run_population_async(
     (``exp(log_leak_per_us * dt)``) and adds its weights; the reached neurons are tested at once,
     and a spike leaves at the arrival's time plus ``delay_us``. Events with the *same* timestamp
     arrive together: all are added before the test, so the result never depends on the order in
-    which simultaneous spikes were emitted. Stops early when ``out_*`` could overflow; ``heads``
+    which simultaneous spikes were emitted. A neuron that fired is refractory for
+    ``refractory_us``: charge reaching it before ``refractory_end`` is discarded (its membrane
+    stays at 0), so it fires at most once per refractory period, as a step-mode neuron fires at
+    most once per step (``unit_refractory_end`` is the latest end in each unit, which lets
+    units with no refractory neuron take the fast test). Stops early when ``out_*`` could overflow; ``heads``
     then says where to resume. Returns ``(spikes written, next tag)``; ``tag`` numbers arrivals
     across calls so that state carries over from one chunk of a stream to the next.
     """
@@ -327,11 +332,29 @@ def run_population_async(
         tag += 1
         if fires:
             for i in range(n_touched):
-                base = touched_list[i] * unit
-                if _any_above(V[base : base + unit], threshold):
+                u = touched_list[i]
+                base = u * unit
+                if now < unit_refractory_end[u]:
+                    n_before = n_out
+                    for co in range(base, base + unit):
+                        if now < refractory_end[co]:
+                            V[co] = 0.0
+                        elif V[co] > threshold:
+                            out_index[n_out] = co
+                            n_out += 1
+                            V[co] = 0.0
+                            refractory_end[co] = now + refractory_us
+                    if n_out > n_before:
+                        unit_refractory_end[u] = now + refractory_us
+                    out_time[n_before:n_out] = now + delay_us
+                elif _any_above(V[base : base + unit], threshold):
                     n_before = n_out
                     n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
                     out_time[n_before:n_out] = now + delay_us
+                    if refractory_us > 0.0:
+                        for n in range(n_before, n_out):
+                            refractory_end[out_index[n]] = now + refractory_us
+                        unit_refractory_end[u] = now + refractory_us
         updates += n_touched * unit
     counters[C_INPUT_EVENTS] += n_in
     counters[C_SYNOPS] += synops

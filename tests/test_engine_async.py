@@ -46,7 +46,7 @@ def random_events(seed: int, n: int = 400) -> np.ndarray:
     return make_events(rng.integers(0, 8, n), rng.integers(0, 8, n), t, rng.integers(0, 2, n).astype(bool))
 
 
-def naive_async(network: Network, weights: dict, events: np.ndarray):
+def naive_async(network: Network, weights: dict, events: np.ndarray, refractory_us: float = 0.0):
     """An independent reference: every arrival (the events of one timestamp) leaks *every* neuron
     of a layer to its time, adds its dense contribution (a conv/linear of the arriving spikes as
     a dense tensor), then tests *every* neuron."""
@@ -60,6 +60,7 @@ def naive_async(network: Network, weights: dict, events: np.ndarray):
         proj = pop.inputs[0]
         src_shape = graph.shape_of(proj.source)
         V = torch.zeros((1, *pop.shape), dtype=torch.float64)
+        refractory_end = torch.full(pop.shape, -math.inf, dtype=torch.float64)
         t_prev = 0.0
         out = []
         tau = -step_us / math.log(pop.leak) if pop.leak < 1 else math.inf
@@ -79,10 +80,13 @@ def naive_async(network: Network, weights: dict, events: np.ndarray):
             else:
                 V += dense_in.flatten(1) @ torch.as_tensor(weights[proj.weight]).T
             if pop.fires:
+                refractory = t < refractory_end
+                V[0][refractory] = 0.0  # charge reaching a refractory neuron is discarded
                 fired = V[0] > pop.threshold
                 for pos in np.argwhere(fired.numpy()):
                     out.append((t, (pop.name, tuple(int(v) for v in pos))))
                 V[0][fired] = 0.0
+                refractory_end[fired] = t + refractory_us
         spikes_in[pop.name] = out
         counts[pop.name] = len(out)
         if not pop.fires:
@@ -91,12 +95,14 @@ def naive_async(network: Network, weights: dict, events: np.ndarray):
     return final, counts
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_async_equals_naive_continuous_time_reference(seed):
+@pytest.mark.parametrize("seed, refractory_us", [(0, 0.0), (1, 0.0), (2, 1000.0), (3, 1000.0), (4, 350.0)])
+def test_async_equals_naive_continuous_time_reference(seed, refractory_us):
     network = small_network(seed)
     events = random_events(seed)
-    result = network.run(events, mode="async")
-    output, counts = naive_async(network, network_weights(seed), events)
+    stream = Stream(network, refractory_us=refractory_us)
+    stream.feed(events)
+    result = stream.result(at_us=WINDOW_US)
+    output, counts = naive_async(network, network_weights(seed), events, refractory_us)
     assert counts["c1"] > 0 and counts["f1"] > 0
     for layer in result.layers[:-1]:
         assert layer.spikes == counts[layer.name], layer.name
@@ -118,6 +124,17 @@ def test_stream_result_does_not_depend_on_chunk_size(chunk):
     assert [l.spikes for l in a.layers] == [l.spikes for l in b.layers]
     assert [l.synops for l in a.layers] == [l.synops for l in b.layers]
     np.testing.assert_array_equal(a.output, b.output)
+
+
+def test_default_refractory_period_is_half_a_trained_step():
+    network = small_network(0)
+    assert Stream(network).refractory_us == WINDOW_US / TIMESTEPS / 2
+    events = random_events(0)
+    default = network.run(events, mode="async")
+    free = Stream(network, refractory_us=0.0)
+    free.feed(events)
+    # without a refractory period neurons fire on every crossing: strictly more spikes here
+    assert free.result().layers[0].spikes > default.layers[0].spikes > 0
 
 
 def test_tau_reproduces_the_trained_per_step_leak():
