@@ -28,6 +28,23 @@ def make_events(x, y, t, p) -> np.ndarray:
     return events
 
 
+def checked_coordinates(events: np.ndarray, sensor_size: tuple[int, int, int], what: str = "sensor"):
+    """``x, y, p`` of ``events`` as int64, after checking that every event lies on the sensor
+    ``(width, height, polarities)``: the kernels index arrays with them unchecked."""
+    width, height, polarities = sensor_size
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    p = events["p"].astype(np.int64)
+    bad = (x < 0) | (x >= width) | (y < 0) | (y >= height) | (p < 0) | (p >= polarities)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"event {i} at x={x[i]}, y={y[i]}, p={p[i]} lies outside the {what} "
+            f"{width}x{height}x{polarities}"
+        )
+    return x, y, p
+
+
 def time_bins(t: np.ndarray, timesteps: int, window_us: int = DEFAULT_WINDOW_US) -> np.ndarray:
     """The time step of each timestamp: ``T`` equal bins over ``[0, window_us)``; -1 outside it."""
     if timesteps < 1 or window_us < 1:
@@ -73,16 +90,7 @@ def bin_events(
     events outside the sensor are an error, never silently clipped.
     """
     width, height, polarities = sensor_size
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    p = events["p"].astype(np.int64)
-    bad = (x < 0) | (x >= width) | (y < 0) | (y >= height) | (p < 0) | (p >= polarities)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"event {i} at x={x[i]}, y={y[i]}, p={p[i]} lies outside the sensor "
-            f"{width}x{height}x{polarities}"
-        )
+    x, y, p = checked_coordinates(events, sensor_size)
     steps = time_bins(events["t"], timesteps, window_us)
     keep = steps >= 0
     steps = steps[keep]

@@ -29,6 +29,7 @@ import numpy as np
 
 from evsim import kernels
 from evsim.counting import LayerCounts, RunResult
+from evsim.datasets.events import checked_coordinates
 from evsim.errors import InputError
 from evsim.graph import INPUT
 
@@ -59,14 +60,8 @@ def timed_input_events(events: np.ndarray, input_shape, dtype, last_time: float 
     channels, height, width = input_shape
     if events.dtype.names is None or not {"x", "y", "t", "p"} <= set(events.dtype.names):
         raise InputError("asynchronous mode needs events with fields x, y, t, p")
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    p = events["p"].astype(np.int64)
+    x, y, p = checked_coordinates(events, (width, height, channels), what="input")
     t = events["t"].astype(np.float64)
-    bad = (x < 0) | (x >= width) | (y < 0) | (y >= height) | (p < 0) | (p >= channels)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"event {i} at x={x[i]}, y={y[i]}, p={p[i]} lies outside the input {width}x{height}x{channels}")
     if len(t) and (np.any(np.diff(t) < 0) or t[0] < last_time):
         raise InputError("event timestamps must not decrease (within and across chunks)")
     index = ((y * width + x) * channels + p).astype(np.int32)
