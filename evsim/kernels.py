@@ -9,13 +9,14 @@ exactly what running step after step through all populations gives.
 Layouts (chosen so that one event's fan-out is a few contiguous runs of adds):
 - membrane ``V``: channels-last, neuron ``(y, x, c)`` of a ``C x H x W`` population at
   ``(y * W + x) * C + c``; a 1-D population of ``N`` neurons is ``N x 1 x 1``.
-- a *pixel* is the ``C`` neurons at one ``(y, x)``. Every conv or linear event reaches all
-  channels of the pixels it touches, so leak, touch-tracking and threshold tests work per pixel.
-- tiled pooling (stride = kernel) routes each source neuron through a lookup table
-  (``routes``) to its one target neuron, instead of decoding its coordinates;
+- a *unit* is what leak, touch-tracking and threshold tests work on: a pixel (the ``C`` neurons
+  at one ``(y, x)``, since every conv or linear event reaches all channels of the pixels it
+  touches), or a single neuron in layers fed only by pooling (a pooling event reaches one channel).
 - conv weights ``[C_in, K, K, C_out]`` with ``kx`` reversed, so that for stride 1 the ``kx``
-  sweep of one event is a single run of ``K * C_out`` adds over consecutive pixels; linear weights ``[N_in, N_out]`` with rows in the source's
-  channels-last order.
+  sweep of one event is a single run of ``K * C_out`` adds over consecutive pixels.
+- linear weights ``[N_in, N_out]``, rows in the source's channels-last order.
+- tiled pooling (stride = kernel) routes each source neuron through a lookup table
+  (``routes``) to its one target neuron, instead of decoding its coordinates.
 
 Projection table rows (int64): see the ``P_*`` column indices below.
 """
