@@ -1,0 +1,68 @@
+"""Where the event engine spends its time: per-layer kernel time, synops and rate, one core.
+
+    python benchmarks/profile_layers.py --model nmnist-lenet --split test --limit 28
+
+Runs each sample layer by layer exactly as ``Network.run`` does (step mode), timing every layer's
+kernel call, and prints per layer: input events, synaptic operations, spikes, ms per sample,
+and G synops/s. Data: real N-MNIST recordings from ``$EVSIM_DATA/nmnist``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+import evsim
+from evsim import kernels
+from evsim.datasets.samples import default_root, load_samples
+from evsim.graph import INPUT
+from evsim.network import _gather
+from evsim.spikes import SpikeEvents
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="nmnist-lenet")
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--limit", type=int, default=28)
+    args = parser.parse_args()
+    network = evsim.load(args.model)
+    samples = load_samples("nmnist", args.data or default_root("nmnist"), args.split, limit=args.limit, encoding=network.encoding)
+    inputs = [network.encode(samples.events(i)) for i in range(len(samples))]
+    network.run(inputs[0])  # compile or load the kernels
+    ws = network._workspace()
+    seconds = np.zeros(len(network.layers))
+    totals = np.zeros((len(network.layers), kernels.COUNTER_COLUMNS), dtype=np.int64)
+    for events in inputs:
+        queues = {INPUT: events}
+        for i, layer in enumerate(network.layers):
+            ev_offsets, ev_index, ev_sign = _gather(queues, layer.sources)
+            ws.V[i].fill(0)
+            ws.t_last[i].fill(0)
+            ws.stamp[i].fill(-1)
+            start = time.perf_counter()
+            n_out = kernels.run_population_steps(
+                ws.V[i], layer.unit, ws.t_last[i], ws.stamp[i], ws.touched_list[i], network._leak_table[i],
+                math.log(layer.leak), layer.threshold, layer.fires, layer.projections, layer.weights, layer.routes,
+                ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_offsets[i], totals[i],
+            )
+            seconds[i] += time.perf_counter() - start
+            queues[layer.name] = SpikeEvents(ws.out_offsets[i], ws.out_index[i][:n_out], ws.ones[:n_out])
+    n = len(inputs)
+    print(f"{args.model}: {n} N-MNIST {args.split} recordings, step mode, one core")
+    print(f"{'layer':<8} {'in events':>11} {'synops':>13} {'spikes':>10} {'ms/sample':>10} {'share':>7} {'G synops/s':>11}")
+    for i, layer in enumerate(network.layers):
+        ev, syn, _, spk = totals[i] / n
+        ms = 1000 * seconds[i] / n
+        print(f"{layer.name:<8} {ev:>11,.0f} {syn:>13,.0f} {spk:>10,.0f} {ms:>10.2f} {seconds[i] / seconds.sum():>7.1%} {syn / (ms / 1000) / 1e9 if ms else 0:>11.2f}")
+    total_ms = 1000 * seconds.sum() / n
+    print(f"{'total':<8} {'':>11} {totals[:, kernels.C_SYNOPS].sum() / n:>13,.0f} {'':>10} {total_ms:>10.2f} {'':>7} "
+          f"{totals[:, kernels.C_SYNOPS].sum() / n / (total_ms / 1000) / 1e9:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()
