@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evsim.errors import InputError
+from evsim.errors import DataError, InputError
 
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
 """tonic's event dtype (``tonic.io.events_struct``)."""
@@ -43,6 +43,18 @@ def checked_coordinates(events: np.ndarray, sensor_size: tuple[int, int, int], w
             f"{width}x{height}x{polarities}"
         )
     return x, y, p
+
+
+def check_time_order(t: np.ndarray, last_t: int, path, byte_offset, label: str, consequence: str) -> None:
+    """Raise DataError at the first timestamp below its predecessor (``last_t`` before the first).
+
+    ``byte_offset(k)`` gives the file offset of event ``k``, for the message.
+    """
+    back = np.diff(t, prepend=last_t) < 0
+    if back.any():
+        k = int(np.argmax(back))
+        before = last_t if k == 0 else int(t[k - 1])
+        raise DataError(path, f"{label} {int(t[k])} µs comes after {before} µs; {consequence}", byte_offset(k))
 
 
 def time_bins(t: np.ndarray, timesteps: int, window_us: int = DEFAULT_WINDOW_US) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.datasets.events import EVENT_DTYPE
+from evsim.datasets.events import EVENT_DTYPE, check_time_order
 from evsim.errors import DataError
 
 RECORD_BYTES = 5
@@ -92,15 +92,8 @@ def decode_nmnist(
             offset + RECORD_BYTES * i,
         )
     event_t = t[index]
-    steps_back = np.diff(event_t, prepend=last_t) < 0
-    if steps_back.any():
-        k = int(np.argmax(steps_back))
-        before = last_t if k == 0 else int(event_t[k - 1])
-        raise DataError(
-            path,
-            f"timestamp {event_t[k]} µs comes after {before} µs; N-MNIST files are time-sorted",
-            offset + RECORD_BYTES * int(index[k]),
-        )
+    check_time_order(event_t, last_t, path, lambda k: offset + RECORD_BYTES * int(index[k]),
+                     "timestamp", "N-MNIST files are time-sorted")
 
     events = np.empty(len(index), dtype=EVENT_DTYPE)
     events["x"] = x[index]

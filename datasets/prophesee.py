@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evsim.datasets.events import EVENT_DTYPE
+from evsim.datasets.events import EVENT_DTYPE, check_time_order
 from evsim.errors import DataError
 
 HEADER_LIMIT = 1 << 20
@@ -175,15 +175,8 @@ def _check_events(path, x, y, p, t, positions, sensor, last_t, offset, word_byte
             "(polarity must be 0 or 1); the file is damaged",
             offset + word_bytes * int(positions[k]),
         )
-    back = np.diff(t, prepend=last_t) < 0
-    if back.any():
-        k = int(np.argmax(back))
-        before = last_t if k == 0 else int(t[k - 1])
-        raise DataError(
-            path,
-            f"{fmt} event time {int(t[k])} µs comes after {before} µs; the file is damaged",
-            offset + word_bytes * int(positions[k]),
-        )
+    check_time_order(t, last_t, path, lambda k: offset + word_bytes * int(positions[k]),
+                     f"{fmt} event time", "the file is damaged")
 
 
 def _events(x, y, t, p) -> np.ndarray:
