@@ -2,7 +2,7 @@
 
     python benchmarks/async_refractory.py --split train --limit 200 --refractory 0 1500 3000
 
-Runs the bundled ``nmnist-lenet`` (or ``--model``) in continuous time on real N-MNIST recordings
+Runs the bundled ``lenet-nmnist`` (or ``--model``) in continuous time on real N-MNIST recordings
 from ``$EVSIM_DATA/nmnist`` (the first 300 ms window, read out at its end, as ``evsim run --mode
 async`` does) once per refractory period, and prints accuracy, synops per sample and samples/s.
 """
@@ -19,7 +19,7 @@ from evsim.stream import Stream, step_width_us
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="nmnist-lenet")
+    parser.add_argument("--model", default="lenet-nmnist")
     parser.add_argument("--data", default=None)
     parser.add_argument("--split", choices=("train", "test"), default="train")
     parser.add_argument("--limit", type=int, default=200)

@@ -1,6 +1,6 @@
 """Where the event engine spends its time: per-layer kernel time, synops and rate, one core.
 
-    python benchmarks/profile_layers.py --model nmnist-lenet --split test --limit 28
+    python benchmarks/profile_layers.py --model lenet-nmnist --split test --limit 28
 
 Runs each sample layer by layer exactly as ``Network.run`` does (step mode), timing every layer's
 kernel call, and prints per layer: input events, synaptic operations, spikes, ms per sample,
@@ -25,7 +25,7 @@ from evsim.spikes import SpikeEvents
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="nmnist-lenet")
+    parser.add_argument("--model", default="lenet-nmnist")
     parser.add_argument("--data", default=None)
     parser.add_argument("--split", choices=("train", "test"), default="test")
     parser.add_argument("--limit", type=int, default=28)

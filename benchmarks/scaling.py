@@ -17,7 +17,7 @@ Inference time per sample of evsim's step mode and of the trainer's dense PyTorc
     N-MNIST LeNet fires 4-9 % per layer per step.) The achieved per-layer rates, measured by the
     engine on the timed inputs, are in the JSON.
 
-The model for (a) and (b) is ``--model`` (an N-MNIST model file), else the bundled ``nmnist-lenet``
+The model for (a) and (b) is ``--model`` (an N-MNIST model file), else the bundled ``lenet-nmnist``
 when there is one, else the paper's N-MNIST LeNet with weights calibrated as in (c) on the same
 recordings.
 
@@ -170,11 +170,10 @@ def _bisect_factor(rate_of, target: float, low: float = 1e-4, high: float = 1e4,
 
 def nmnist_model(args, settings: Settings, recordings: list[np.ndarray]):
     """(graph, weights, description) of the N-MNIST model for parts (a) and (b)."""
-    from evsim.model_file import load_model
-    from evsim.network import BUNDLED_MODELS, model_path
+    from evsim.model_file import BUNDLED_MODELS, load_model, model_path
     from evsim.training.architectures import lenet
 
-    given = args.model or (BUNDLED_MODELS / "nmnist-lenet.npz" if (BUNDLED_MODELS / "nmnist-lenet.npz").exists() else None)
+    given = args.model or (BUNDLED_MODELS / "lenet-nmnist.npz" if (BUNDLED_MODELS / "lenet-nmnist.npz").exists() else None)
     if given is not None:
         path = model_path(given)
         model = load_model(path)
@@ -390,7 +389,7 @@ def plot(report: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="N-MNIST model file for (a) and (b) (default: bundled nmnist-lenet, else calibrated LeNet)")
+    parser.add_argument("--model", help="N-MNIST model file for (a) and (b) (default: bundled lenet-nmnist, else calibrated LeNet)")
     parser.add_argument("--data", type=Path, help="N-MNIST folder (default: $EVSIM_DATA/nmnist, else tests/data/nmnist)")
     parser.add_argument("--samples", type=int, help="N-MNIST recordings for (a) and (b) (default 16)")
     parser.add_argument("--threads", type=int, help="threads for both simulators (default 1)")

@@ -1,7 +1,8 @@
 """Labelled samples of a dataset split, encoded the same way for the trainer and the engine: frames ``[T, B, C, H, W]``.
 
 Static images become signed Poisson spike trains (evsim.datasets.encoding.poisson_spikes) drawn
-fresh for every mini-batch; N-MNIST recordings become event-count frames
+fresh for every mini-batch; N-MNIST recordings, real or simulated from MNIST
+(``nmnist-sim``, evsim.datasets.saccades), become event-count frames
 (evsim.datasets.events.to_frames), the same binning the engine uses. The ``encoding`` dict of a
 :class:`SampleSet` is what the model file records, so the engine can encode its inputs the same way.
 """
@@ -21,10 +22,14 @@ from evsim.errors import DataError, InputError
 INPUT_SHAPES = {
     "mnist": (1, 28, 28),
     "nmnist": (2, 34, 34),
+    "nmnist-sim": (2, 34, 34),
     "cifar10": (3, 32, 32),
     "svhn": (3, 32, 32),
 }
 DATASETS = tuple(INPUT_SHAPES)
+SIMULATED = {"nmnist-sim": "nmnist"}
+"""Simulated datasets and the real ones they imitate: a model of one runs on the other's inputs."""
+DATA_FOLDERS = {"nmnist-sim": "mnist"}  # nmnist-sim is simulated from the MNIST images
 SUBSET_SEED = 0  # --limit picks the same samples on every run
 CROP_PADDING = 4
 
@@ -34,7 +39,12 @@ def default_root(dataset: str) -> Path:
     root = data_root()
     if root is None:
         raise DataError(None, f"no data folder: pass --data, or set $EVSIM_DATA to the folder holding {dataset}/")
-    return root / dataset
+    return root / DATA_FOLDERS.get(dataset, dataset)
+
+
+def same_inputs(dataset: str, other: str) -> bool:
+    """Whether models of ``dataset`` take ``other``'s inputs (a simulation and its real data do)."""
+    return SIMULATED.get(dataset, dataset) == SIMULATED.get(other, other)
 
 
 @dataclass
@@ -65,15 +75,18 @@ class SampleSet:
             if self.augment:
                 images = crop_and_flip(images, rng)
             return poisson_spikes(images, timesteps, rng, scale=self.encoding["scale"])
+        if hasattr(self.recordings, "prefetch"):  # simulated recordings: one vectorised call per batch
+            self.recordings.prefetch(self.indices[batch])
         frames = [self._frames(int(i), timesteps) for i in batch]
         return np.stack(frames, axis=1)
 
     def events(self, position: int) -> np.ndarray:
         """The raw events of the recording at ``position`` (decoded once, then kept)."""
         events = self._events.get(position)
-        if events is None:  # recordings are small; decode each file once
+        if events is None:
             events, _ = self.recordings[int(self.indices[position])]
-            self._events[position] = events
+            if not getattr(self.recordings, "keeps_events", False):  # recordings are small; decode each file once
+                self._events[position] = events
         return events
 
     def _frames(self, position: int, timesteps: int) -> np.ndarray:
@@ -123,10 +136,11 @@ def load_samples(
     if dataset not in INPUT_SHAPES:
         raise InputError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     root = Path(root)
-    if dataset == "nmnist":
+    if dataset in ("nmnist", "nmnist-sim"):
         from evsim.datasets.nmnist import NMNIST, SENSOR_SIZE
+        from evsim.datasets.saccades import SimulatedNMNIST
 
-        recordings = NMNIST(root, split)
+        recordings = NMNIST(root, split) if dataset == "nmnist" else SimulatedNMNIST(root, split)
         keep = subset(len(recordings), limit)
         encoding = encoding or {"kind": "events", "window_us": int(window_us), "sensor_size": list(SENSOR_SIZE)}
         return SampleSet(dataset, split, recordings.labels[keep], encoding, recordings=recordings, indices=keep)

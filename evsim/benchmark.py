@@ -75,7 +75,8 @@ def prepare_inputs(samples, network, seed: int = 0) -> BenchInputs:
 def benchmark(model_path, samples, rounds: int = 3, threads: int = 2, seed: int = 0, progress=None) -> dict:
     import torch
 
-    from evsim.network import Network, model_path as resolve_model
+    from evsim.model_file import model_path as resolve_model
+    from evsim.network import Network
     from evsim.training import load_trained
     from evsim.training.trainer import configure_torch
 

@@ -21,6 +21,7 @@ from evsim.graph import Graph
 FORMAT_NAME = "evsim-model"
 FORMAT_VERSION = 1
 GRAPH_KEY = "__graph__"
+BUNDLED_MODELS = Path(__file__).parent / "models"
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,23 @@ def save_model(path, graph: Graph, weights: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def load_model(path) -> ModelFile:
-    """Read and validate a model file; raise ModelError on anything malformed."""
-    path = Path(path)
+def model_path(path_or_name) -> Path:
+    """The file of a model given as a path, or as the name of a model bundled with evsim."""
+    path = Path(path_or_name)
+    if not path.exists():
+        bundled = BUNDLED_MODELS / f"{path_or_name}.npz"
+        if bundled.exists():
+            return bundled
+        if path.suffix or len(path.parts) > 1:
+            raise ModelError("no such model file", path)
+        names = sorted(p.stem for p in BUNDLED_MODELS.glob("*.npz"))
+        raise ModelError(f"no model file or bundled model named {str(path_or_name)!r} (bundled: {', '.join(names) or 'none'})")
+    return path
+
+
+def load_model(path_or_name) -> ModelFile:
+    """Read and validate a model file (a path, or a bundled model's name); raise ModelError on anything malformed."""
+    path = model_path(path_or_name)
     if not path.is_file():
         raise ModelError("no such model file", path)
     try:

@@ -19,11 +19,10 @@ from evsim import kernels
 from evsim.counting import LayerCounts, RunResult, dense_macs_per_step
 from evsim.errors import InputError, ModelError
 from evsim.graph import INPUT, Graph
-from evsim.model_file import load_model
+from evsim.model_file import load_model, model_path
 from evsim.spikes import SpikeEvents, to_spike_events
 
 _OPS = {"conv": kernels.OP_CONV, "linear": kernels.OP_LINEAR, "avgpool": kernels.OP_AVGPOOL, "identity": kernels.OP_IDENTITY}
-BUNDLED_MODELS = Path(__file__).parent / "models"
 
 
 def as_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -158,9 +157,11 @@ class Network:
         self._leak_table = [np.cumprod(np.r_[1.0, np.full(self.timesteps, layer.leak)]).astype(self.dtype) for layer in self.layers]
 
     @classmethod
-    def from_file(cls, path, dtype=np.float32) -> "Network":
+    def from_file(cls, path_or_name, dtype=np.float32) -> "Network":
+        """The model in a file, given as a path or as a bundled model's name."""
+        path = model_path(path_or_name)
         model = load_model(path)
-        return cls(model.graph, model.weights, dtype=dtype, name=Path(path).stem)
+        return cls(model.graph, model.weights, dtype=dtype, name=path.stem)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -301,18 +302,6 @@ def _to_chw_counts(index: np.ndarray, layer: Layer) -> np.ndarray:
     return counts.reshape(layer.shape)
 
 
-def model_path(path_or_name) -> Path:
-    """The file of a model given as a path, or as the name of a model bundled with evsim."""
-    path = Path(path_or_name)
-    if not path.exists():
-        bundled = BUNDLED_MODELS / f"{path_or_name}.npz"
-        if bundled.exists():
-            return bundled
-        names = sorted(p.stem for p in BUNDLED_MODELS.glob("*.npz"))
-        raise ModelError(f"no model file or bundled model named {str(path_or_name)!r} (bundled: {', '.join(names) or 'none'})")
-    return path
-
-
 def load(path_or_name, dtype=np.float32) -> Network:
     """A Network from a model file path, or the name of a model bundled with evsim."""
-    return Network.from_file(model_path(path_or_name), dtype=dtype)
+    return Network.from_file(path_or_name, dtype=dtype)

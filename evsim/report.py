@@ -80,8 +80,8 @@ def analyse(model_path, samples, timesteps=None, workers: int = 2, seed: int = 0
     estimate, at the model's T). ``progress`` is called once per sample run.
     """
     from evsim.commands.common import sample_inputs
-    from evsim.model_file import load_model
-    from evsim.network import Network, model_path as resolve_model
+    from evsim.model_file import load_model, model_path as resolve_model
+    from evsim.network import Network
 
     path = resolve_model(model_path)
     model = load_model(path)

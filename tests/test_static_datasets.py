@@ -15,6 +15,7 @@ from evsim.datasets.cifar10 import RECORD_BYTES, load_cifar10
 from evsim.datasets.mnist import load_mnist, read_idx
 from evsim.datasets.svhn import load_svhn
 from evsim.errors import DataError, InputError
+from idx_files import write_idx
 
 # ---------------------------------------------------------------- MNIST
 
@@ -47,13 +48,6 @@ def test_full_mnist_matches_the_published_facts(shared_data, mnist_root):
     vendored_images, vendored_labels = load_mnist(mnist_root, "test")
     np.testing.assert_array_equal(vendored_images, test_images[:500])
     np.testing.assert_array_equal(vendored_labels, test_labels[:500])
-
-
-def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = False) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    content = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    path.write_bytes(gzip.compress(content) if compress else content)
-    return content
 
 
 @pytest.fixture

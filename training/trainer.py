@@ -22,6 +22,7 @@ import torch
 
 from evsim.errors import InputError, ModelError
 from evsim.graph import Graph
+from evsim.model_file import load_model
 from evsim.training.architectures import build
 from evsim.datasets.samples import SampleSet, load_samples
 from evsim.training.network import SpikingNetwork, save_trained
@@ -53,9 +54,10 @@ class TrainConfig:
     device: str | None = None  # None: cuda when available
     checkpoint: Path | None = None  # None: <out>.checkpoint.pt
     resume: bool = False
+    init: Path | None = None  # a model file to start from (fine-tuning) instead of random weights
 
     def resolved(self) -> "TrainConfig":
-        optimizer = self.optimizer or ("adam" if self.dataset == "nmnist" else "sgd")
+        optimizer = self.optimizer or ("adam" if self.dataset in ("nmnist", "nmnist-sim") else "sgd")
         if optimizer not in DEFAULT_LR:
             raise InputError(f"unknown optimizer {optimizer!r}; use sgd or adam")
         for name in ("epochs", "timesteps", "batch_size"):
@@ -197,6 +199,12 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
                                 meta={"arch": config.arch, "dataset": config.dataset})
     torch.manual_seed(config.seed)
     network = SpikingNetwork(graph, dropout=config.dropout).to(config.device)
+    if config.init is not None:
+        start = initial_weights(config.init, graph)
+        graph.meta.update(init=Path(config.init).name, pretrained_on=start.graph.meta.get("dataset"))
+        if not config.resume:
+            network.load_weights(start.weights)
+            log(f"starting from the weights of {config.init} (trained on {start.graph.meta.get('dataset')})")
     optimizer, schedule = make_optimizer(network, config)
     history: list[dict] = []
     start_epoch = 0
@@ -230,6 +238,14 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
                      test_samples=len(test_set), train_samples=len(train_set))
         save_checkpoint(config.checkpoint, network, optimizer, schedule, epoch + 1, history, config)
     return history
+
+
+def initial_weights(path, graph: Graph):
+    """The model file ``path``, checked to be of the same network as ``graph`` (its weights seed a fine-tuning)."""
+    model = load_model(path)
+    if model.graph.to_dict()["populations"] != graph.to_dict()["populations"]:
+        raise ModelError("--init must be a model of the same architecture and input as the one trained", path)
+    return model
 
 
 def evaluate(network: SpikingNetwork, samples: SampleSet, timesteps: int, batch_size: int = 32,

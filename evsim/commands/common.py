@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("nmnist", "mnist", "cifar10", "svhn")
+from evsim.datasets.samples import DATASETS
+
 
 
 def add_data_arguments(parser) -> None:
@@ -20,11 +21,11 @@ def add_data_arguments(parser) -> None:
 
 def load_split(args, network):
     """The requested split, encoded the way the model was trained."""
-    from evsim.datasets.samples import default_root, load_samples
+    from evsim.datasets.samples import default_root, load_samples, same_inputs
     from evsim.errors import InputError
 
     trained_on = network.graph.meta.get("dataset")
-    if trained_on and trained_on != args.dataset:
+    if trained_on and not same_inputs(trained_on, args.dataset):
         raise InputError(f"model {args.model} was trained on {trained_on}, not {args.dataset}")
     root = args.data if args.data is not None else default_root(args.dataset)
     samples = load_samples(args.dataset, root, args.split, limit=args.limit, encoding=network.encoding)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evsim.datasets.samples import DATASETS
 from evsim.errors import InputError
 
-DATASETS = ("mnist", "nmnist", "cifar10", "svhn")
 
 
 def register(subparsers) -> None:

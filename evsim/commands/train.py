@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from evsim.datasets.samples import DATASETS
 from evsim.errors import InputError
 
 ARCHS = ("lenet", "vgg7", "resnet7", "vgg9", "resnet9", "resnet11")
-DATASETS = ("mnist", "nmnist", "cifar10", "svhn")
 
 
 def milestones(text: str) -> tuple[int, ...]:
@@ -48,6 +48,7 @@ def register(subparsers) -> None:
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="default: adam for nmnist, sgd otherwise")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    p.add_argument("--init", type=Path, help="start from this model file's weights (fine-tuning), not random ones")
     p.add_argument("--checkpoint", type=Path, help="checkpoint file (default: <out>.checkpoint.pt)")
     p.add_argument("--limit", type=int, help="train on a fixed random subset of N samples")
     p.add_argument("--test-limit", type=int, help="test on a fixed random subset of N samples")
@@ -85,6 +86,7 @@ def run(args) -> int:
         device=args.device,
         checkpoint=args.checkpoint,
         resume=args.resume,
+        init=args.init,
     )
     history = train(config, log=lambda line: print(line, flush=True), progress=not args.no_progress)
     if history:
