@@ -79,14 +79,14 @@ QUICK = dict(samples=2, thinning=(1, 4), timesteps=(5, 10), model_timesteps=10, 
 
 
 def nmnist_root(given: Path | None) -> Path:
-    from evsim.datasets import data_root
+    from evsim.datasets import BUNDLED_DATA, data_root
 
     if given is not None:
         return given
     root = data_root()
     if root is not None and any((root / "nmnist").glob("Test/[0-9]/*.bin")):
         return root / "nmnist"
-    return REPO / "tests" / "data" / "nmnist"
+    return BUNDLED_DATA / "nmnist"
 
 
 def nmnist_recordings(root: Path, count: int) -> list[np.ndarray]:

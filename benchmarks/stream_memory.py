@@ -36,14 +36,14 @@ OVERFLOW_US = 1 << 13
 
 
 def nmnist_files() -> list[Path]:
-    from evsim.datasets import data_root
+    from evsim.datasets import BUNDLED_DATA, data_root
 
     root = data_root()
-    for base in ([root / "nmnist"] if root is not None else []) + [REPO / "tests" / "data" / "nmnist"]:
+    for base in ([root / "nmnist"] if root is not None else []) + [BUNDLED_DATA / "nmnist"]:
         files = sorted(base.glob("T*/[0-9]/*.bin"))
         if files:
             return files
-    raise SystemExit("no N-MNIST recordings found (shared data or tests/data/nmnist)")
+    raise SystemExit("no N-MNIST recordings found (shared data or evsim/data/nmnist)")
 
 
 def long_recording(files: list[Path], samples: int, slot_us: int) -> np.ndarray:

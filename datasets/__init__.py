@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+import evsim  # the parent package: already imported, so this costs nothing
 from evsim.errors import InputError
 
 DATA_ROOT_ENV = "EVSIM_DATA"
+BUNDLED_DATA = Path(evsim.__file__).resolve().parent / "data"
+"""Real recordings shipped inside the package (see its README.md): ``BUNDLED_DATA / "nmnist"``."""
 
 
 def data_root() -> Path | None:

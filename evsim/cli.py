@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "evsim.commands.stream",
     "evsim.commands.bench",
     "evsim.commands.report",
+    "evsim.commands.demo",
 )
 
 

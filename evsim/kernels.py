@@ -72,6 +72,20 @@ def _any_above(v, threshold):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _clamp_refractory(v, refractory_end, now, threshold):
+    """Zero the neurons of ``v`` still refractory at ``now``; whether any other is above threshold.
+
+    Branch-free selects, so it vectorizes like :func:`_any_above`.
+    """
+    top = -math.inf
+    for i in range(v.shape[0]):
+        value = 0.0 if now < refractory_end[i] else v[i]
+        v[i] = value
+        top = max(top, value)
+    return top > threshold
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _fire(v, base, threshold, out_index, n_out):
     """Emit a spike for every neuron of ``v`` (neurons ``base ...``) above threshold and reset it.
 
@@ -336,18 +350,14 @@ def run_population_async(
                 u = touched_list[i]
                 base = u * unit
                 if now < unit_refractory_end[u]:
-                    n_before = n_out
-                    for co in range(base, base + unit):
-                        if now < refractory_end[co]:
-                            V[co] = 0.0
-                        elif V[co] > threshold:
-                            out_index[n_out] = co
-                            n_out += 1
-                            V[co] = 0.0
-                            refractory_end[co] = now + refractory_us
-                    if n_out > n_before:
+                    # some neuron of the unit is refractory: discard its charge, then test the rest
+                    if _clamp_refractory(V[base : base + unit], refractory_end[base : base + unit], now, threshold):
+                        n_before = n_out
+                        n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                        out_time[n_before:n_out] = now + delay_us
+                        for n in range(n_before, n_out):
+                            refractory_end[out_index[n]] = now + refractory_us
                         unit_refractory_end[u] = now + refractory_us
-                    out_time[n_before:n_out] = now + delay_us
                 elif _any_above(V[base : base + unit], threshold):
                     n_before = n_out
                     n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)

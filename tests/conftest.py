@@ -17,8 +17,11 @@ def test_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def nmnist_root() -> Path:
-    """``Test/<digit>/`` (two recordings per digit; digit 8's second one is in ``Train/8/``)."""
-    return TEST_DATA / "nmnist"
+    """The recordings bundled with evsim: ``Test/<digit>/`` (two per digit; digit 8's second one
+    is in ``Train/8/``)."""
+    from evsim.datasets import BUNDLED_DATA
+
+    return BUNDLED_DATA / "nmnist"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,187 @@
+"""The main job on the real recordings bundled with evsim: stream them, count, compare with dense.
+
+:func:`run_demo` streams every recording of a split event by event through a model (exactly what
+``evsim stream`` does to a file), sums what the engine counted (accuracy, synaptic operations,
+spikes per layer, the 45 nm energy estimate against the ANN and the dense clock-driven SNN), then
+measures on the same recordings, in the same process, how fast evsim and dense PyTorch simulate
+them (:func:`evsim.benchmark.benchmark`). :func:`plot_demo` draws the PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from evsim.counting import energy_estimate
+from evsim.datasets import BUNDLED_DATA
+
+DEMO_MODEL = "lenet-nmnist"
+DEMO_DATA = BUNDLED_DATA / "nmnist"
+TIMELINE_EVERY_US = 5_000.0
+
+
+def run_demo(model: str = DEMO_MODEL, data: Path = DEMO_DATA, split: str = "test", rounds: int = 3,
+             threads: int = 2, compare_dense: bool = True, progress: bool = True) -> dict:
+    """Stream the ``split`` recordings under ``data`` through ``model``; the figures as a dict.
+
+    Without torch (``compare_dense=False`` or not installed) the speed comparison is left out
+    and its keys are None.
+    """
+    from tqdm import tqdm
+
+    import evsim
+    from evsim.commands.stream import stream_file, warm_up
+    from evsim.datasets.nmnist import NMNIST
+
+    network = evsim.load(model)
+    recordings = NMNIST(data, split)
+    labels = recordings.labels
+    warm_up(network)
+    reports = []
+    for path in tqdm(recordings.files, desc="streaming", unit="recording", disable=not progress, leave=False):
+        reports.append(stream_file(path, network, TIMELINE_EVERY_US, keep_timeline=True))
+    n = len(reports)
+    predictions = np.array([-1 if r["prediction"] is None else r["prediction"] for r in reports])
+    synops = sum(r["synops"] for r in reports)
+    spikes = sum(r["spikes"] for r in reports)
+    layer_names = [layer.name for layer in network.layers]
+    ann_macs = sum(layer.dense_macs_per_step for layer in network.layers)  # the ANN: one pass
+    dense_macs = sum(layer.dense_macs_per_step for layer in network.layers) * network.timesteps
+    streaming_seconds = sum(r["wall_s"] for r in reports)
+    counts = np.array([r["events"] for r in reports])
+    shown = int(np.argmin(np.abs(counts - np.median(counts))))  # a typical recording for the figure
+    result = {
+        "model": str(model),
+        "data": str(data),
+        "split": split,
+        "mode": "async (event by event)",
+        "samples": n,
+        "accuracy": float(np.mean(predictions == labels)) if n else None,
+        "correct": int(np.sum(predictions == labels)),
+        "events_per_sample": sum(r["events"] for r in reports) / n,
+        "synops_per_sample": synops / n,
+        "spikes_per_sample": spikes / n,
+        "dense_macs_per_sample": dense_macs,
+        "ann_macs_per_sample": ann_macs,
+        "layers": [
+            {"name": name,
+             "spikes_per_sample": sum(r["spikes_per_layer"].get(name, 0) for r in reports) / n,
+             "synops_per_sample": sum(r["synops_per_layer"].get(name, 0) for r in reports) / n}
+            for name in layer_names
+        ],
+        "energy_estimate": {p: energy_estimate(synops / n, ann_macs, dense_macs, p) for p in ("fp32", "int32")},
+        "streaming_samples_per_s_1thread": n / streaming_seconds if streaming_seconds > 0 else None,
+        "realtime_factor": sum(r["duration_us"] for r in reports) * 1e-6 / streaming_seconds if streaming_seconds > 0 else None,
+        "recordings": [
+            {"file": Path(r["file"]).relative_to(data).as_posix(), "label": int(label), "prediction": r["prediction"],
+             "events": r["events"], "synops": r["synops"], "decision_time_us": r["decision_time_us"]}
+            for r, label in zip(reports, labels)
+        ],
+        "shown": {"file": reports[shown]["file"], "label": int(labels[shown]), "timeline": reports[shown]["timeline"]},
+    }
+    result.update(_speed(model, data, split, network, rounds, threads, compare_dense, progress))
+    return result
+
+
+def _speed(model, data, split, network, rounds, threads, compare_dense, progress) -> dict:
+    empty = {"speedup_vs_dense": None, "speed": None}
+    if not compare_dense:
+        return empty
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return {**empty, "speed_note": "dense comparison skipped: torch is not installed (pip install 'evsim[train]')"}
+    from tqdm import tqdm
+
+    from evsim.benchmark import benchmark
+    from evsim.datasets.samples import load_samples
+
+    samples = load_samples("nmnist", data, split, encoding=network.encoding)
+    with tqdm(total=rounds, desc="timing evsim and dense PyTorch", unit="round", disable=not progress, leave=False) as bar:
+        bench = benchmark(model, samples, rounds=rounds, threads=threads, progress=bar.update)
+    return {
+        # event by event (the demo's mode) against dense PyTorch taking the recordings one at a time
+        "speedup_vs_dense": bench["async_samples_per_s"] / bench["dense_batch1_samples_per_s"],
+        "step_speedup_vs_dense": bench["event_samples_per_s"] / bench["dense_batch1_samples_per_s"],
+        "speed": {k: bench[k] for k in (
+            "threads", "rounds", "async_samples_per_s", "event_samples_per_s", "dense_batch1_samples_per_s",
+            "dense_batch64_samples_per_s", "dense_batch64_actual_batch", "speedup_vs_dense_batch64",
+            "step_equals_dense_predictions")},
+    }
+
+
+def format_demo(d: dict) -> str:
+    e32, ei = d["energy_estimate"]["fp32"], d["energy_estimate"]["int32"]
+    lines = [
+        f"evsim demo: {d['samples']} real N-MNIST {d['split']} recordings ({d['data']}) streamed event by event "
+        f"through {d['model']}",
+        f"accuracy            {100 * d['accuracy']:.2f} % ({d['correct']} of {d['samples']})",
+        f"input events        {d['events_per_sample']:,.0f} per recording",
+        f"synaptic ops        {d['synops_per_sample']:,.0f} per recording (dense clock-driven SNN: "
+        f"{d['dense_macs_per_sample']:,.0f} MACs; ANN: {d['ann_macs_per_sample']:,.0f} MACs)",
+        f"spikes              {d['spikes_per_sample']:,.0f} per recording: "
+        + ", ".join(f"{layer['name']} {layer['spikes_per_sample']:,.0f}" for layer in d["layers"]),
+    ]
+    for e in (e32, ei):
+        lines.append(
+            f"energy estimate     {e['precision']}: event-driven SNN {e['snn_event_driven_pj'] / 1e6:.2f} µJ, "
+            f"ANN {e['ann_pj'] / 1e6:.2f} µJ, dense SNN {e['snn_clock_driven_pj'] / 1e6:.2f} µJ per recording "
+            f"(45 nm operation energies, an estimate)")
+    lines.append(f"streaming           {d['streaming_samples_per_s_1thread']:.1f} recordings/s on one thread, "
+                 f"{d['realtime_factor']:.0f}x real time")
+    speed = d.get("speed")
+    if speed is None:
+        lines.append(d.get("speed_note", "dense comparison skipped"))
+    else:
+        lines.append(
+            f"speed, same recordings, {speed['threads']} threads: evsim event by event {speed['async_samples_per_s']:.1f}/s, "
+            f"evsim step mode {speed['event_samples_per_s']:.1f}/s, dense PyTorch {speed['dense_batch1_samples_per_s']:.1f}/s "
+            f"(batch 1) / {speed['dense_batch64_samples_per_s']:.1f}/s (batch {speed['dense_batch64_actual_batch']})")
+        lines.append(
+            f"speedup vs dense    {d['speedup_vs_dense']:.2f}x event by event, {d['step_speedup_vs_dense']:.2f}x "
+            f"step mode (dense PyTorch at batch 1)")
+    return "\n".join(lines)
+
+
+def plot_demo(d: dict, path: Path) -> Path:
+    """Spikes per layer; one recording's events; its running prediction. Needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from evsim.datasets.formats import read_events
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    spiking = [layer for layer in d["layers"] if layer["spikes_per_sample"] > 0]  # the output layer integrates only
+    axes[0].bar([layer["name"] for layer in spiking], [layer["spikes_per_sample"] for layer in spiking])
+    axes[0].set(ylabel="spikes per recording", yscale="log",
+                title=f"spikes per layer ({d['samples']} recordings)")
+
+    shown = d["shown"]
+    events, _ = read_events(shown["file"])
+    counts = np.zeros((34, 34, 2))
+    np.add.at(counts, (events["y"].astype(int), events["x"].astype(int), events["p"].astype(int)), 1.0)
+    counts /= counts.max() or 1.0
+    axes[1].imshow(np.stack([counts[..., 1], 0.5 * counts.sum(-1), counts[..., 0]], axis=-1).clip(0, 1))
+    axes[1].set(title=f"{Path(shown['file']).name} (digit {shown['label']}): {len(events):,} events, ON red, OFF blue",
+                xticks=[], yticks=[])
+
+    times = np.array([p["time_us"] for p in shown["timeline"]]) / 1000
+    predicted = np.array([np.nan if p["prediction"] is None else p["prediction"] for p in shown["timeline"]])
+    margins = np.array([p["margin"] for p in shown["timeline"]])
+    axes[2].step(times, predicted, where="post", label="predicted digit")
+    axes[2].axhline(shown["label"], color="grey", linestyle=":", label=f"true digit {shown['label']}")
+    axes[2].set(xlabel="recording time (ms)", ylabel="digit", yticks=range(10), ylim=(-0.5, 9.5),
+                title="running prediction while streaming")
+    twin = axes[2].twinx()
+    twin.plot(times, margins, color="tab:orange", alpha=0.6, label="margin")
+    twin.set(ylabel="margin over the runner-up")
+    axes[2].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
