@@ -149,6 +149,10 @@ def test_training_on_simulated_digits_then_fine_tuning_on_real_recordings(tmp_pa
     write_idx(root / "t10k-labels-idx1-ubyte", test_labels[:140], 2049)
     assert len(load_samples("nmnist-sim", root, "train")) == 40
 
+    assert main(["train", "--dataset", "nmnist-sim", "--data", str(mnist_root), "--arch", "lenet", "--epochs", "1",
+                 "--timesteps", "2", "--out", str(tmp_path / "none.npz")]) == 2
+    assert "leaves out MNIST training digits 1-1000" in capsys.readouterr().err
+
     common = ["--arch", "lenet", "--epochs", "1", "--timesteps", "4", "--batch-size", "8", "--no-progress",
               "--threads", "1"]
     pretrained = tmp_path / "sim.npz"

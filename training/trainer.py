@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evsim.errors import InputError, ModelError
+from evsim.errors import DataError, InputError, ModelError
 from evsim.graph import Graph
 from evsim.model_file import load_model
 from evsim.training.architectures import build
@@ -194,6 +194,10 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
     config = config.resolved()
     train_set = load_samples(config.dataset, config.data, "train", config.limit, augment=config.dataset in ("cifar10", "svhn"))
     test_set = load_samples(config.dataset, config.data, "test", config.test_limit, encoding=train_set.encoding)
+    for samples in (train_set, test_set):
+        if len(samples) == 0:
+            hint = " (nmnist-sim leaves out MNIST training digits 1-1000 and test digits 1-100: real recordings show them)" if config.dataset == "nmnist-sim" else ""
+            raise DataError(config.data, f"the {config.dataset} {samples.split} split here has no samples{hint}")
     graph = build(config.arch, train_set.input_shape, config.timesteps)
     graph = dataclasses.replace(graph, encoding=train_set.encoding,
                                 meta={"arch": config.arch, "dataset": config.dataset})
