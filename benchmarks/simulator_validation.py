@@ -4,7 +4,8 @@ Every real recording here shows a known MNIST digit (the file name is its MNIST 
 simulator (evsim.datasets.saccades) can be run on exactly those digits and compared with what the
 ATIS camera recorded: event counts (per recording, and their correlation across digits), ON/OFF
 balance, the event-rate profile over the three saccades (and how many recordings show the dips
-near 100 and 200 ms that SOURCES.md describes), the path of the event centroid, and how much a
+near 100 and 200 ms that SOURCES.md describes), the path of the event centroid, how the event
+frames (10 ms x polarity x pixel) correlate with the real ones, and how much a
 simulated recording's event image resembles the real recording of its own digit compared with
 real recordings of other digits.
 
@@ -57,6 +58,18 @@ def centroid_path(events: np.ndarray, image: np.ndarray, windows: int) -> np.nda
     return path
 
 
+def event_frames(events: np.ndarray) -> np.ndarray:
+    """Centred event counts per 10 ms bin, polarity and pixel."""
+    frames = np.zeros((BINS, 2, 34, 34))
+    np.add.at(frames, (np.minimum(events["t"] // BIN_US, BINS - 1), events["p"].astype(int),
+                       events["y"].astype(int), events["x"].astype(int)), 1.0)
+    return frames - frames.mean()
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
 def event_image(events: np.ndarray) -> np.ndarray:
     image = np.zeros(34 * 34)
     np.add.at(image, events["y"].astype(np.int64) * 34 + events["x"], 1.0)
@@ -89,6 +102,13 @@ def compare(data: Path, seed: int = 0) -> dict:
     others = (similarity.sum(1) - own) / (len(own) - 1)
     best_is_own = (similarity.argmax(1) == np.arange(len(own))).mean()
     mean_profile = {k: v.mean(0) for k, v in profiles.items()}
+    frame_pairs = [(event_frames(r), event_frames(s)) for r, s in zip(real, sim)]
+    frames = {
+        "same_polarity": float(np.mean([correlation(r, s) for r, s in frame_pairs])),
+        "swapped_polarity": float(np.mean([correlation(r, s[:, ::-1]) for r, s in frame_pairs])),
+        "shifted_10ms_later": float(np.mean([correlation(r, np.roll(s, 1, axis=0)) for r, s in frame_pairs])),
+        "shifted_10ms_earlier": float(np.mean([correlation(r, np.roll(s, -1, axis=0)) for r, s in frame_pairs])),
+    }
     return {
         "recordings": len(real),
         "seed": seed,
@@ -104,6 +124,7 @@ def compare(data: Path, seed: int = 0) -> dict:
         "centroid_path_window_us": CENTROID_US,
         "centroid_path": {k: np.round(v, 3).tolist() for k, v in paths.items()},
         "centroid_path_rms_px": float(np.sqrt(np.nanmean((paths["real"] - paths["simulated"]) ** 2))),
+        "frame_correlation": frames,
         "image_similarity_own_digit": float(own.mean()),
         "image_similarity_other_digits": float(others.mean()),
         "real_recording_identified": float(best_is_own),
@@ -163,6 +184,10 @@ def main() -> None:
     print(f"rate profile correlation {result['rate_profile_correlation']:.3f}; three bursts: real "
           f"{100 * result['three_bursts']['real']:.1f} %, simulated {100 * result['three_bursts']['simulated']:.1f} %")
     print(f"centroid path RMS difference {result['centroid_path_rms_px']:.2f} px")
+    f = result["frame_correlation"]
+    print(f"event frames (10 ms x polarity x pixel) vs the real recording of the same digit: correlation "
+          f"{f['same_polarity']:.3f} (polarity swapped {f['swapped_polarity']:.3f}; 10 ms later "
+          f"{f['shifted_10ms_later']:.3f}, earlier {f['shifted_10ms_earlier']:.3f})")
     print(f"event-image similarity to the real recording of the same digit {result['image_similarity_own_digit']:.3f} "
           f"vs other digits {result['image_similarity_other_digits']:.3f}; the own digit's real recording is the "
           f"most similar of all {result['recordings']} for {100 * result['real_recording_identified']:.1f} %")

@@ -79,6 +79,27 @@ def test_a_simulated_recording_looks_most_like_its_own_digit(same_digits):
     assert np.mean(own > others) > 0.9
 
 
+def test_polarity_and_timing_match_the_real_recordings(same_digits):
+    """Event frames (10 ms x polarity x pixel) of a digit's simulation and of its real recording
+    correlate, and only with the real files' polarity labelling and without a time shift."""
+    real, simulated = same_digits
+
+    def frames(events):
+        counts = np.zeros((31, 2, 34, 34))
+        np.add.at(counts, (np.minimum(events["t"] // 10_000, 30), events["p"].astype(int),
+                           events["y"].astype(int), events["x"].astype(int)), 1.0)
+        return counts - counts.mean()
+
+    def correlation(a, b):
+        return (a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())
+
+    pairs = [(frames(r), frames(s)) for r, s in zip(real, simulated)]
+    same = np.mean([correlation(r, s) for r, s in pairs])
+    swapped = np.mean([correlation(r, s[:, ::-1]) for r, s in pairs])
+    late = np.mean([correlation(r, np.roll(s, 2, axis=0)) for r, s in pairs])
+    assert same > 0.3 and same > swapped + 0.2 and same > late + 0.1
+
+
 def test_a_digit_gives_the_same_recording_in_any_batch(mnist_root):
     images, _ = load_mnist(mnist_root, "test")
     together = simulate_saccades(images[:3], [0, 1, 2], seed=5)
