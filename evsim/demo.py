@@ -45,7 +45,6 @@ def run_demo(model: str = DEMO_MODEL, data: Path = DEMO_DATA, split: str = "test
     predictions = np.array([-1 if r["prediction"] is None else r["prediction"] for r in reports])
     synops = sum(r["synops"] for r in reports)
     spikes = sum(r["spikes"] for r in reports)
-    layer_names = [layer.name for layer in network.layers]
     ann_macs = sum(layer.dense_macs_per_step for layer in network.layers)  # the ANN: one pass
     dense_macs = sum(layer.dense_macs_per_step for layer in network.layers) * network.timesteps
     streaming_seconds = sum(r["wall_s"] for r in reports)
@@ -65,10 +64,10 @@ def run_demo(model: str = DEMO_MODEL, data: Path = DEMO_DATA, split: str = "test
         "dense_macs_per_sample": dense_macs,
         "ann_macs_per_sample": ann_macs,
         "layers": [
-            {"name": name,
-             "spikes_per_sample": sum(r["spikes_per_layer"].get(name, 0) for r in reports) / n,
-             "synops_per_sample": sum(r["synops_per_layer"].get(name, 0) for r in reports) / n}
-            for name in layer_names
+            {"name": layer.name, "kind": layer.kind,
+             "spikes_per_sample": sum(r["spikes_per_layer"].get(layer.name, 0) for r in reports) / n,
+             "synops_per_sample": sum(r["synops_per_layer"].get(layer.name, 0) for r in reports) / n}
+            for layer in network.layers
         ],
         "energy_estimate": {p: energy_estimate(synops / n, ann_macs, dense_macs, p) for p in ("fp32", "int32")},
         "streaming_samples_per_s_1thread": n / streaming_seconds if streaming_seconds > 0 else None,
@@ -114,14 +113,14 @@ def _speed(model, data, split, network, rounds, threads, compare_dense, progress
 def format_demo(d: dict) -> str:
     e32, ei = d["energy_estimate"]["fp32"], d["energy_estimate"]["int32"]
     lines = [
-        f"evsim demo: {d['samples']} real N-MNIST {d['split']} recordings ({d['data']}) streamed event by event "
-        f"through {d['model']}",
+        f"evsim demo: {d['samples']} real N-MNIST {d['split']} recordings "
+        f"({'bundled with evsim' if d['data'] == str(DEMO_DATA) else d['data']}) streamed event by event through {d['model']}",
         f"accuracy            {100 * d['accuracy']:.2f} % ({d['correct']} of {d['samples']})",
         f"input events        {d['events_per_sample']:,.0f} per recording",
         f"synaptic ops        {d['synops_per_sample']:,.0f} per recording (dense clock-driven SNN: "
         f"{d['dense_macs_per_sample']:,.0f} MACs; ANN: {d['ann_macs_per_sample']:,.0f} MACs)",
         f"spikes              {d['spikes_per_sample']:,.0f} per recording: "
-        + ", ".join(f"{layer['name']} {layer['spikes_per_sample']:,.0f}" for layer in d["layers"]),
+        + ", ".join(f"{layer['name']} {layer['spikes_per_sample']:,.0f}" for layer in d["layers"] if layer["kind"] != "output"),
     ]
     for e in (e32, ei):
         lines.append(
@@ -154,7 +153,7 @@ def plot_demo(d: dict, path: Path) -> Path:
     from evsim.datasets.formats import read_events
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    spiking = [layer for layer in d["layers"] if layer["spikes_per_sample"] > 0]  # the output layer integrates only
+    spiking = [layer for layer in d["layers"] if layer["kind"] != "output"]  # the output layer only integrates
     axes[0].bar([layer["name"] for layer in spiking], [layer["spikes_per_sample"] for layer in spiking])
     axes[0].set(ylabel="spikes per recording", yscale="log",
                 title=f"spikes per layer ({d['samples']} recordings)")

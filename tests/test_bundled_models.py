@@ -34,3 +34,13 @@ def test_lenet_mnist_scores_what_its_card_says_on_the_vendored_images(capsys, mn
     result = run_json(capsys, ["run", "--model", "lenet-mnist", "--dataset", "mnist", "--data", str(mnist_root), "--json"])
     assert result["samples"] == 500
     assert f"{100 * result['accuracy']:.2f} % (engine, seed 0" in CARDS
+
+
+def test_lenet_nmnist_scores_what_its_card_says_on_the_bundled_recordings(capsys, nmnist_root):
+    args = ["run", "--model", "lenet-nmnist", "--dataset", "nmnist", "--data", str(nmnist_root), "--json"]
+    step = run_json(capsys, args)
+    streamed = run_json(capsys, args + ["--mode", "async"])
+    assert step["samples"] == streamed["samples"] == 19
+    assert f"{100 * step['accuracy']:.2f} % (step mode)" in CARDS
+    correct = round(streamed["accuracy"] * 19)
+    assert f"{100 * streamed['accuracy']:.2f} %\n    ({correct} of 19, async" in CARDS
