@@ -227,7 +227,6 @@ class SimulatedNMNIST:
     """
 
     sensor_size = SENSOR_SIZE
-    keeps_events = True  # SampleSet need not cache them again
 
     def __init__(self, root, split: str = "train", params: DvsParams = DvsParams(), seed: int = 0,
                  exclude_recorded: bool = True):

@@ -65,6 +65,11 @@ class SampleSet:
         return len(self.labels)
 
     @property
+    def _simulated(self) -> bool:
+        """Recordings simulated on demand (they prefetch whole batches and keep their events)."""
+        return hasattr(self.recordings, "prefetch")
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
         return INPUT_SHAPES[self.dataset]
 
@@ -75,7 +80,7 @@ class SampleSet:
             if self.augment:
                 images = crop_and_flip(images, rng)
             return poisson_spikes(images, timesteps, rng, scale=self.encoding["scale"])
-        if hasattr(self.recordings, "prefetch"):  # simulated recordings: one vectorised call per batch
+        if self._simulated:  # one vectorised simulation call per batch
             self.recordings.prefetch(self.indices[batch])
         frames = [self._frames(int(i), timesteps) for i in batch]
         return np.stack(frames, axis=1)
@@ -85,7 +90,7 @@ class SampleSet:
         events = self._events.get(position)
         if events is None:
             events, _ = self.recordings[int(self.indices[position])]
-            if not getattr(self.recordings, "keeps_events", False):  # recordings are small; decode each file once
+            if not self._simulated:  # recordings are small: decode each file once (a simulation keeps its own)
                 self._events[position] = events
         return events
 

@@ -24,7 +24,7 @@ from evsim.errors import DataError, InputError, ModelError
 from evsim.graph import Graph
 from evsim.model_file import load_model
 from evsim.training.architectures import build
-from evsim.datasets.samples import SampleSet, load_samples
+from evsim.datasets.samples import SIMULATED, SampleSet, load_samples
 from evsim.training.network import SpikingNetwork, save_trained
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
@@ -57,7 +57,7 @@ class TrainConfig:
     init: Path | None = None  # a model file to start from (fine-tuning) instead of random weights
 
     def resolved(self) -> "TrainConfig":
-        optimizer = self.optimizer or ("adam" if self.dataset in ("nmnist", "nmnist-sim") else "sgd")
+        optimizer = self.optimizer or ("adam" if SIMULATED.get(self.dataset, self.dataset) == "nmnist" else "sgd")
         if optimizer not in DEFAULT_LR:
             raise InputError(f"unknown optimizer {optimizer!r}; use sgd or adam")
         for name in ("epochs", "timesteps", "batch_size"):
@@ -244,10 +244,15 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
     return history
 
 
+def same_populations(a: Graph, b: Graph) -> bool:
+    """Whether two graphs have the same populations and projections, so the same weights fit both."""
+    return a.to_dict()["populations"] == b.to_dict()["populations"]
+
+
 def initial_weights(path, graph: Graph):
     """The model file ``path``, checked to be of the same network as ``graph`` (its weights seed a fine-tuning)."""
     model = load_model(path)
-    if model.graph.to_dict()["populations"] != graph.to_dict()["populations"]:
+    if not same_populations(model.graph, graph):
         raise ModelError("--init must be a model of the same architecture and input as the one trained", path)
     return model
 
@@ -284,7 +289,7 @@ def load_checkpoint(path: Path, network, optimizer, schedule, graph: Graph) -> t
     except Exception as exc:  # torch raises many kinds for a damaged file
         raise ModelError(f"not a readable checkpoint ({exc})", path) from None
     saved = Graph.from_dict(state["graph"])
-    if saved.to_dict()["populations"] != graph.to_dict()["populations"] or saved.timesteps != graph.timesteps:
+    if not same_populations(saved, graph) or saved.timesteps != graph.timesteps:
         raise ModelError("the checkpoint is of another network or time-step count than these options", path)
     network.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
