@@ -14,7 +14,7 @@ import time
 
 import evsim
 from evsim.datasets.samples import default_root, load_samples
-from evsim.stream import Stream, step_width_us
+from evsim.engine.asynchronous import Stream, step_width_us
 
 
 def main() -> None:

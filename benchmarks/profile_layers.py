@@ -16,11 +16,11 @@ import time
 import numpy as np
 
 import evsim
-from evsim import kernels
+from evsim.engine import kernels
 from evsim.datasets.samples import default_root, load_samples
-from evsim.graph import INPUT
-from evsim.network import _gather
-from evsim.spikes import SpikeEvents
+from evsim.model.graph import INPUT
+from evsim.engine.step import gather
+from evsim.events import SpikeEvents
 
 
 def main() -> None:
@@ -40,13 +40,12 @@ def main() -> None:
     for events in inputs:
         queues = {INPUT: events}
         for i, layer in enumerate(network.layers):
-            ev_offsets, ev_index, ev_sign = _gather(queues, layer.sources)
-            ws.V[i].fill(0)
-            ws.t_last[i].fill(0)
-            ws.stamp[i].fill(-1)
+            ev_offsets, ev_index, ev_sign = gather(queues, layer.sources)
+            state = ws.states[i]
+            state.reset()
             start = time.perf_counter()
             n_out = kernels.run_population_steps(
-                ws.V[i], layer.unit, ws.t_last[i], ws.stamp[i], ws.touched_list[i], network._leak_table[i],
+                state.V, layer.unit, state.t_last, state.stamp, state.touched, network._leak_tables[i],
                 math.log(layer.leak), layer.threshold, layer.fires, layer.projections, layer.weights, layer.routes,
                 ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_offsets[i], totals[i],
             )

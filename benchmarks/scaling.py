@@ -79,7 +79,8 @@ QUICK = dict(samples=2, thinning=(1, 4), timesteps=(5, 10), model_timesteps=10, 
 
 
 def nmnist_root(given: Path | None) -> Path:
-    from evsim.datasets import BUNDLED_DATA, data_root
+    from evsim.datasets import data_root
+    from evsim.paths import BUNDLED_DATA
 
     if given is not None:
         return given
@@ -99,7 +100,7 @@ def nmnist_recordings(root: Path, count: int) -> list[np.ndarray]:
 
 def event_frames(recordings: list[np.ndarray], timesteps: int, window_us: int) -> np.ndarray:
     """Dense event-count frames ``[T, N, 2, 34, 34]``, the engine's own binning."""
-    from evsim.datasets.events import bin_events, to_frames
+    from evsim.events import bin_events, to_frames
 
     sensor = tuple(NMNIST_ENCODING["sensor_size"])
     return np.stack([to_frames(bin_events(r, sensor, timesteps, window_us)) for r in recordings], axis=1)
@@ -129,7 +130,7 @@ def calibrated_weights(graph, frames: np.ndarray, rates: tuple[float, float], se
     at its target rate (spikes per neuron per step) on ``frames`` ``[T, B, C, H, W]``."""
     import torch
 
-    from evsim.graph import INPUT
+    from evsim.model.graph import INPUT
     from evsim.training.network import SpikingNetwork, fire
 
     torch.manual_seed(seed)
@@ -170,7 +171,7 @@ def _bisect_factor(rate_of, target: float, low: float = 1e-4, high: float = 1e4,
 
 def nmnist_model(args, settings: Settings, recordings: list[np.ndarray]):
     """(graph, weights, description) of the N-MNIST model for parts (a) and (b)."""
-    from evsim.model_file import BUNDLED_MODELS, load_model, model_path
+    from evsim.model.file import BUNDLED_MODELS, load_model, model_path
     from evsim.training.architectures import lenet
 
     given = args.model or (BUNDLED_MODELS / "lenet-nmnist.npz" if (BUNDLED_MODELS / "lenet-nmnist.npz").exists() else None)
@@ -246,7 +247,7 @@ def time_dense(graph, weights, frames: np.ndarray, settings: Settings, batches=(
 
 
 def part_events(graph, weights, recordings, settings: Settings) -> list[dict]:
-    from evsim.network import Network
+    from evsim.engine.network import Network
 
     network = Network(graph, weights)
     window = int(graph.encoding["window_us"])
@@ -260,7 +261,7 @@ def part_events(graph, weights, recordings, settings: Settings) -> list[dict]:
 
 
 def part_timesteps(graph, weights, recordings, settings: Settings) -> list[dict]:
-    from evsim.network import Network
+    from evsim.engine.network import Network
 
     window = int(graph.encoding["window_us"])
     rows = []
@@ -274,7 +275,7 @@ def part_timesteps(graph, weights, recordings, settings: Settings) -> list[dict]
 
 def part_depth(settings: Settings) -> list[dict]:
     from evsim.datasets.encoding import COLOUR_SCALE, poisson_spikes
-    from evsim.network import Network
+    from evsim.engine.network import Network
     from evsim.training.architectures import build
     from evsim.training.network import parameter_count
 
@@ -323,7 +324,7 @@ def plain_ticks(ax) -> None:
 
 
 def plot(report: dict, path: Path) -> None:
-    from evsim.report import pyplot
+    from evsim.analysis.report import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))

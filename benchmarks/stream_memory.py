@@ -36,7 +36,8 @@ OVERFLOW_US = 1 << 13
 
 
 def nmnist_files() -> list[Path]:
-    from evsim.datasets import BUNDLED_DATA, data_root
+    from evsim.datasets import data_root
+    from evsim.paths import BUNDLED_DATA
 
     root = data_root()
     for base in ([root / "nmnist"] if root is not None else []) + [BUNDLED_DATA / "nmnist"]:

@@ -13,12 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-import evsim  # the parent package: already imported, so this costs nothing
 from evsim.errors import InputError
 
 DATA_ROOT_ENV = "EVSIM_DATA"
-BUNDLED_DATA = Path(evsim.__file__).resolve().parent / "data"
-"""Real recordings shipped inside the package (see its README.md): ``BUNDLED_DATA / "nmnist"``."""
 
 
 def data_root() -> Path | None:
@@ -80,15 +77,3 @@ class ColourNormalisation:
         out = (images.astype(np.float32) - mean) / scale
         return np.clip(out, -1.0, 1.0, out=out)
 
-
-def normalise_colour(
-    images: np.ndarray, statistics: ColourNormalisation | None = None
-) -> np.ndarray:
-    """Colour images ``[N, C, H, W]`` as float32 in [-1, 1] (see :class:`ColourNormalisation`).
-
-    Without ``statistics`` they are fitted on ``images`` themselves; pass the training split's
-    statistics to normalise a test split the same way.
-    """
-    if statistics is None:
-        statistics = ColourNormalisation.fit(images)
-    return statistics(images)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.datasets.events import EVENT_DTYPE
-from evsim.errors import DataError
+from evsim.events import EVENT_DTYPE
+from evsim.errors import DataError, require
 
 MAGIC = b"#!AER-DAT4.0\r\n"
 PACKET_HEADER = struct.Struct("<ii")
@@ -34,10 +34,7 @@ class Aedat4Info:
 
 
 def _decoder(path: Path):
-    try:
-        import aedat
-    except ImportError as exc:  # a declared dependency; say so rather than crash
-        raise DataError(path, "reading AEDAT 4.0 needs the 'aedat' package (pip install aedat)") from exc
+    aedat = require("aedat", "data", "reading AEDAT 4.0 files")
     try:
         return aedat.Decoder(str(path))
     except Exception as exc:  # aedat raises plain exceptions for any header problem

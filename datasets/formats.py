@@ -1,7 +1,7 @@
 """One entry point for event files of every format evsim reads.
 
 - :func:`open_event_file` identifies a file's format and sensor size from its name and header,
-- :func:`iter_event_chunks` decodes it in chunks, in bounded memory, whatever its length,
+- :meth:`EventFile.chunks` (of :func:`open_event_file`) decodes it in chunks, in bounded memory, whatever its length,
 - :func:`read_events` returns all its events at once (for files that fit in memory).
 
 Events come as ``EVENT_DTYPE`` arrays (tonic's), time-sorted, with the file's own timestamps;
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from evsim.datasets import prophesee
-from evsim.datasets.events import EVENT_DTYPE
+from evsim.events import EVENT_DTYPE
 from evsim.errors import DataError
 
 SensorSize = tuple[int, int, int]
@@ -242,15 +242,6 @@ def _size_from_events(chunks) -> SensorSize:
         width = max(width, int(events["x"].max()) + 1)
         height = max(height, int(events["y"].max()) + 1)
     return width, height, 2
-
-
-def iter_event_chunks(path, chunk_events: int = DEFAULT_CHUNK_EVENTS) -> Iterator[np.ndarray]:
-    """The events of the file at ``path`` in time-sorted arrays of at most ``chunk_events``.
-
-    Reads the file a chunk at a time: memory stays bounded whatever the recording's length. A
-    damaged file raises :class:`DataError` (file and byte offset) when the damage is reached.
-    """
-    return open_event_file(path, infer_sensor_size=False).chunks(chunk_events)
 
 
 def read_events(path) -> tuple[np.ndarray, SensorSize]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.datasets.events import EVENT_DTYPE, check_time_order
-from evsim.errors import DataError
+from evsim.events import EVENT_DTYPE, check_time_order
+from evsim.errors import DataError, require
 
 RECORD_BYTES = 5
 SENSOR_SIZE = (34, 34, 2)
@@ -207,7 +207,6 @@ def _list_recordings(folder: Path) -> tuple[list[Path], list[int]]:
 
 
 def _download(root: Path, split: str) -> None:
-    import tonic.datasets
-
+    tonic_datasets = require("tonic.datasets", "data", "downloading N-MNIST")
     # tonic extracts into root/NMNIST/Train|Test, a layout _find_split_folder knows.
-    tonic.datasets.NMNIST(save_to=str(root), train=split == "train")
+    tonic_datasets.NMNIST(save_to=str(root), train=split == "train")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evsim.datasets.events import EVENT_DTYPE, check_time_order
+from evsim.events import EVENT_DTYPE, check_time_order
 from evsim.errors import DataError
 
 HEADER_LIMIT = 1 << 20

@@ -40,11 +40,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
-from evsim.datasets.events import EVENT_DTYPE, make_events
+from evsim.events import EVENT_DTYPE, make_events
 from evsim.datasets.nmnist import SENSOR_SIZE
-from evsim.errors import InputError
+from evsim.errors import InputError, require
 
 IMAGE_SIDE = 28
 SENSOR_SIDE = SENSOR_SIZE[0]
@@ -154,7 +153,8 @@ def simulate_saccades(images: np.ndarray, indices, params: DvsParams = DvsParams
     rngs = [np.random.default_rng([seed, int(i)]) for i in indices]
     display = np.pad(pixels, ((0, 0), (PAD, PAD), (PAD, PAD)))
     if params.blur_px > 0:
-        display = gaussian_filter(display, sigma=(0, params.blur_px, params.blur_px), mode="constant")
+        ndimage = require("scipy.ndimage", "data", "the saccade simulator")
+        display = ndimage.gaussian_filter(display, sigma=(0, params.blur_px, params.blur_px), mode="constant")
     light = params.dark_level + display  # the log is taken after interpolation: the sensor integrates light
     shape = (len(images), SENSOR_SIDE, SENSOR_SIDE)
     scale = np.stack([np.maximum(1.0 + params.threshold_mismatch * rng.standard_normal((2, *shape[1:])), 0.25)

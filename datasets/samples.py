@@ -3,7 +3,7 @@
 Static images become signed Poisson spike trains (evsim.datasets.encoding.poisson_spikes) drawn
 fresh for every mini-batch; N-MNIST recordings, real or simulated from MNIST
 (``nmnist-sim``, evsim.datasets.saccades), become event-count frames
-(evsim.datasets.events.to_frames), the same binning the engine uses. The ``encoding`` dict of a
+(evsim.events.to_frames), the same binning the engine uses. The ``encoding`` dict of a
 :class:`SampleSet` is what the model file records, so the engine can encode its inputs the same way.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from evsim.datasets import ColourNormalisation, data_root
 from evsim.datasets.encoding import COLOUR_SCALE, MNIST_SCALE, poisson_spikes
-from evsim.datasets.events import DEFAULT_WINDOW_US, bin_events, to_frames
+from evsim.events import DEFAULT_WINDOW_US, bin_events, to_frames
 from evsim.errors import DataError, InputError
 
 INPUT_SHAPES = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.errors import DataError
+from evsim.errors import DataError, require
 
 SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
 BASE_URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -23,14 +23,13 @@ DOWNLOAD_MD5 = {
 
 def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
     """One cropped-digits file: images uint8 ``[N, 3, 32, 32]`` and labels int64 ``[N]`` in 0..9."""
-    import scipy.io
-
+    scipy_io = require("scipy.io", "data", "reading SVHN .mat files")
     path = Path(path)
     try:
-        contents = scipy.io.loadmat(path, variable_names=("X", "y"))
+        contents = scipy_io.loadmat(path, variable_names=("X", "y"))
     except NotImplementedError as exc:  # scipy's answer to a MATLAB v7.3 (HDF5) file
         raise DataError(path, f"not a MATLAB v5 file as SVHN publishes: {exc}") from exc
-    except (ValueError, TypeError, OSError, EOFError, scipy.io.matlab.MatReadError) as exc:
+    except (ValueError, TypeError, OSError, EOFError, scipy_io.matlab.MatReadError) as exc:
         raise DataError(path, f"cannot read as a MATLAB file: {exc}") from exc
     missing = [name for name in ("X", "y") if name not in contents]
     if missing:

@@ -1,15 +1,26 @@
 """evsim: event-driven simulation of deep spiking neural networks.
 
-``evsim.load(path_or_name)`` gives a :class:`~evsim.network.Network`; ``network.run(inputs)`` runs
-one input (tonic events, binned events or a spike train ``[T, C, H, W]``) in step or async mode
-and returns a :class:`~evsim.counting.RunResult` with ``prediction``, ``output`` and per-layer
-counters. The trainer lives in :mod:`evsim.training` (needs torch), the data layer in
-:mod:`evsim.datasets`.
+``evsim.load(path_or_name)`` gives a :class:`~evsim.engine.network.Network`; ``network.run(inputs)``
+runs one input (tonic events, binned events or a spike train ``[T, C, H, W]``) in step or async
+mode and returns a :class:`~evsim.engine.counting.RunResult` with ``prediction``, ``output`` and
+per-layer counters. The layers, bottom up: :mod:`evsim.model` and :mod:`evsim.events`, the data
+readers :mod:`evsim.datasets`, the engine :mod:`evsim.engine` and the trainer :mod:`evsim.training`
+(needs torch), :mod:`evsim.analysis`, and the command line :mod:`evsim.cli`.
 """
 
 from evsim.errors import DataError, EvsimError, InputError, ModelError
-from evsim.network import Network, load
-from evsim.stream import Stream
+
+# The engine loads numba; the names below are resolved on first use, so that importing a lower
+# layer (evsim.model, evsim.events, evsim.datasets) does not pay for it.
+_LAZY = {"Network": "evsim.engine.network", "load": "evsim.engine.network", "Stream": "evsim.engine.asynchronous"}
 
 __all__ = ["DataError", "EvsimError", "InputError", "ModelError", "Network", "Stream", "load"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'evsim' has no attribute {name!r}")

@@ -33,3 +33,21 @@ class ModelError(EvsimError):
 
 class InputError(EvsimError):
     """Input spikes or events that do not fit the network they are fed to."""
+
+
+class MissingExtra(EvsimError):
+    """An optional dependency that a reader or option needs is not installed."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import ``module``, or raise MissingExtra naming the extra that installs it.
+
+    The engine needs only numpy, numba and tqdm; tonic, aedat and scipy serve single readers
+    and options, so they are extras and imported only where used.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"{purpose} needs {module.split('.')[0]}: pip install 'evsim[{extra}]'") from None

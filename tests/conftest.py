@@ -19,7 +19,7 @@ def test_data_dir() -> Path:
 def nmnist_root() -> Path:
     """The recordings bundled with evsim: ``Test/<digit>/`` (two per digit; digit 8's second one
     is in ``Train/8/``)."""
-    from evsim.datasets import BUNDLED_DATA
+    from evsim.paths import BUNDLED_DATA
 
     return BUNDLED_DATA / "nmnist"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.graph import Graph, Population, Projection
-from evsim.model_file import save_model
+from evsim.model.graph import Graph, Population, Projection
+from evsim.model.file import save_model
 
 ENCODING = {"kind": "events", "window_us": 300_000, "sensor_size": [34, 34, 2]}
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evsim.cli import main
+from evsim.cli.main import main
 from evsim.errors import InputError
-from evsim.model_file import load_model, save_model
-from evsim.report import truncated_graph
+from evsim.model.file import load_model, save_model
+from evsim.analysis.report import truncated_graph
 from random_model import random_nmnist_graph, random_nmnist_weights
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def test_report_agrees_with_run(capsys, report_dir, model_path, nmnist_root):
 def test_truncated_network_runs_the_first_steps_of_the_same_input(model_path, nmnist_root):
     """The engine at T' (window scaled) gives the dense forward of the first T' frames of the full binning."""
     from evsim.datasets.samples import load_samples
-    from evsim.network import Network
+    from evsim.engine.network import Network
     from evsim.training.network import dense_forward
 
     model = load_model(model_path)
@@ -115,9 +115,9 @@ def test_truncated_network_runs_the_first_steps_of_the_same_input(model_path, nm
 
 
 def test_truncated_poisson_inputs_are_a_prefix(mnist_root):
-    from evsim.commands.common import sample_inputs
+    from evsim.analysis.inputs import sample_inputs
     from evsim.datasets.samples import load_samples
-    from evsim.network import Network
+    from evsim.engine.network import Network
     from evsim.training.architectures import lenet
 
     graph = dataclasses.replace(lenet((1, 28, 28), 12), encoding={"kind": "poisson", "scale": 0.5})

@@ -7,8 +7,8 @@ import json
 import pytest
 
 import evsim
-from evsim.cli import main
-from evsim.model_file import BUNDLED_MODELS, load_model
+from evsim.cli.main import main
+from evsim.model.file import BUNDLED_MODELS, load_model
 
 CARDS = (BUNDLED_MODELS / "README.md").read_text()
 

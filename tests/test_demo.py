@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from evsim.cli import main
+from evsim.cli.main import main
 
 
 def run_json(capsys, args):

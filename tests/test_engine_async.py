@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from evsim.datasets.events import make_events
+from evsim.events import make_events
 from evsim.errors import InputError
-from evsim.graph import Graph, Population, Projection
-from evsim.network import Network
-from evsim.stream import Stream, step_width_us
+from evsim.model.graph import Graph, Population, Projection
+from evsim.engine.network import Network
+from evsim.engine.asynchronous import Stream, step_width_us
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evsim.graph import Graph, Population, Projection, conv_output_size
-from evsim.network import Network
+from evsim.model.graph import Graph, Population, Projection, conv_output_size
+from evsim.engine.network import Network
 
 torch = pytest.importorskip("torch")
 from evsim.training import dense_forward  # noqa: E402

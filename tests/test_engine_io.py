@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import evsim
-from evsim.counting import ENERGY_PJ, energy_estimate
-from evsim.datasets.events import bin_events, make_events
+from evsim.engine.counting import ENERGY_PJ, energy_estimate
+from evsim.events import bin_events, make_events
 from evsim.errors import InputError, ModelError
-from evsim.graph import Graph, Population, Projection
-from evsim.model_file import FORMAT_VERSION, GRAPH_KEY, load_model, save_model
-from evsim.network import Network, load
+from evsim.model.graph import Graph, Population, Projection
+from evsim.model.file import FORMAT_VERSION, GRAPH_KEY, load_model, save_model
+from evsim.engine.network import Network, load
 
 
 def tiny_graph(timesteps=5) -> Graph:
@@ -121,7 +121,7 @@ def test_pickled_arrays_are_refused_without_being_executed(tmp_path):
 
 def test_unknown_bundled_name_is_a_model_error():
     with pytest.raises(ModelError, match="no model file or bundled model"):
-        evsim.network.load("no-such-model")
+        evsim.engine.network.load("no-such-model")
 
 
 @pytest.fixture

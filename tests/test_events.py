@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evsim.datasets.encoding import poisson_spikes
-from evsim.datasets.events import bin_events, make_events, time_bins, to_frames
+from evsim.events import bin_events, from_binned, make_events, time_bins, to_frames
 from evsim.datasets.nmnist import SENSOR_SIZE, read_nmnist
 from evsim.errors import InputError
 
@@ -34,11 +34,12 @@ def test_frames_and_step_lists_agree_on_real_recordings(nmnist_bin_files, timest
         if window_us % timesteps == 0:
             counts, _ = np.histogram(inside["t"], bins=edges)
             assert frames.sum(axis=(1, 2, 3)).tolist() == counts.tolist()
-        # each step's event list, accumulated, is exactly that step's frame
+        # each step's event list as the engine takes it (channels-last neuron indices),
+        # accumulated, is exactly that step's frame
+        spikes = from_binned(binned)
         for s in range(timesteps):
-            channel, y, x = binned.step(s)
-            frame = np.zeros((2, 34, 34))
-            np.add.at(frame, (channel, y, x), 1)
+            index = spikes.index[spikes.step_offsets[s] : spikes.step_offsets[s + 1]]
+            frame = np.bincount(index, minlength=34 * 34 * 2).reshape(34, 34, 2).transpose(2, 0, 1)
             np.testing.assert_array_equal(frame, frames[s])
 
 

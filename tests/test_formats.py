@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import struct
+import sys
 
 import numpy as np
 import pytest
 
-from evsim.datasets.formats import iter_event_chunks, open_event_file, read_events
+from evsim.datasets.formats import open_event_file, read_events
 from evsim.datasets.prophesee import Evt3State, decode_evt3
 from evsim.errors import DataError
 
@@ -112,7 +113,7 @@ def test_chunked_reading_equals_whole_file_reading(dvs_dir, name):
     else:
         sizes = (333, 4099, 1 << 16)
     for chunk_events in sizes:
-        chunks = list(iter_event_chunks(dvs_dir / name, chunk_events=chunk_events))
+        chunks = list(open_event_file(dvs_dir / name).chunks(chunk_events))
         assert all(0 < len(c) <= chunk_events for c in chunks), chunk_events
         np.testing.assert_array_equal(np.concatenate(chunks), whole, err_msg=f"chunk_events={chunk_events}")
 
@@ -163,7 +164,7 @@ def collect_until_error(path, chunk_events):
     """The events yielded before the DataError, and the error."""
     got = []
     with pytest.raises(DataError) as info:
-        for chunk in iter_event_chunks(path, chunk_events=chunk_events):
+        for chunk in open_event_file(path, infer_sensor_size=False).chunks(chunk_events):
             got.append(chunk)
     return (np.concatenate(got) if got else np.empty(0)), info.value
 
@@ -344,3 +345,13 @@ def test_missing_and_empty_files(tmp_path):
     (tmp_path / "empty.aedat4").write_bytes(b"")
     with pytest.raises(DataError, match="does not start with that format's header"):
         read_events(tmp_path / "empty.aedat4")
+
+
+@pytest.mark.parametrize("module, what", [("aedat", "reading AEDAT 4.0 files needs aedat")])
+def test_a_missing_extra_is_one_line_naming_it(capsys, monkeypatch, dvs_dir, module, what):
+    from evsim.cli.main import main
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ImportError
+    assert main(["info", str(dvs_dir / "sample.aedat4")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"evsim info: error: {what}: pip install 'evsim[data]'\n"

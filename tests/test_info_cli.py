@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from evsim.cli import main
+from evsim.cli.main import main
 from evsim.datasets.formats import read_events
 
 

@@ -9,7 +9,7 @@ import pytest
 import tonic
 import tonic.io
 
-from evsim.datasets.events import EVENT_DTYPE
+from evsim.events import EVENT_DTYPE
 from evsim.datasets.nmnist import NMNIST, decode_nmnist, read_nmnist
 from evsim.errors import DataError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evsim.cli import main
+from evsim.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()

@@ -157,8 +157,8 @@ def test_the_dataset_leaves_out_the_digits_real_recordings_show(mnist_root):
 
 def test_training_on_simulated_digits_then_fine_tuning_on_real_recordings(tmp_path, mnist_root, nmnist_root, capsys):
     pytest.importorskip("torch")
-    from evsim.cli import main
-    from evsim.model_file import load_model
+    from evsim.cli.main import main
+    from evsim.model.file import load_model
 
     images, labels = load_mnist(mnist_root, "train")
     test_images, test_labels = load_mnist(mnist_root, "test")

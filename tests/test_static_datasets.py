@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 
-from evsim.datasets import ColourNormalisation, data_root, normalise_colour
+from evsim.datasets import ColourNormalisation, data_root
 from evsim.datasets.cifar10 import RECORD_BYTES, load_cifar10
 from evsim.datasets.mnist import load_mnist, read_idx
 from evsim.datasets.svhn import load_svhn
-from evsim.errors import DataError, InputError
+from evsim.errors import DataError, EvsimError, InputError
 from idx_files import write_idx
 
 # ---------------------------------------------------------------- MNIST
@@ -279,7 +280,7 @@ def colour_images(rng, n):
 
 def test_normalise_colour_zero_mean_equal_std_bounded():
     images = colour_images(np.random.default_rng(0), 200)
-    out = normalise_colour(images)
+    out = ColourNormalisation.fit(images)(images)
     assert out.dtype == np.float32 and out.shape == images.shape
     assert np.abs(out).max() == pytest.approx(1.0, abs=1e-6)
     stats = ColourNormalisation.fit(images)
@@ -297,7 +298,7 @@ def test_normalise_test_split_with_training_statistics():
     train, test = colour_images(rng, 100), colour_images(rng, 50)
     test[0, 2] = 255  # brighter than anything in training: clipped, not out of range
     stats = ColourNormalisation.fit(train)
-    out = normalise_colour(test, stats)
+    out = stats(test)
     assert out.min() >= -1 and out.max() <= 1
     assert np.all(out[0, 2] == 1.0)
     manual = (test[1].astype(np.float64) - stats.mean[:, None, None]) / (
@@ -308,9 +309,9 @@ def test_normalise_test_split_with_training_statistics():
 def test_normalise_rejects_constant_channel_and_bad_shape():
     images = np.full((4, 3, 2, 2), 7, np.uint8)
     with pytest.raises(InputError, match="channel 0 is constant"):
-        normalise_colour(images)
+        ColourNormalisation.fit(images)
     with pytest.raises(InputError, match=r"\[N, C, H, W\]"):
-        normalise_colour(np.zeros((3, 2, 2)))
+        ColourNormalisation.fit(np.zeros((3, 2, 2)))
 
 
 # ---------------------------------------------------------------- data_root
@@ -323,3 +324,10 @@ def test_data_root_follows_the_environment(monkeypatch, tmp_path):
     repository = Path(__file__).resolve().parent.parent
     shared = repository.parent / "shared" / "data"
     assert data_root() == (shared if shared.is_dir() else None)
+
+
+def test_svhn_without_scipy_names_the_extra(tmp_path, monkeypatch):
+    svhn_mat(tmp_path / "test_32x32.mat", 2, [4, 10], np.random.default_rng(0))
+    monkeypatch.setitem(sys.modules, "scipy.io", None)  # as if scipy were not installed
+    with pytest.raises(EvsimError, match=r"^reading SVHN \.mat files needs scipy: pip install 'evsim\[data\]'$"):
+        load_svhn(tmp_path, "test")

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from evsim.cli import main
+from evsim.cli.main import main
 from evsim.datasets.formats import EventFile, read_events
-from evsim.network import load
-from evsim.stream import Stream
+from evsim.engine.network import load
+from evsim.engine.asynchronous import Stream
 from random_model import save_random_nmnist_model
 
 TIMING_KEYS = ("wall_s", "realtime_factor")
@@ -205,3 +205,19 @@ def test_text_output_says_times_start_at_the_first_event(capsys, dvs_dir, model_
     report = stream_json(capsys, dvs_dir / "sample.aedat4", "--model", model_path, "--downsample", 0.1, "--every", 200)
     stable = next(line for line in out.splitlines() if line.startswith("stable"))
     assert stable == f"stable   since {report['decision_time_us'] / 1000:,.1f} ms"
+
+
+def test_options_are_never_abbreviated(capsys, nmnist_root, model_path):
+    # argparse's prefix matching read `--mode step` as `--model step`
+    with pytest.raises(SystemExit) as exit_info:
+        main(["stream", str(nmnist_root / "Test/0/00004.bin"), "--model", str(model_path), "--mode", "step"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --mode step" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--mod", str(model_path), "--dataset", "nmnist"])
+    assert "the following arguments are required: --model" in capsys.readouterr().err
+    from evsim.cli.main import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    assert not parser.allow_abbrev and commands and not any(p.allow_abbrev for p in commands.values())

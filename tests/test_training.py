@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from evsim.graph import Graph, Population, Projection  # noqa: E402
-from evsim.model_file import load_model  # noqa: E402
+from evsim.model.graph import Graph, Population, Projection  # noqa: E402
+from evsim.model.file import load_model  # noqa: E402
 from evsim.training.architectures import ARCHITECTURES  # noqa: E402
 from evsim.training.network import (  # noqa: E402
     SpikingNetwork,

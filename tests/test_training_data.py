@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from evsim.datasets.events import bin_events, to_frames  # noqa: E402
+from evsim.events import bin_events, to_frames  # noqa: E402
 from evsim.datasets.nmnist import read_nmnist  # noqa: E402
 from evsim.errors import DataError, InputError  # noqa: E402
 from evsim.datasets.samples import crop_and_flip, load_samples, subset  # noqa: E402

@@ -14,8 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from evsim.cli import main  # noqa: E402
-from evsim.model_file import load_model  # noqa: E402
+from evsim.cli.main import main  # noqa: E402
+from evsim.model.file import load_model  # noqa: E402
 from evsim.datasets.samples import load_samples  # noqa: E402
 from evsim.training.network import SpikingNetwork, load_trained  # noqa: E402
 from evsim.training.trainer import evaluate  # noqa: E402
@@ -108,8 +108,8 @@ def test_cli_errors_are_reported_not_raised(tmp_path, capsys):
 
 def test_engine_and_cli_import_without_torch():
     code = (
-        "import sys, evsim, evsim.cli, evsim.network, evsim.model_file\n"
-        "evsim.cli.build_parser()\n"
+        "import sys, evsim, evsim.cli.main, evsim.engine.network, evsim.model.file\n"
+        "evsim.cli.main.build_parser()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,7 +18,7 @@ convolution with stride 2 as table 5 says, where the authors' code subsamples wi
 from __future__ import annotations
 
 from evsim.errors import ModelError
-from evsim.graph import INPUT, Graph, Population, Projection, conv_output_size
+from evsim.model.graph import INPUT, Graph, Population, Projection, conv_output_size
 
 LIF_THRESHOLD = 1.0
 LIF_LEAK = 0.99

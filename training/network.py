@@ -1,4 +1,4 @@
-"""A dense torch model built from an evsim.graph.Graph, and the exact dense reference forward.
+"""A dense torch model built from an evsim.model.graph.Graph, and the exact dense reference forward.
 
 :class:`SpikingNetwork` runs any Graph clock-driven on dense tensors. Inputs are spike (or event
 count) frames ``[T, B, C, H, W]``. :meth:`SpikingNetwork.forward` is layer-major: each
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from evsim.errors import InputError, ModelError
-from evsim.graph import INPUT, Graph, Population, Projection
-from evsim.model_file import load_model, save_model
+from evsim.model.graph import INPUT, Graph, Population, Projection
+from evsim.model.file import check_weights, load_model, save_model
 from evsim.training.neurons import FiringRecurrence, LeakAsIdentity, OutputIntegrator, StepSpike, leak_correction
 
 
@@ -68,16 +68,10 @@ class SpikingNetwork(nn.Module):
 
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Copy numpy weights (keyed by the graph's weight names) into the parameters."""
-        missing = set(self.weight_names) - set(weights)
-        extra = set(weights) - set(self.weight_names)
-        if missing or extra:
-            raise ModelError(f"weights do not fit the graph (missing {sorted(missing)}, extra {sorted(extra)})")
+        check_weights(self.graph, weights)
         with torch.no_grad():
             for name, param in zip(self.weight_names, self.weights):
-                value = torch.as_tensor(np.asarray(weights[name]))
-                if tuple(value.shape) != tuple(param.shape):
-                    raise ModelError(f"weight {name} has shape {tuple(value.shape)}, graph needs {tuple(param.shape)}")
-                param.copy_(value)
+                param.copy_(torch.as_tensor(np.asarray(weights[name])))
 
     def export_weights(self) -> dict[str, np.ndarray]:
         return {name: p.detach().cpu().numpy().astype(np.float32) for name, p in self.named_weights().items()}
@@ -98,7 +92,7 @@ class SpikingNetwork(nn.Module):
             pop.name: torch.bernoulli(torch.full((batch, *pop.shape), keep, dtype=param.dtype, device=param.device))
             .div_(keep)
             for pop in self.graph.populations
-            if pop.kind == "lif"
+            if pop.neuron.trained_with_dropout
         }
 
     # ----------------------------------------------------------------------------------- forward
@@ -140,7 +134,7 @@ class SpikingNetwork(nn.Module):
         flat = {INPUT: inputs.reshape(steps * batch, *inputs.shape[2:]).contiguous(memory_format=torch.channels_last)}
         for pop in self.graph.populations:
             current = self._current(pop, flat, steps * batch).reshape(steps, batch, *pop.shape)
-            if pop.kind == "output":
+            if not pop.fires:
                 return OutputIntegrator.apply(current, pop.leak)
             spikes = fire(pop, current)
             if pop.name in masks:
@@ -165,7 +159,7 @@ class SpikingNetwork(nn.Module):
             now = {INPUT: inputs[t]}
             for pop in pops:
                 v = membranes[pop.name] + self._current(pop, now, batch)
-                if pop.kind == "output":
+                if not pop.fires:
                     membranes[pop.name] = LeakAsIdentity.apply(v, pop.leak)
                     continue
                 spikes = StepSpike.apply(v, pop.threshold, windows[pop.name])
@@ -197,10 +191,8 @@ def window_scale(pop: Population, spikes: torch.Tensor) -> torch.Tensor | float:
 
 
 def surrogate_of(pop: Population) -> tuple[float, bool]:
-    """The straight-through slope and whether the leak correction applies, by population kind."""
-    if pop.kind == "lif":
-        return 1.0 / pop.threshold, True
-    return 1.0, False  # the spiking average-pool neuron
+    """The straight-through slope and whether the leak correction applies (evsim.model.neuron)."""
+    return pop.neuron.surrogate()
 
 
 def fire(pop: Population, current: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The neuron dynamics of evsim.graph as torch autograd Functions, with the paper's gradients.
+"""The neuron dynamics of evsim.model.graph as torch autograd Functions, with the paper's gradients.
 
 Forward (per population, per time step ``t = 0 .. T-1``; ``I[t]`` is the summed current of all the
 population's projections applied to their sources' spikes at step ``t``)::

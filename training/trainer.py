@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from evsim.errors import DataError, InputError, ModelError
-from evsim.graph import Graph
-from evsim.model_file import load_model
+from evsim.model.graph import Graph
+from evsim.model.file import load_model
 from evsim.training.architectures import build
 from evsim.datasets.samples import SIMULATED, SampleSet, load_samples
 from evsim.training.network import SpikingNetwork, save_trained

@@ -34,18 +34,6 @@ def load_split(args, network):
     return samples
 
 
-def sample_inputs(samples, network, seed: int = 0):
-    """One input per sample, as the engine takes it: raw events for recordings, Poisson trains
-    for images (a generator per sample, seeded by ``(seed, position)``, so that results do not
-    depend on the order in which worker threads take samples)."""
-    for position in range(len(samples)):
-        if samples.recordings is not None:
-            yield samples.events(position)
-        else:
-            rng = np.random.default_rng([seed, position])
-            yield samples.inputs(np.array([position]), network.timesteps, rng)[:, 0]
-
-
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, default=_jsonable)
     sys.stdout.write("\n")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evsim.commands.common import print_json
+from evsim.cli.common import print_json
 
 
 def register(subparsers) -> None:
-    from evsim.demo import DEMO_DATA, DEMO_MODEL
+    from evsim.analysis.demo import DEMO_DATA, DEMO_MODEL
 
     p = subparsers.add_parser(
         "demo",
@@ -31,13 +31,15 @@ def register(subparsers) -> None:
 
 
 def main(args) -> int:
-    from evsim.demo import format_demo, plot_demo, run_demo
+    import evsim
+    from evsim.analysis.demo import format_demo, plot_demo, run_demo
     from evsim.errors import InputError
 
     if args.rounds < 1 or args.threads < 1:
         raise InputError("--rounds and --threads must be positive")
-    result = run_demo(args.model, args.data, args.split, args.rounds, args.threads,
+    result = run_demo(evsim.load(args.model), args.data, args.split, args.rounds, args.threads,
                       compare_dense=not args.no_dense, progress=not args.json)
+    result["model"] = str(args.model)
     result["figure"] = None
     if not args.no_figure:
         try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from evsim.commands.common import add_data_arguments, load_split, print_json, sample_inputs
+from evsim.analysis.inputs import sample_inputs
+from evsim.cli.common import add_data_arguments, load_split, print_json
 
 
 def register(subparsers) -> None:
@@ -25,7 +26,7 @@ def main(args) -> int:
     from tqdm import tqdm
 
     import evsim
-    from evsim.counting import Summary, energy_estimate
+    from evsim.engine.counting import Summary
 
     network = evsim.load(args.model)
     samples = load_split(args, network)
@@ -36,7 +37,7 @@ def main(args) -> int:
         for result, label in zip(network.run_many(inputs, workers=args.workers, mode=args.mode, progress=bar.update), samples.labels):
             summary.add(result, int(label))
     elapsed = time.perf_counter() - started
-    report = run_report(summary, network, args, elapsed, energy_estimate)
+    report = run_report(summary, network, args, elapsed)
     if args.json:
         print_json(report)
     else:
@@ -44,7 +45,9 @@ def main(args) -> int:
     return 0
 
 
-def run_report(summary, network, args, elapsed: float, energy_estimate) -> dict:
+def run_report(summary, network, args, elapsed: float) -> dict:
+    from evsim.engine.counting import energy_estimates
+
     n = summary.samples
     layers = [
         {
@@ -71,7 +74,7 @@ def run_report(summary, network, args, elapsed: float, energy_estimate) -> dict:
         "spikes_per_sample": summary.spikes / n,
         "dense_macs_per_sample": dense_macs,
         "ann_macs_per_sample": ann_macs,
-        "energy_estimate": {p: energy_estimate(synops, ann_macs, dense_macs, p) for p in ("fp32", "int32")},
+        "energy_estimate": energy_estimates(synops, ann_macs, dense_macs),
         "samples_per_second": n / elapsed if elapsed > 0 else None,
         "seconds": elapsed,
         "layers": layers,

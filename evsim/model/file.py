@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from evsim.errors import ModelError
-from evsim.graph import Graph
+from evsim.model.graph import Graph
+from evsim.paths import BUNDLED_MODELS
 
 FORMAT_NAME = "evsim-model"
 FORMAT_VERSION = 1
 GRAPH_KEY = "__graph__"
-BUNDLED_MODELS = Path(__file__).parent / "models"
 
 
 @dataclass(frozen=True)

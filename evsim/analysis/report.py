@@ -7,7 +7,7 @@
 - Compute (fig. 11, section 5.4): the synaptic operations the event-driven SNN performed (one
   accumulate each), beside the MACs of the ANN of the same architecture (one pass) and of a
   clock-driven SNN (every synapse, every step), per layer and in total, with the energy *estimate*
-  of evsim.counting.energy_estimate.
+  of evsim.engine.counting.energy_estimates.
 
 :func:`analyse` measures and returns plain data (JSON-able); :func:`write_report` turns it into
 ``report.md``, ``report.json`` and PNG figures (matplotlib, imported only there).
@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.counting import Summary, energy_estimate
+from evsim.analysis.inputs import sample_inputs
+from evsim.engine.counting import ENERGY_PJ, Summary, energy_estimates
+from evsim.engine.network import Network
 from evsim.errors import EvsimError, InputError
-from evsim.graph import Graph
+from evsim.model.graph import Graph
 
-PRECISIONS = ("fp32", "int32")
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 FIGURES = {
     "activity": "spike_activity.png",
@@ -72,26 +73,21 @@ def default_timesteps(graph: Graph) -> list[int]:
     return sorted(set(chosen) | {graph.timesteps})
 
 
-def analyse(model_path, samples, timesteps=None, workers: int = 2, seed: int = 0, progress=None) -> dict:
-    """Run ``samples`` through the model at each latency in ``timesteps`` (plus the model's own T).
+def analyse(model, samples, timesteps=None, workers: int = 2, seed: int = 0, progress=None) -> dict:
+    """Run ``samples`` through ``model`` (a loaded Network) at each latency in ``timesteps`` (plus
+    the model's own T), with the same weights cut to each window (:func:`truncated_graph`).
 
     Returns a JSON-able dict: ``data`` (what was measured on), ``activity`` (fig. 9, at the
     model's T), ``latency`` (fig. 10, one row per T'), ``compute`` (fig. 11 and the energy
     estimate, at the model's T). ``progress`` is called once per sample run.
     """
-    from evsim.commands.common import sample_inputs
-    from evsim.model_file import load_model, model_path as resolve_model
-    from evsim.network import Network
-
-    path = resolve_model(model_path)
-    model = load_model(path)
     graph = model.graph
     steps_list = sorted(set(timesteps or default_timesteps(graph)) | {graph.timesteps})
     labels = np.asarray(samples.labels)
     latency = []
     full = None
     for steps in steps_list:
-        network = Network(truncated_graph(graph, steps), model.weights, name=path.stem)
+        network = Network(truncated_graph(graph, steps), model.weights, dtype=model.dtype, name=model.name)
         network.run(next(sample_inputs(samples, network, seed)))  # compile or cache load, kept out of the timing
         summary = Summary()
         started = time.perf_counter()
@@ -105,7 +101,7 @@ def analyse(model_path, samples, timesteps=None, workers: int = 2, seed: int = 0
     network, summary = full
     return {
         "data": {
-            "model": str(model_path),
+            "model": model.name,
             "arch": graph.meta.get("arch"),
             "trained_on": graph.meta.get("dataset"),
             "dataset": samples.dataset,
@@ -187,7 +183,7 @@ def _compute(network, summary: Summary) -> dict:
             "ann_macs": ann,
             "clock_driven_ops": clock,
             "synops_over_ann_macs": synops / ann if ann else None,
-            "energy": {p: energy_estimate(synops, ann, clock, p) for p in PRECISIONS},
+            "energy": energy_estimates(synops, ann, clock),
         })
     synops = sum(l["synops"] for l in layers)
     ann = sum(l["ann_macs"] for l in layers)
@@ -202,7 +198,7 @@ def _compute(network, summary: Summary) -> dict:
             "synops_over_ann_macs": synops / ann if ann else None,
             "clock_driven_over_ann_macs": clock / ann if ann else None,
         },
-        "energy": {p: energy_estimate(synops, ann, clock, p) for p in PRECISIONS},
+        "energy": energy_estimates(synops, ann, clock),
     }
 
 
@@ -347,7 +343,7 @@ def _energy_section(a: dict) -> list[str]:
         "| precision | ANN (µJ) | event-driven SNN (µJ) | clock-driven SNN (µJ) | ANN / event-driven SNN |",
         "|---|---:|---:|---:|---:|",
     ]
-    for p in PRECISIONS:
+    for p in ENERGY_PJ:
         e = c["energy"][p]
         out.append(f"| {p} | {e['ann_pj'] / 1e6:.4f} | {e['snn_event_driven_pj'] / 1e6:.4f} "
                    f"| {e['snn_clock_driven_pj'] / 1e6:.4f} | {e['ann_over_snn']:.2f}x |")
@@ -444,7 +440,7 @@ def plot_figures(a: dict, paths: dict[str, Path]) -> None:
     energy = c["energy"]
     labels = ["ANN", "SNN (event)", "SNN (clock)"]
     keys = ["ann_pj", "snn_event_driven_pj", "snn_clock_driven_pj"]
-    for k, p in enumerate(PRECISIONS):
+    for k, p in enumerate(ENERGY_PJ):
         right.bar(np.arange(3) + (k - 0.5) * 0.4, [energy[p][key] / 1e6 for key in keys], 0.4, label=p)
     right.set_xticks(np.arange(3), labels, rotation=20)
     right.set_yscale("log")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from evsim.commands.common import add_data_arguments, load_split
+from evsim.cli.common import add_data_arguments, load_split
 
 
 def timestep_list(text: str) -> list[int]:
@@ -54,14 +54,15 @@ def main(args) -> int:
     from tqdm import tqdm
 
     import evsim
-    from evsim.report import analyse, default_timesteps, pyplot, write_report
+    from evsim.analysis.report import analyse, default_timesteps, pyplot, write_report
 
     pyplot()  # fail before the measurements, not after, when matplotlib is missing
     network = evsim.load(args.model)
     samples = load_split(args, network)
     steps = sorted(set(args.timesteps or default_timesteps(network.graph)) | {network.timesteps})
     with tqdm(total=len(samples) * len(steps), desc="evsim report", unit="sample", disable=None, leave=False) as bar:
-        analysis = analyse(args.model, samples, steps, workers=args.workers, seed=args.seed, progress=bar.update)
+        analysis = analyse(network, samples, steps, workers=args.workers, seed=args.seed, progress=bar.update)
+    analysis["data"]["model"] = str(args.model)
     paths = write_report(analysis, args.out, command_line(args))
     d = analysis["data"]
     print(f"{d['dataset']} {d['split']}, {d['samples']} samples; latencies T' = {', '.join(map(str, steps))}")

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evsim.graph import Graph, Population, projected_shape
+from evsim.engine import kernels
+from evsim.model.graph import Graph, Population, projected_shape
 
 ENERGY_PJ = {
     "fp32": {"mac": 4.6, "ac": 0.9},
@@ -53,8 +54,6 @@ class LayerCounts:
 
     @classmethod
     def from_counters(cls, layer, counters: np.ndarray, timesteps: int) -> "LayerCounts":
-        from evsim import kernels
-
         return cls(
             name=layer.name,
             kind=layer.kind,
@@ -101,9 +100,6 @@ class RunResult:
     def ann_macs(self) -> int:
         return sum(layer.ann_macs for layer in self.layers)
 
-    def energy_pj(self, precision: str = "fp32") -> dict:
-        return energy_estimate(self.synops, self.ann_macs, self.dense_macs, precision)
-
 
 def energy_estimate(synops: float, ann_macs: float, dense_macs: float, precision: str = "fp32") -> dict:
     """Estimated energy (pJ) of the event-driven SNN (ACs), the ANN (MACs) and a clock-driven SNN."""
@@ -118,6 +114,11 @@ def energy_estimate(synops: float, ann_macs: float, dense_macs: float, precision
         "ann_over_snn": ann / snn if snn else float("inf"),
         "note": "estimate from operation counts x 45 nm energies (Horowitz 2014), as in the paper's section 5.4",
     }
+
+
+def energy_estimates(synops: float, ann_macs: float, dense_macs: float) -> dict:
+    """:func:`energy_estimate` at every precision of :data:`ENERGY_PJ`, keyed by precision."""
+    return {precision: energy_estimate(synops, ann_macs, dense_macs, precision) for precision in ENERGY_PJ}
 
 
 @dataclass

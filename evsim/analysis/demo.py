@@ -4,7 +4,7 @@
 ``evsim stream`` does to a file), sums what the engine counted (accuracy, synaptic operations,
 spikes per layer, the 45 nm energy estimate against the ANN and the dense clock-driven SNN), then
 measures on the same recordings, in the same process, how fast evsim and dense PyTorch simulate
-them (:func:`evsim.benchmark.benchmark`). :func:`plot_demo` draws the PNG.
+them (:func:`evsim.analysis.bench.benchmark`). :func:`plot_demo` draws the PNG.
 """
 
 from __future__ import annotations
@@ -13,28 +13,28 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.counting import energy_estimate
-from evsim.datasets import BUNDLED_DATA
+from evsim.analysis.bench import benchmark
+from evsim.analysis.streaming import stream_file, warm_up
+from evsim.engine.counting import energy_estimates
+from evsim.paths import BUNDLED_DATA
 
 DEMO_MODEL = "lenet-nmnist"
 DEMO_DATA = BUNDLED_DATA / "nmnist"
 TIMELINE_EVERY_US = 5_000.0
 
 
-def run_demo(model: str = DEMO_MODEL, data: Path = DEMO_DATA, split: str = "test", rounds: int = 3,
+def run_demo(network, data: Path = DEMO_DATA, split: str = "test", rounds: int = 3,
              threads: int = 2, compare_dense: bool = True, progress: bool = True) -> dict:
-    """Stream the ``split`` recordings under ``data`` through ``model``; the figures as a dict.
+    """Stream the ``split`` recordings under ``data`` through ``network`` (a loaded Network); the
+    figures as a dict.
 
     Without torch (``compare_dense=False`` or not installed) the speed comparison is left out
     and its keys are None.
     """
     from tqdm import tqdm
 
-    import evsim
-    from evsim.commands.stream import stream_file, warm_up
     from evsim.datasets.nmnist import NMNIST
 
-    network = evsim.load(model)
     recordings = NMNIST(data, split)
     labels = recordings.labels
     warm_up(network)
@@ -51,7 +51,7 @@ def run_demo(model: str = DEMO_MODEL, data: Path = DEMO_DATA, split: str = "test
     counts = np.array([r["events"] for r in reports])
     shown = int(np.argmin(np.abs(counts - np.median(counts))))  # a typical recording for the figure
     result = {
-        "model": str(model),
+        "model": network.name,
         "data": str(data),
         "split": split,
         "mode": "async (event by event)",
@@ -69,7 +69,7 @@ def run_demo(model: str = DEMO_MODEL, data: Path = DEMO_DATA, split: str = "test
              "synops_per_sample": sum(r["synops_per_layer"].get(layer.name, 0) for r in reports) / n}
             for layer in network.layers
         ],
-        "energy_estimate": {p: energy_estimate(synops / n, ann_macs, dense_macs, p) for p in ("fp32", "int32")},
+        "energy_estimate": energy_estimates(synops / n, ann_macs, dense_macs),
         "streaming_samples_per_s_1thread": n / streaming_seconds if streaming_seconds > 0 else None,
         "realtime_factor": sum(r["duration_us"] for r in reports) * 1e-6 / streaming_seconds if streaming_seconds > 0 else None,
         "recordings": [
@@ -79,11 +79,11 @@ def run_demo(model: str = DEMO_MODEL, data: Path = DEMO_DATA, split: str = "test
         ],
         "shown": {"file": reports[shown]["file"], "label": int(labels[shown]), "timeline": reports[shown]["timeline"]},
     }
-    result.update(_speed(model, data, split, network, rounds, threads, compare_dense, progress))
+    result.update(_speed(data, split, network, rounds, threads, compare_dense, progress))
     return result
 
 
-def _speed(model, data, split, network, rounds, threads, compare_dense, progress) -> dict:
+def _speed(data, split, network, rounds, threads, compare_dense, progress) -> dict:
     empty = {"speedup_vs_dense": None, "speed": None}
     if not compare_dense:
         return empty
@@ -93,12 +93,11 @@ def _speed(model, data, split, network, rounds, threads, compare_dense, progress
         return {**empty, "speed_note": "dense comparison skipped: torch is not installed (pip install 'evsim[train]')"}
     from tqdm import tqdm
 
-    from evsim.benchmark import benchmark
     from evsim.datasets.samples import load_samples
 
     samples = load_samples("nmnist", data, split, encoding=network.encoding)
     with tqdm(total=rounds, desc="timing evsim and dense PyTorch", unit="round", disable=not progress, leave=False) as bar:
-        bench = benchmark(model, samples, rounds=rounds, threads=threads, progress=bar.update)
+        bench = benchmark(network, samples, rounds=rounds, threads=threads, progress=bar.update)
     return {
         # event by event (the demo's mode) against dense PyTorch taking the recordings one at a time
         "speedup_vs_dense": bench["async_samples_per_s"] / bench["dense_batch1_samples_per_s"],

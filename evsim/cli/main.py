@@ -1,4 +1,4 @@
-"""The ``evsim`` command line: one console script, one module per subcommand in evsim.commands."""
+"""The ``evsim`` command line: one console script, one module per subcommand in evsim.cli."""
 
 from __future__ import annotations
 
@@ -11,23 +11,31 @@ from evsim.errors import EvsimError
 
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func``.
 COMMAND_MODULES = (
-    "evsim.commands.info",
+    "evsim.cli.info",
     "evsim.commands.train",
-    "evsim.commands.eval",
-    "evsim.commands.run",
-    "evsim.commands.stream",
-    "evsim.commands.bench",
-    "evsim.commands.report",
-    "evsim.commands.demo",
+    "evsim.cli.eval",
+    "evsim.cli.run",
+    "evsim.cli.stream",
+    "evsim.cli.bench",
+    "evsim.cli.report",
+    "evsim.cli.demo",
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """Every evsim parser, subcommands included: options are never abbreviated, since a prefix
+    can name another option (``--mode`` would be read as ``--model``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="evsim",
         description="Event-driven simulation of deep spiking neural networks.",
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser

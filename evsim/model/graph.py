@@ -3,12 +3,8 @@
 A network is a list of neuron *populations* in topological order. Each population receives
 current from one or more *projections* (synapses from an earlier population, or from the input),
 and the currents of all its projections sum into one membrane, which is how a residual block's two
-paths meet in its second LIF. Population kinds:
-
-- ``lif``: leaky integrate-and-fire. Per time step ``V += I``; where ``V > threshold`` a spike is
-  emitted and ``V = 0``; then ``V *= leak``.
-- ``pool``: the spiking average-pooling neuron, the same dynamics with threshold 0.75 and leak 1.
-- ``output``: integrates with its leak and never fires; the network output is ``V(T) / T``.
+paths meet in its second LIF. A population's dynamics are its :class:`~evsim.model.neuron.Neuron`
+(``population.neuron``; kinds ``lif``, ``pool``, ``output``, defined in evsim.model.neuron).
 
 Projection ops: ``conv`` (weight ``[C_out, C_in, K, K]``, stride, padding, no bias), ``linear``
 (weight ``[N_out, N_in]`` over the source flattened in ``C, H, W`` order), ``avgpool`` (a fixed
@@ -23,9 +19,9 @@ import math
 from dataclasses import dataclass, field
 
 from evsim.errors import ModelError
+from evsim.model.neuron import Neuron
 
 INPUT = "input"
-POPULATION_KINDS = ("lif", "pool", "output")
 PROJECTION_OPS = ("conv", "linear", "avgpool", "identity")
 
 
@@ -59,8 +55,13 @@ class Population:
     leak: float = 0.99
 
     @property
+    def neuron(self) -> Neuron:
+        """This population's dynamics (the file stores kind, threshold and leak)."""
+        return Neuron(kind=self.kind, threshold=self.threshold, leak=self.leak)
+
+    @property
     def fires(self) -> bool:
-        return self.kind != "output"
+        return self.neuron.fires
 
     @property
     def size(self) -> int:
@@ -171,16 +172,13 @@ class Graph:
         for i, pop in enumerate(self.populations):
             if pop.name in seen:
                 raise ModelError(f"duplicate population name {pop.name!r}")
-            if pop.kind not in POPULATION_KINDS:
-                raise ModelError(f"{pop.name}: unknown population kind {pop.kind!r}")
+            pop.neuron.validate(pop.name)
             if (pop.kind == "output") != (i == len(self.populations) - 1):
                 raise ModelError("exactly the last population must be the output integrator")
             if not pop.inputs:
                 raise ModelError(f"{pop.name}: a population needs at least one input projection")
             if len(pop.shape) not in (1, 3) or min(pop.shape) < 1:
                 raise ModelError(f"{pop.name}: shape must be (N,) or (C, H, W), got {pop.shape}")
-            if not (0.0 < pop.leak <= 1.0) or not math.isfinite(pop.threshold) or pop.threshold <= 0:
-                raise ModelError(f"{pop.name}: need 0 < leak <= 1 and a positive threshold")
             for proj in pop.inputs:
                 if proj.source not in seen:
                     raise ModelError(f"{pop.name}: input {proj.source!r} is not an earlier population")
@@ -209,8 +207,8 @@ def projected_shape(proj: Projection, src: tuple[int, ...], dst: tuple[int, ...]
         raise ModelError(f"{where}: kernel and stride must be positive and padding non-negative")
     c, h, w = src
     pad = proj.padding if proj.op == "conv" else 0
-    oh = (h + 2 * pad - proj.kernel) // proj.stride + 1
-    ow = (w + 2 * pad - proj.kernel) // proj.stride + 1
+    oh = conv_output_size(h, proj.kernel, proj.stride, pad)
+    ow = conv_output_size(w, proj.kernel, proj.stride, pad)
     if oh < 1 or ow < 1:
         raise ModelError(f"{where}: kernel {proj.kernel} does not fit a {h}x{w} input")
     if proj.op == "conv":
@@ -221,4 +219,5 @@ def projected_shape(proj: Projection, src: tuple[int, ...], dst: tuple[int, ...]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output rows (or columns) of a convolution or pooling window over ``size`` inputs."""
     return (size + 2 * padding - kernel) // stride + 1

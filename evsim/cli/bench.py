@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evsim.commands.common import add_data_arguments, load_split, print_json
+from evsim.cli.common import add_data_arguments, load_split, print_json
 
 
 def register(subparsers) -> None:
@@ -21,12 +21,13 @@ def main(args) -> int:
     from tqdm import tqdm
 
     import evsim
-    from evsim.benchmark import benchmark
+    from evsim.analysis.bench import benchmark
 
     network = evsim.load(args.model)
     samples = load_split(args, network)
     with tqdm(total=args.rounds, desc="evsim bench", unit="round", disable=None, leave=False) as bar:
-        report = benchmark(args.model, samples, rounds=args.rounds, threads=args.threads, seed=args.seed, progress=bar.update)
+        report = benchmark(network, samples, rounds=args.rounds, threads=args.threads, seed=args.seed, progress=bar.update)
+    report["model"] = str(args.model)
     report["dataset"] = args.dataset
     if args.json:
         print_json(report)

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from evsim.analysis.inputs import sample_inputs
+from evsim.engine import kernels
+
 
 @njit(cache=True, nogil=True)
 def _ceiling_kernel(V, W, bases, woffs, run):
@@ -62,8 +65,6 @@ class BenchInputs:
 
 
 def prepare_inputs(samples, network, seed: int = 0) -> BenchInputs:
-    from evsim.commands.common import sample_inputs
-
     engine_inputs = list(sample_inputs(samples, network, seed))
     if samples.recordings is not None:
         frames = samples.inputs(np.arange(len(samples)), network.timesteps, np.random.default_rng(seed))
@@ -72,18 +73,18 @@ def prepare_inputs(samples, network, seed: int = 0) -> BenchInputs:
     return BenchInputs(frames.astype(np.float32), engine_inputs, np.asarray(samples.labels))
 
 
-def benchmark(model_path, samples, rounds: int = 3, threads: int = 2, seed: int = 0, progress=None) -> dict:
+def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0, progress=None) -> dict:
+    """Time ``network`` (an evsim Network) in step and async mode against the dense PyTorch model
+    of the same graph and weights, at batch 1 and 64, on the same ``samples``."""
     import torch
 
-    from evsim.model_file import model_path as resolve_model
-    from evsim.network import Network
-    from evsim.training import load_trained
+    from evsim.training import SpikingNetwork
     from evsim.training.trainer import configure_torch
 
     configure_torch(threads)  # as train/eval do: else each >32 MB activation is mmapped and page-faulted afresh
-    path = resolve_model(model_path)  # a bundled model's name works for both simulators
-    network = Network.from_file(path)
-    dense = load_trained(path).float().eval()
+    dense = SpikingNetwork(network.graph, init=False)
+    dense.load_weights(network.weights)
+    dense = dense.float().eval()
     inputs = prepare_inputs(samples, network, seed)
     n = len(inputs.labels)
 
@@ -140,7 +141,7 @@ def benchmark(model_path, samples, rounds: int = 3, threads: int = 2, seed: int 
     synops_per_s_1thread = rounds * synops / timings["step_1thread"]
     best_dense = max(rate["dense_batch1"], rate["dense_batch64"])
     return {
-        "model": str(model_path),
+        "model": network.name,
         "samples": n,
         "rounds": rounds,
         "threads": threads,
@@ -169,8 +170,6 @@ def benchmark(model_path, samples, rounds: int = 3, threads: int = 2, seed: int 
 
 def _typical_run(network) -> int:
     """The run length of the engine's busiest projection: K * C_out for a stride-1 conv."""
-    from evsim import kernels
-
     runs = []
     for layer in network.layers:
         for row in layer.projections:

@@ -23,15 +23,14 @@ chunks are cut.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 
-from evsim import kernels
-from evsim.counting import LayerCounts, RunResult
-from evsim.datasets.events import checked_coordinates
+from evsim.engine import kernels
+from evsim.engine.counting import LayerCounts, RunResult
+from evsim.engine.layers import LayerState
 from evsim.errors import InputError
-from evsim.graph import INPUT
+from evsim.events import TimedEvents, timed_input_events
+from evsim.model.graph import INPUT
 
 STATIC_STEP_US = 1000.0
 """Bin width given to Poisson-coded images in asynchronous mode (they have no clock of their own)."""
@@ -41,39 +40,6 @@ def step_width_us(network) -> float:
     """The bin width the network was trained with: window / T for events, 1 ms per step otherwise."""
     window = network.encoding.get("window_us")
     return float(window) / network.timesteps if window else STATIC_STEP_US
-
-
-@dataclass
-class TimedEvents:
-    """Time-sorted events: time in µs (float64), channels-last neuron index, sign."""
-
-    time: np.ndarray
-    index: np.ndarray
-    sign: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-
-def timed_input_events(events: np.ndarray, input_shape, dtype, last_time: float = -math.inf) -> TimedEvents:
-    """Validate a chunk of tonic events against the input and convert it for the kernels."""
-    channels, height, width = input_shape
-    if events.dtype.names is None or not {"x", "y", "t", "p"} <= set(events.dtype.names):
-        raise InputError("asynchronous mode needs events with fields x, y, t, p")
-    x, y, p = checked_coordinates(events, (width, height, channels), what="input")
-    t = events["t"].astype(np.float64)
-    if len(t) and (np.any(np.diff(t) < 0) or t[0] < last_time):
-        raise InputError("event timestamps must not decrease (within and across chunks)")
-    index = ((y * width + x) * channels + p).astype(np.int32)
-    return TimedEvents(t, index, np.ones(len(index), dtype=dtype))
-
-
-def timed_spike_train(train: np.ndarray, step_us: float, dtype) -> TimedEvents:
-    """A dense spike train ``[T, C, H, W]`` as timed events at the start of each step."""
-    from evsim.spikes import from_spike_train
-
-    events = from_spike_train(train, dtype)
-    return TimedEvents(events.steps() * step_us, events.index, events.sign)
 
 
 def _concat(parts: list[TimedEvents]) -> TimedEvents:
@@ -93,10 +59,7 @@ class Stream:
         self.refractory_us = self.step_us / 2 if refractory_us is None else float(refractory_us)
         self.delays_us = {layer.name: float((delays_us or {}).get(layer.name, 0.0)) for layer in network.layers}
         dtype = network.dtype
-        self.V = [np.zeros(layer.size, dtype=dtype) for layer in network.layers]
-        self.t_last = [np.zeros(layer.units, dtype=np.float64) for layer in network.layers]
-        self.stamp = [np.full(layer.units, -1, dtype=np.int64) for layer in network.layers]
-        self.touched = [np.zeros(layer.units, dtype=np.int64) for layer in network.layers]
+        self.states = [LayerState.allocate(layer, dtype, np.float64) for layer in network.layers]
         self.refractory_end = [np.full(layer.size, -math.inf) for layer in network.layers]
         self.unit_refractory_end = [np.full(layer.units, -math.inf) for layer in network.layers]
         self.log_leak_per_us = [math.log(layer.leak) / self.step_us for layer in network.layers]
@@ -157,11 +120,12 @@ class Stream:
         heads = bounds[:, 0].copy()
         capacity = max(1024, 4 * len(index)) if layer.fires else 1
         out_times, out_indices = [], []
+        state = self.states[i]
         while True:
             out_time = np.empty(capacity + layer.unit, dtype=np.float64)  # + slack for kernels._fire
             out_index = np.empty(capacity + layer.unit, dtype=np.int32)
             n, self.tag = kernels.run_population_async(
-                self.V[i], layer.unit, self.t_last[i], self.stamp[i], self.touched[i], self.tag,
+                state.V, layer.unit, state.t_last, state.stamp, state.touched, self.tag,
                 self.log_leak_per_us[i], layer.threshold, layer.fires, self.delays_us[layer.name],
                 self.refractory_us, self.refractory_end[i], self.unit_refractory_end[i],
                 layer.projections, layer.weights, layer.routes, bounds, heads, time, index, sign,
@@ -185,8 +149,9 @@ class Stream:
         """
         at = self.time_us if at_us is None else at_us
         last = len(self.network.layers) - 1
-        V = self.V[last].astype(np.float64)
-        decay = np.exp(self.log_leak_per_us[last] * np.maximum(at - self.t_last[last], 0.0))
+        state = self.states[last]
+        V = state.V.astype(np.float64)
+        decay = np.exp(self.log_leak_per_us[last] * np.maximum(at - state.t_last, 0.0))
         return V * decay / self.network.timesteps
 
     def result(self, at_us: float | None = None) -> RunResult:

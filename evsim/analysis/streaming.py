@@ -1,0 +1,258 @@
+"""Streaming a recording through a model as it plays: the pipeline behind ``evsim stream``.
+
+The file is decoded chunk by chunk (evsim.datasets.formats) and fed to the asynchronous engine
+(evsim.engine.asynchronous.Stream), so a recording of any length runs in constant memory. Every
+``every_us`` of recording time the running prediction and its margin (top output minus the
+second) are read out; at the end come the final prediction, the time from which it never changed,
+the counters and the speed relative to real time.
+
+Times are recording time: the first event's timestamp is subtracted (AEDAT4 stamps are Unix-epoch
+µs, Prophesee ones count from the camera's start). A read-out at time ``m`` includes every event
+before ``m`` and none after: the engine is flushed at each read-out time, which no event straddles,
+so the results do not depend on ``chunk_events``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from evsim.datasets.formats import open_event_file
+from evsim.engine.asynchronous import Stream
+from evsim.errors import DataError, InputError, require
+from evsim.events import make_events, sensor_size
+
+
+def _tonic_transforms():
+    # imports torch: only when a transform is asked for
+    return require("tonic.transforms", "data", "--crop and --downsample")
+
+
+@dataclass(frozen=True)
+class InputFit:
+    """How a recording's pixels are brought to the model's input: a per-event transform."""
+
+    transform: object  # callable on an event array, or None
+    description: str
+
+
+def model_sensor_size(network) -> tuple[int, int, int]:
+    """The (width, height, polarities) the model takes: its encoding's, else its input shape's."""
+    size = network.encoding.get("sensor_size")
+    if size:
+        return tuple(int(s) for s in size)
+    return sensor_size(network.input_shape)
+
+
+def fit_input(sensor_size, model_size, crop=None, downsample=None) -> InputFit:
+    """The transform that maps events of ``sensor_size`` onto ``model_size`` (both (W, H, P)).
+
+    ``crop`` (W, H) keeps the central W x H pixels (tonic.transforms.CenterCrop); ``downsample``
+    F scales the coordinates by F (tonic.transforms.Downsample) and centres the result in the
+    model's input. Both act on each event alone, with no state, so chunking cannot change them.
+    """
+    width, height, polarities = (int(s) for s in sensor_size)
+    model_w, model_h, model_p = model_size
+    if polarities != model_p:
+        raise InputError(f"the recording has {polarities} polarities, the model takes {model_p} input channels")
+    if crop is not None and downsample is not None:
+        raise InputError("use --crop or --downsample, not both")
+    if crop is not None or downsample is not None:
+        T = _tonic_transforms()
+    if crop is not None:
+        crop_w, crop_h = crop
+        if (crop_w, crop_h) != (model_w, model_h):
+            raise InputError(f"--crop {crop_w} {crop_h} does not give the model's {model_w} x {model_h} input; "
+                             f"use --crop {model_w} {model_h}")
+        transform = T.CenterCrop(sensor_size=(width, height, polarities), size=(crop_w, crop_h))
+        return InputFit(transform, f"--crop: the central {crop_w} x {crop_h} of the {width} x {height} sensor")
+    if downsample is not None:
+        if not 0 < downsample <= 1:
+            raise InputError(f"--downsample must be in (0, 1], got {downsample}")
+        # The size exactly as tonic computes coordinates: int16(x * F) for the largest x.
+        corner = T.Downsample(spatial_factor=downsample)(make_events([width - 1], [height - 1], [0], [False]))
+        down_w, down_h = int(corner["x"][0]) + 1, int(corner["y"][0]) + 1
+        if down_w > model_w or down_h > model_h:
+            factor = min(model_w / width, model_h / height)
+            raise InputError(f"--downsample {downsample} turns the {width} x {height} sensor into "
+                             f"{down_w} x {down_h}, larger than the model's {model_w} x {model_h}; "
+                             f"use a factor of at most {factor:.4g}")
+        scale = T.Downsample(spatial_factor=downsample)
+        centre = T.CenterCrop(sensor_size=(down_w, down_h, polarities), size=(model_w, model_h))
+        return InputFit(T.Compose([scale, centre]),
+                        f"--downsample {downsample}: {width} x {height} -> {down_w} x {down_h}, "
+                        f"centred in the model's {model_w} x {model_h}")
+    if (width, height) != (model_w, model_h):
+        raise InputError(
+            f"the recording's sensor is {width} x {height} but the model takes {model_w} x {model_h}: "
+            f"pass --crop {model_w} {model_h} to keep the central pixels, or --downsample F to scale "
+            f"the coordinates by F (at most {min(model_w / width, model_h / height):.4g} here); "
+            "the result is centred in the model's input"
+        )
+    return InputFit(None, "the sensor matches the model's input")
+
+
+def read_out(output: np.ndarray) -> tuple[int | None, float]:
+    """The prediction (None while nothing reached the output) and its margin over the runner-up."""
+    if not np.any(output):
+        return None, 0.0
+    top_two = np.sort(output)[-2:] if len(output) > 1 else np.r_[0.0, output]
+    return int(np.argmax(output)), float(top_two[-1] - top_two[0])
+
+
+class Timeline:
+    """The read-outs so far and the time since which the prediction has not changed.
+
+    The decision time is tracked as the read-outs come, so that only ``--json`` (which prints
+    every read-out) keeps them: the text mode streams in constant memory however long the
+    recording.
+    """
+
+    def __init__(self, keep: bool):
+        self.points: list[dict] | None = [] if keep else None
+        self.last: dict | None = None
+        self.stable_since: float | None = None
+
+    def add(self, point: dict) -> None:
+        if self.last is None or point["prediction"] != self.last["prediction"]:
+            self.stable_since = point["time_us"]
+        self.last = point
+        if self.points is not None:
+            self.points.append(point)
+
+
+def warm_up(network) -> None:
+    """Run one event through a throwaway stream, so that loading the compiled kernels (once per
+    process) does not count as processing time."""
+    stream = Stream(network)
+    stream.feed(make_events([0], [0], [0], [False]))
+    stream.flush()
+
+
+class Stop:
+    """Set by Ctrl-C while a file streams: the stream stops between two chunks, so that the
+    partial result is that of a whole prefix of the recording (a KeyboardInterrupt could strike
+    between two layers of one chunk), and a worker process returns it instead of dying."""
+
+    requested = False
+    in_worker = False
+
+    @staticmethod
+    def request(*_) -> None:
+        Stop.requested = True
+
+
+@contextmanager
+def _ctrl_c_stops_between_chunks():
+    if not Stop.in_worker:  # a worker, once told to stop, streams nothing more
+        Stop.requested = False
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals; a KeyboardInterrupt is caught as such
+        return
+    previous = signal.signal(signal.SIGINT, Stop.request)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stream_file(path, network, every_us: float, crop=None, downsample=None,
+                chunk_events: int = 65536, on_start=None, on_point=None, keep_timeline: bool = True) -> dict:
+    """Stream one file through ``network``; the report, partial if interrupted or damaged.
+
+    ``on_start()`` is called once the file and its fit to the model are checked, before the
+    first event; ``on_point(point)`` with each read-out as it happens; the report's ``timeline``
+    lists them all unless ``keep_timeline`` is False (then it is None). Errors found before
+    any event is read (format, sensor size) raise; a DataError met while streaming ends the
+    stream and is returned in the report's ``error`` with what was processed up to it.
+    """
+    event_file = open_event_file(path)
+    model_size = model_sensor_size(network)
+    fit = fit_input(event_file.sensor_size, model_size, crop, downsample)
+    warm_up(network)
+    if on_start is not None:
+        on_start()
+    started = time.perf_counter()
+    stream = Stream(network)
+    timeline = Timeline(keep_timeline)
+    origin = None
+    end_us = 0
+    events_read = 0
+    next_mark = every_us
+    interrupted = False
+    error = None
+
+    def mark(at_us: float) -> None:
+        prediction, margin = read_out(stream.output(at_us))
+        point = {"time_us": at_us, "prediction": prediction, "margin": margin}
+        timeline.add(point)
+        if on_point is not None:
+            on_point(point)
+
+    with _ctrl_c_stops_between_chunks():
+        try:
+            for chunk in event_file.chunks(chunk_events):
+                if Stop.requested:
+                    interrupted = True
+                    break
+                if origin is None:
+                    origin = int(chunk["t"][0])
+                chunk = chunk.copy()
+                chunk["t"] -= origin
+                read, chunk_end_us = len(chunk), int(chunk["t"][-1])
+                if fit.transform is not None:
+                    chunk = fit.transform(chunk)
+                times = chunk["t"]
+                # An event at or after a mark shows that every event before it has arrived.
+                while next_mark <= chunk_end_us:
+                    cut = int(np.searchsorted(times, next_mark, side="left"))
+                    stream.feed(chunk[:cut])
+                    stream.flush()
+                    mark(next_mark)
+                    chunk, times = chunk[cut:], times[cut:]
+                    next_mark += every_us
+                stream.feed(chunk)
+                events_read, end_us = events_read + read, chunk_end_us
+        except KeyboardInterrupt:
+            interrupted = True
+        except DataError as exc:
+            error = exc
+    # read out at the last event read, which a crop may have kept from the network
+    result = stream.result(at_us=float(end_us) if origin is not None else None)
+    if origin is not None and (timeline.last is None or timeline.last["time_us"] < end_us):
+        mark(float(end_us))
+    wall = time.perf_counter() - started
+    prediction, margin = read_out(result.output)
+    report = {
+        "file": str(path),
+        "format": event_file.format,
+        "sensor_size": list(event_file.sensor_size),
+        "sensor_size_from": event_file.sensor_size_from,
+        "model_input": list(model_size),
+        "input_fit": fit.description,
+        "time_origin_us": origin,
+        "duration_us": end_us,
+        "events": events_read,
+        "input_events": result.input_events,
+        "prediction": prediction,
+        "margin": margin,
+        "decision_time_us": timeline.stable_since,
+        "synops": result.synops,
+        "spikes": result.spikes,
+        "spikes_per_layer": {layer.name: layer.spikes for layer in result.layers if layer.kind != "output"},
+        "synops_per_layer": {layer.name: layer.synops for layer in result.layers},
+        "wall_s": wall,
+        "realtime_factor": end_us * 1e-6 / wall if end_us > 0 and wall > 0 else None,
+        "timeline": timeline.points,
+        "interrupted": interrupted,
+    }
+    if error is not None:
+        report["error"] = str(error)
+    return report
+
+

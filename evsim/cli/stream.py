@@ -1,0 +1,221 @@
+"""``evsim stream FILE... --model MODEL``: run recordings through a model as they play.
+
+The pipeline is evsim.analysis.streaming; this module holds the arguments, the text output,
+folder expansion and the process pool for several files.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from evsim.analysis.streaming import Stop, stream_file
+from evsim.errors import DataError, EvsimError, InputError
+
+DEFAULT_EVERY_MS = 50.0
+DEFAULT_WORKERS = 2
+
+
+# --- text output --------------------------------------------------------------------------
+
+
+def _ms(us) -> str:
+    return "n/a" if us is None else f"{us / 1000:,.1f} ms"
+
+
+def format_point(point: dict) -> str:
+    prediction = "-" if point["prediction"] is None else str(point["prediction"])
+    return f"{_ms(point['time_us']):>12}  prediction {prediction:>3}  margin {point['margin']:.4f}"
+
+
+def format_report(report: dict) -> str:
+    width, height, _ = report["sensor_size"]
+    origin = report["time_origin_us"]
+    lines = [
+        ("format", f"{report['format']}, sensor {width} x {height} (from the {report['sensor_size_from']})"),
+        ("input", report["input_fit"]),
+        ("time", "no events" if origin is None else
+         f"0 = the first event, at {origin:,} µs on the file's clock; times are recording time"),
+    ]
+    prediction = "none (no input reached the output)" if report["prediction"] is None else str(report["prediction"])
+    lines += [
+        ("final", f"prediction {prediction}, margin {report['margin']:.4f}, after {_ms(report['duration_us'])}"),
+        ("stable", f"since {_ms(report['decision_time_us'])}"),
+        ("events", f"{report['events']:,} read, {report['input_events']:,} into the network"),
+        ("synops", f"{report['synops']:,}"),
+        ("spikes", "  ".join(f"{name} {n:,}" for name, n in report["spikes_per_layer"].items())
+         + f"  (total {report['spikes']:,})"),
+    ]
+    factor = report["realtime_factor"]
+    speed = f"{_ms(report['duration_us'])} of recording in {report['wall_s']:.2f} s"
+    lines.append(("speed", speed + (f": {factor:,.2f}x real time" if factor is not None else "")))
+    if report.get("interrupted"):
+        lines.append(("status", "interrupted: the figures cover the part streamed so far"))
+    if report.get("error"):
+        lines.append(("status", "stopped by damaged input; the figures cover the part before it"))
+    return "\n".join(f"{key:<8} {value}" for key, value in lines)
+
+
+def format_row(report: dict) -> str:
+    if "prediction" not in report:
+        return f"{report['file']}: {report.get('error') or 'not started (interrupted)'}"
+    prediction = "-" if report["prediction"] is None else report["prediction"]
+    status = " (interrupted)" if report.get("interrupted") else ""
+    status += " (damaged: stopped early)" if report.get("error") else ""
+    factor = report["realtime_factor"]
+    return (f"{report['file']}: prediction {prediction} margin {report['margin']:.4f} "
+            f"stable since {_ms(report['decision_time_us'])}, {report['events']:,} events, "
+            f"{report['synops']:,} synops, {report['spikes']:,} spikes, "
+            f"{'n/a' if factor is None else f'{factor:,.1f}'}x real time{status}")
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Files as given; a folder becomes its event files (every supported suffix, recursively, sorted)."""
+    from evsim.datasets.formats import READERS
+
+    files = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in READERS)
+            if not found:
+                raise DataError(item, f"no event files ({', '.join(sorted(READERS))}) in this folder")
+            files.extend(found)
+        else:
+            files.append(item)
+    return files
+
+
+def run(args) -> int:
+    from evsim.engine.network import load
+
+    if args.every <= 0:
+        raise InputError(f"--every must be positive, got {args.every}")
+    if args.chunk_events < 1:
+        raise InputError(f"--chunk-events must be positive, got {args.chunk_events}")
+    if args.workers < 1:
+        raise InputError(f"--workers must be positive, got {args.workers}")
+    files = expand_inputs(args.files)
+    options = dict(every_us=args.every * 1000.0, crop=args.crop, downsample=args.downsample,
+                   chunk_events=args.chunk_events, keep_timeline=args.json)
+    if len(files) == 1:
+        return _run_one(files[0], load(args.model), args, options)
+    return _run_many(files, args, options)
+
+
+def _run_one(path: Path, network, args, options) -> int:
+    def header() -> None:
+        print(f"stream {path} through {args.model}")
+        print(f"{'time':>12}  (every {args.every:g} ms of recording time)", flush=True)
+
+    def point(p: dict) -> None:
+        print(format_point(p), flush=True)
+
+    report = stream_file(path, network, on_start=None if args.json else header,
+                         on_point=None if args.json else point, **options)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_report(report))
+    sys.stdout.flush()
+    if "error" in report:
+        raise DataError(None, report["error"])
+    return 130 if report["interrupted"] else 0
+
+
+_worker_network = None
+
+
+def _init_worker(model_path: str) -> None:
+    global _worker_network
+    from evsim.engine.network import load
+
+    # Ctrl-C reaches the whole process group: an idle worker must not die of it (a streaming
+    # one stops between chunks and returns what it has, see Stop).
+    signal.signal(signal.SIGINT, Stop.request)
+    Stop.in_worker = True
+    _worker_network = load(model_path)
+
+
+def _stream_in_worker(path: str, options: dict) -> dict:
+    try:
+        return stream_file(path, _worker_network, **options)
+    except EvsimError as exc:
+        return {"file": path, "error": str(exc)}
+
+
+def _run_many(files: list[Path], args, options) -> int:
+    from tqdm import tqdm
+
+    from evsim.engine.network import load
+
+    load(args.model)  # a bad model is one error here, not one per file in the workers
+    reports: list[dict | None] = [None] * len(files)
+    printed = 0
+    interrupted = False
+    with ProcessPoolExecutor(max_workers=args.workers, initializer=_init_worker,
+                             initargs=(str(args.model),)) as pool:
+        futures = [pool.submit(_stream_in_worker, str(path), options) for path in files]
+        index = {future: i for i, future in enumerate(futures)}
+        with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None) as bar:
+            try:
+                for future in as_completed(futures):
+                    reports[index[future]] = future.result()
+                    bar.update()
+                    while not args.json and printed < len(files) and reports[printed] is not None:
+                        bar.write(format_row(reports[printed]), file=sys.stdout)
+                        printed += 1
+            except KeyboardInterrupt:
+                interrupted = True
+                for future in futures:
+                    future.cancel()
+                for i, future in enumerate(futures):
+                    if reports[i] is None:
+                        reports[i] = (future.result() if not future.cancelled()
+                                      else {"file": str(files[i]), "interrupted": True})
+    if args.json:
+        print(json.dumps({"model": str(args.model), "files": reports, "interrupted": interrupted}))
+    else:
+        for report in reports[printed:]:
+            print(format_row(report))
+    errors = [r["error"] for r in reports if r.get("error")]
+    for message in errors:
+        print(f"evsim stream: error: {message}", file=sys.stderr)
+    if errors:
+        return 2
+    return 130 if interrupted or any(r.get("interrupted") for r in reports) else 0
+
+
+def register(subparsers) -> None:
+    from evsim.datasets.formats import supported_formats
+
+    parser = subparsers.add_parser(
+        "stream",
+        help="stream event recordings through a model, as they play",
+        description="Feed event recordings chunk by chunk through a model in continuous time "
+        "(asynchronous mode) and report the running prediction, the time it became stable, "
+        f"the work done and the speed relative to real time. Formats: {supported_formats()}. "
+        "Times are recording time: the first event's timestamp is subtracted.",
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                        help="event files, or folders whose event files are all streamed (in parallel)")
+    parser.add_argument("--model", required=True, help="model file (.npz) or bundled model name")
+    parser.add_argument("--every", type=float, default=DEFAULT_EVERY_MS, metavar="MS",
+                        help=f"read the prediction out every MS ms of recording time (default {DEFAULT_EVERY_MS:g})")
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"),
+                      help="keep the central W x H pixels (must be the model's input size)")
+    size.add_argument("--downsample", type=float, metavar="F",
+                      help="scale pixel coordinates by F (0 < F <= 1), centred in the model's input")
+    parser.add_argument("--chunk-events", type=int, default=65536, metavar="N",
+                        help="events decoded per chunk (memory bound; results do not depend on it)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                        help=f"worker processes for several files (default {DEFAULT_WORKERS})")
+    parser.set_defaults(func=run)

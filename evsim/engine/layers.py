@@ -1,0 +1,158 @@
+"""Compiled layers: one graph population with its incoming projections in the kernels' table form.
+
+:func:`compile_layer` turns a population and its weights into a :class:`Layer` (weights in the
+kernels' layout, projection table, tiled-pooling routes); :class:`LayerState` is the per-layer
+neuron state both runtimes allocate (membranes and touch tracking).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evsim.engine import kernels
+from evsim.engine.counting import dense_macs_per_step
+from evsim.model.graph import Graph
+from evsim.model.neuron import Neuron
+
+_OPS = {"conv": kernels.OP_CONV, "linear": kernels.OP_LINEAR, "avgpool": kernels.OP_AVGPOOL, "identity": kernels.OP_IDENTITY}
+
+
+def as_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return tuple(shape) if len(shape) == 3 else (shape[0], 1, 1)
+
+
+def engine_weight(op: str, weight: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
+    """A trained weight in the kernels' layout (see evsim.engine.kernels)."""
+    if op == "conv":  # [C_out, C_in, K, K] -> [C_in, K, K (reversed), C_out]
+        return np.ascontiguousarray(weight.transpose(1, 2, 3, 0)[:, :, ::-1, :])
+    # linear: torch flattens the source in (C, H, W) order; the engine's neurons are channels-last
+    c, h, w = as_chw(source_shape)
+    n_out = weight.shape[0]
+    return np.ascontiguousarray(weight.reshape(n_out, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, n_out))
+
+
+@dataclass
+class Layer:
+    name: str
+    neuron: Neuron
+    shape: tuple[int, ...]
+    sources: tuple[str, ...]
+    projections: np.ndarray  # [Q, kernels.PROJECTION_COLUMNS] int64
+    weights: np.ndarray  # all projections' weights, flat
+    routes: np.ndarray  # int32 lookup tables of tiled pooling projections, flat
+    dense_macs_per_step: int
+
+    @property
+    def kind(self) -> str:
+        return self.neuron.kind
+
+    @property
+    def threshold(self) -> float:
+        return self.neuron.threshold
+
+    @property
+    def leak(self) -> float:
+        return self.neuron.leak
+
+    @property
+    def fires(self) -> bool:
+        return self.neuron.fires
+    @property
+    def chw(self) -> tuple[int, int, int]:
+        return as_chw(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def unit(self) -> int:
+        """Neurons per touch unit: one pixel's channels, or single neurons when only pooling
+        feeds the layer (a pooling event reaches one channel, so the rest need no test)."""
+        if all(row[kernels.P_OP] == kernels.OP_AVGPOOL for row in self.projections):
+            return 1
+        return self.chw[0]
+
+    @property
+    def units(self) -> int:
+        return self.size // self.unit
+
+
+def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtype) -> Layer:
+    table = np.zeros((len(population.inputs), kernels.PROJECTION_COLUMNS), dtype=np.int64)
+    flat = []
+    offset = 0
+    routes = []
+    route_offset = 0
+    for q, proj in enumerate(population.inputs):
+        src = as_chw(graph.shape_of(proj.source))
+        dst = as_chw(population.shape)
+        table[q, kernels.P_OP] = _OPS[proj.op]
+        table[q, kernels.P_SRC_C : kernels.P_SRC_W + 1] = src
+        table[q, kernels.P_DST_C : kernels.P_DST_W + 1] = dst
+        table[q, kernels.P_KERNEL] = proj.kernel
+        table[q, kernels.P_STRIDE] = proj.stride
+        table[q, kernels.P_PADDING] = proj.padding
+        table[q, kernels.P_WEIGHT_OFFSET] = offset
+        table[q, kernels.P_ROUTE_OFFSET] = -1
+        if proj.op == "avgpool" and proj.stride == proj.kernel:
+            table[q, kernels.P_ROUTE_OFFSET] = route_offset
+            routes.append(pooling_routes(src, dst, proj.kernel))
+            route_offset += routes[-1].size
+        if proj.weight is not None:
+            w = engine_weight(proj.op, np.asarray(weights[proj.weight]), graph.shape_of(proj.source)).astype(dtype)
+            flat.append(w.ravel())
+            offset += w.size
+    return Layer(
+        name=population.name,
+        neuron=population.neuron,
+        shape=tuple(population.shape),
+        sources=tuple(p.source for p in population.inputs),
+        projections=table,
+        weights=np.concatenate(flat) if flat else np.zeros(1, dtype=dtype),
+        routes=np.concatenate(routes) if routes else np.zeros(1, dtype=np.int32),
+        dense_macs_per_step=dense_macs_per_step(graph, population),
+    )
+
+
+def pooling_routes(src: tuple[int, int, int], dst: tuple[int, int, int], kernel: int) -> np.ndarray:
+    """For tiled pooling: the channels-last index of each source neuron's target, or -1 where
+    the source lies in the rows or columns that the windows cut off."""
+    c, h, w = src
+    _, oh, ow = dst
+    y, x, ch = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
+    oy, ox = y // kernel, x // kernel
+    target = (oy * ow + ox) * c + ch
+    target[(oy >= oh) | (ox >= ow)] = -1
+    return target.reshape(-1).astype(np.int32)
+
+
+
+
+@dataclass
+class LayerState:
+    """A layer's neuron state: membranes per neuron; last update time, tag and touch list per unit.
+
+    The step runtime keeps times in whole steps (int64), the asynchronous one in µs (float64).
+    """
+
+    V: np.ndarray
+    t_last: np.ndarray
+    stamp: np.ndarray
+    touched: np.ndarray
+
+    @classmethod
+    def allocate(cls, layer: Layer, dtype, time_dtype) -> "LayerState":
+        return cls(
+            V=np.zeros(layer.size, dtype=dtype),
+            t_last=np.zeros(layer.units, dtype=time_dtype),
+            stamp=np.full(layer.units, -1, dtype=np.int64),
+            touched=np.zeros(layer.units, dtype=np.int64),
+        )
+
+    def reset(self) -> None:
+        self.V.fill(0)
+        self.t_last.fill(0)
+        self.stamp.fill(-1)

@@ -1,0 +1,130 @@
+"""The engine's entry point: a :class:`Network` of compiled layers built from a model file.
+
+:meth:`Network.run` simulates one input in step mode (evsim.engine.step, equal to the dense
+forward) or in continuous time (evsim.engine.asynchronous); :meth:`Network.run_many` runs many on
+threads (the kernels release the GIL).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from evsim.engine.asynchronous import Stream, step_width_us
+from evsim.engine.counting import RunResult
+from evsim.engine.layers import compile_layer
+from evsim.engine.step import Workspace, leak_table, run_steps
+from evsim.errors import InputError, ModelError
+from evsim.events import SpikeEvents, check_spike_train, timed_spike_train, to_spike_events
+from evsim.model.file import load_model, model_path
+from evsim.model.graph import Graph
+
+
+class Network:
+    """A trained spiking network ready for event-driven simulation."""
+
+    def __init__(self, graph: Graph, weights: dict[str, np.ndarray], dtype=np.float32, name: str = ""):
+        self.graph = graph
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ModelError(f"the engine runs in float32 or float64, not {self.dtype}")
+        self.name = name
+        self.weights = weights  # as trained, keyed by the graph's weight names (for the dense reference)
+        self.layers = [compile_layer(graph, pop, weights, self.dtype) for pop in graph.populations]
+        self.timesteps = graph.timesteps
+        self._local = threading.local()
+        self._leak_tables = [leak_table(layer, self.timesteps, self.dtype) for layer in self.layers]
+
+    @classmethod
+    def from_file(cls, path_or_name, dtype=np.float32) -> "Network":
+        """The model in a file, given as a path or as a bundled model's name."""
+        path = model_path(path_or_name)
+        model = load_model(path)
+        return cls(model.graph, model.weights, dtype=dtype, name=path.stem)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.graph.input_shape
+
+    @property
+    def encoding(self) -> dict:
+        return self.graph.encoding
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{l.name}:{l.kind}{list(l.shape)}" for l in self.layers)
+        return f"Network({self.name or 'unnamed'}; input {list(self.input_shape)}; T={self.timesteps}; {body})"
+
+    def _workspace(self) -> Workspace:
+        ws = getattr(self._local, "workspace", None)
+        if ws is None:
+            ws = self._local.workspace = Workspace.allocate(self.layers, self.timesteps, self.dtype)
+        return ws
+
+    def encode(self, inputs) -> SpikeEvents:
+        """Validate and convert an input (events, binned events, spike train) to input events."""
+        return to_spike_events(inputs, self.input_shape, self.timesteps, self.encoding, self.dtype)
+
+    def run(self, inputs, mode: str = "step", record_spikes: bool = False) -> RunResult:
+        """Simulate one input event-driven; return prediction, output and counters.
+
+        ``mode="step"`` runs in time steps, the dense model's semantics (its result equals the
+        dense forward); ``mode="async"`` runs in continuous time (evsim.engine.asynchronous). With
+        ``record_spikes`` (step mode) the result also holds every layer's per-neuron spike counts
+        in the graph's ``(C, H, W)`` layout (``result.spike_counts``).
+        """
+        if mode == "async":
+            return self._run_async(inputs)
+        if mode != "step":
+            raise InputError(f"unknown mode {mode!r}; choose step or async")
+        return run_steps(self.layers, self._leak_tables, self._workspace(), self.encode(inputs), self.timesteps,
+                         record_spikes)
+
+    def _run_async(self, inputs) -> RunResult:
+        """One input in continuous time over the model's window, read out at the window's end."""
+        stream = Stream(self)
+        window_us = step_width_us(self) * self.timesteps
+        if isinstance(inputs, np.ndarray) and inputs.dtype.names is not None:
+            t = inputs["t"] if "t" in inputs.dtype.names else None
+            if t is not None:
+                inputs = inputs[(t >= 0) & (t < window_us)]
+            stream.feed(inputs)
+        elif isinstance(inputs, np.ndarray):
+            check_spike_train(inputs, self.input_shape, self.timesteps)
+            stream.feed(timed_spike_train(inputs, step_width_us(self), self.dtype))
+        else:
+            raise InputError("asynchronous mode needs timestamped events or a dense spike train")
+        return stream.result(at_us=window_us)
+
+    def run_many(self, inputs, workers: int = 2, mode: str = "step", progress=None):
+        """Run an iterable of inputs on ``workers`` threads (the kernels release the GIL).
+
+        Yields RunResults in input order. ``progress`` is called once per finished input.
+        """
+        if workers <= 1:
+            for x in inputs:
+                result = self.run(x, mode=mode)
+                if progress:
+                    progress()
+                yield result
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = []
+            for x in inputs:
+                pending.append(pool.submit(self.run, x, mode))
+                if len(pending) >= 4 * workers:
+                    result = pending.pop(0).result()
+                    if progress:
+                        progress()
+                    yield result
+            for future in pending:
+                result = future.result()
+                if progress:
+                    progress()
+                yield result
+
+
+def load(path_or_name, dtype=np.float32) -> Network:
+    """A Network from a model file path, or the name of a model bundled with evsim."""
+    return Network.from_file(path_or_name, dtype=dtype)

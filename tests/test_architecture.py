@@ -1,0 +1,51 @@
+"""The layering of evsim, enforced by import-linter's contracts in pyproject.toml.
+
+cli > analysis > engine | training > datasets > model | events > paths | errors; the engine,
+model and events layers import no torch, no dataset reader, no CLI; only the CLI imports the CLI.
+"""
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / ".ci" / "lint_imports.py"
+
+
+def lint_script():
+    spec = importlib.util.spec_from_file_location("lint_imports", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_import_contracts_hold():
+    result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 kept, 0 broken" in result.stdout
+
+
+@pytest.mark.parametrize("module, line, contract, reason", [
+    ("evsim/engine/kernels.py", "import torch", "import no torch", "evsim.engine is not allowed to import torch"),
+    ("evsim/events.py", "import evsim.datasets.nmnist", "import no torch",
+     "evsim.events is not allowed to import evsim.datasets"),
+    ("evsim/analysis/inputs.py", "import evsim.cli.common", "Nothing outside the CLI",
+     "evsim.analysis is not allowed to import evsim.cli"),
+    ("evsim/model/graph.py", "import evsim.engine.kernels", "Layers", "evsim.model is not allowed to import evsim.engine"),
+    ("evsim/datasets/nmnist.py", "import evsim.training.network", "Layers",
+     "evsim.datasets is not allowed to import evsim.training"),
+])
+def test_an_import_in_the_wrong_direction_breaks_a_contract(tmp_path, module, line, contract, reason):
+    lint = lint_script()
+    lint.stage(tmp_path)  # the installed layout: datasets/ is evsim/datasets/ there
+    staged = tmp_path / module
+    staged.write_text(staged.read_text() + f"\n{line}\n")
+    result = lint.lint(tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert re.search(r"Contracts: [0-2] kept, [1-3] broken\.", result.stdout), result.stdout
+    broken = result.stdout.split("Broken contracts", 1)[1]
+    assert contract in broken and reason in broken, result.stdout
