@@ -12,7 +12,7 @@ from evsim.errors import EvsimError
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func``.
 COMMAND_MODULES = (
     "evsim.cli.info",
-    "evsim.commands.train",
+    "evsim.cli.train",
     "evsim.cli.eval",
     "evsim.cli.run",
     "evsim.cli.stream",
