@@ -9,12 +9,14 @@ fresh for every mini-batch; N-MNIST recordings, real or simulated from MNIST
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from evsim.datasets import ColourNormalisation, data_root
+from evsim.datasets.augment import EventAugment, augment as augment_events
 from evsim.datasets.encoding import COLOUR_SCALE, MNIST_SCALE, poisson_spikes
 from evsim.events import DEFAULT_WINDOW_US, bin_events, to_frames
 from evsim.errors import DataError, InputError
@@ -31,6 +33,7 @@ SIMULATED = {"nmnist-sim": "nmnist"}
 """Simulated datasets and the real ones they imitate: a model of one runs on the other's inputs."""
 DATA_FOLDERS = {"nmnist-sim": "mnist"}  # nmnist-sim is simulated from the MNIST images
 SUBSET_SEED = 0  # --limit picks the same samples on every run
+VALIDATION_SEED = 1  # --val holds out the same samples on every run, whatever the run's seed
 CROP_PADDING = 4
 
 
@@ -59,7 +62,19 @@ class SampleSet:
     recordings: object | None = None  # evsim.datasets.nmnist.NMNIST
     indices: np.ndarray | None = None  # recordings' file indices of these samples
     augment: bool = False  # random crop + horizontal flip (colour training data)
-    _events: dict = field(default_factory=dict, repr=False)
+    event_augment: EventAugment | None = None  # random draws per recording (real event training data)
+    _events: dict = field(default_factory=dict, repr=False)  # decoded recordings by file index
+
+    def take(self, positions: np.ndarray) -> "SampleSet":
+        """The samples at ``positions``, sharing this set's data and decoded recordings."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return dataclasses.replace(
+            self,
+            labels=self.labels[positions],
+            images=None if self.images is None else self.images[positions],
+            indices=None if self.indices is None else self.indices[positions],
+            _events=self._events,
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -82,21 +97,28 @@ class SampleSet:
             return poisson_spikes(images, timesteps, rng, scale=self.encoding["scale"])
         if self._simulated:  # one vectorised simulation call per batch
             self.recordings.prefetch(self.indices[batch])
-        frames = [self._frames(int(i), timesteps) for i in batch]
+        if self.event_augment is None:
+            frames = [self._frames(self.events(int(i)), timesteps) for i in batch]
+        else:  # one generator per recording, seeded from the epoch's generator
+            seeds = rng.integers(0, 2**63, len(batch))
+            sensor = tuple(self.encoding["sensor_size"])
+            frames = [self._frames(augment_events(self.events(int(i)), self.event_augment, np.random.default_rng(seed), sensor), timesteps)
+                      for i, seed in zip(batch, seeds)]
         return np.stack(frames, axis=1)
 
     def events(self, position: int) -> np.ndarray:
         """The raw events of the recording at ``position`` (decoded once, then kept)."""
-        events = self._events.get(position)
+        index = int(self.indices[position])
+        events = self._events.get(index)
         if events is None:
-            events, _ = self.recordings[int(self.indices[position])]
+            events, _ = self.recordings[index]
             if not self._simulated:  # recordings are small: decode each file once (a simulation keeps its own)
-                self._events[position] = events
+                self._events[index] = events
         return events
 
-    def _frames(self, position: int, timesteps: int) -> np.ndarray:
+    def _frames(self, events: np.ndarray, timesteps: int) -> np.ndarray:
         width, height, channels = self.encoding["sensor_size"]
-        binned = bin_events(self.events(position), (width, height, channels), timesteps, self.encoding["window_us"])
+        binned = bin_events(events, (width, height, channels), timesteps, self.encoding["window_us"])
         return to_frames(binned, dtype=np.float32)
 
 
@@ -112,6 +134,29 @@ def crop_and_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
         out[i] = crop[:, :, ::-1] if flip[i] else crop
     return out
+
+
+def stratified_holdout(labels: np.ndarray, count: int, seed: int = VALIDATION_SEED) -> np.ndarray:
+    """Sorted positions of ``count`` samples drawn at random per label, in proportion to the labels'
+    shares (largest remainders round), so a validation split has every class as the data has."""
+    if not 0 < count < len(labels):
+        raise InputError(f"--val must lie between 1 and {len(labels) - 1} (the training samples), got {count}")
+    rng = np.random.default_rng(seed)
+    classes, sizes = np.unique(labels, return_counts=True)
+    exact = sizes * count / len(labels)
+    quota = np.floor(exact).astype(np.int64)
+    quota[np.argsort(-(exact - quota), kind="stable")[: count - quota.sum()]] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(chosen))
+
+
+def split_validation(samples: SampleSet, count: int) -> tuple[SampleSet, SampleSet]:
+    """``(rest, validation)``: ``count`` samples held out of ``samples``, stratified by label, the
+    same ones on every run (:data:`VALIDATION_SEED`)."""
+    held = stratified_holdout(samples.labels, count)
+    rest = np.setdiff1d(np.arange(len(samples)), held)
+    validation = dataclasses.replace(samples.take(held), split=f"{samples.split}-val", augment=False, event_augment=None)
+    return samples.take(rest), validation
 
 
 def subset(count: int, limit: int | None) -> np.ndarray:

@@ -121,11 +121,14 @@ class SpikingNetwork(nn.Module):
             total = part if total is None else total + part
         return total.reshape(lead, *pop.shape)
 
-    def forward(self, inputs: torch.Tensor, masks: dict | None = None, record: dict | None = None) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, masks: dict | None = None, record: dict | None = None,
+                activity: dict | None = None) -> torch.Tensor:
         """Layer-major forward of inputs ``[T, B, C, H, W]`` -> output ``V_out(T) / T`` ``[B, N]``.
 
         ``masks`` overrides the dropout masks (else fresh ones are drawn in training); when
-        ``record`` is a dict it receives every firing population's spikes ``[T, B, *shape]``.
+        ``record`` is a dict it receives every firing population's spikes ``[T, B, *shape]``; when
+        ``activity`` is a dict it receives every firing population's spike counts ``[B, *shape]``
+        before dropout, differentiable (for the activity regularisers, evsim.training.regularizers).
         """
         self._check_inputs(inputs)
         steps, batch = inputs.shape[:2]
@@ -137,6 +140,8 @@ class SpikingNetwork(nn.Module):
             if not pop.fires:
                 return OutputIntegrator.apply(current, pop.leak)
             spikes = fire(pop, current)
+            if activity is not None:
+                activity[pop.name] = spikes.sum(dim=0)
             if pop.name in masks:
                 spikes = spikes * masks[pop.name]
             if record is not None:

@@ -4,6 +4,11 @@ Loss: ``E = 0.5 * sum over the batch and the classes of (output - onehot)**2`` (
 over the mini-batch as in the authors' code, so the paper's learning rates apply unscaled;
 reported losses are per sample. Static datasets train with SGD (weight decay 5e-4), N-MNIST with
 Adam; the learning rate drops by ``lr_decay`` at each milestone epoch.
+
+Options for sparse, accurate models: an activity penalty on the engine's cost of each sample
+(evsim.training.regularizers, added to the loss), augmentation of real event recordings
+(evsim.datasets.augment), and a validation split held out of the training data (stratified by
+label, the same on every run) on which every epoch is measured and the exported model chosen.
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ from evsim.errors import DataError, InputError, ModelError
 from evsim.model.graph import Graph
 from evsim.model.file import load_model
 from evsim.training.architectures import build
-from evsim.datasets.samples import SIMULATED, SampleSet, load_samples
+from evsim.datasets.augment import EventAugment
+from evsim.datasets.samples import SIMULATED, SampleSet, load_samples, split_validation
 from evsim.training.network import SpikingNetwork, save_trained
+from evsim.training.regularizers import ActivityPenalty, fan_outs, penalty_sum, synops_per_sample
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
 DEFAULT_MILESTONES = {"sgd": (70, 100, 125), "adam": (40, 80, 120)}
 TEST_SEED = 1 << 20  # the test set's Poisson spikes are the same at every epoch
+KEEP = ("last", "best-val")
 
 
 @dataclass
@@ -55,11 +63,23 @@ class TrainConfig:
     checkpoint: Path | None = None  # None: <out>.checkpoint.pt
     resume: bool = False
     init: Path | None = None  # a model file to start from (fine-tuning) instead of random weights
+    penalty: ActivityPenalty = ActivityPenalty()
+    val: int = 0  # training samples held out for validation (stratified by label)
+    augment: bool = False  # augment real event recordings (evsim.datasets.augment)
+    keep: str = "last"  # the exported model: the last epoch's, or the best by validation accuracy
 
     def resolved(self) -> "TrainConfig":
         optimizer = self.optimizer or ("adam" if SIMULATED.get(self.dataset, self.dataset) == "nmnist" else "sgd")
         if optimizer not in DEFAULT_LR:
             raise InputError(f"unknown optimizer {optimizer!r}; use sgd or adam")
+        if self.keep not in KEEP:
+            raise InputError(f"unknown --keep {self.keep!r}; choose from {', '.join(KEEP)}")
+        if self.keep == "best-val" and not self.val:
+            raise InputError("--keep best-val needs a validation split (--val N)")
+        if self.augment and self.dataset != "nmnist":
+            raise InputError("--augment applies to real event recordings (--dataset nmnist)")
+        if self.val < 0:
+            raise InputError(f"--val must not be negative, got {self.val}")
         for name in ("epochs", "timesteps", "batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -75,10 +95,14 @@ class TrainConfig:
 
 @dataclass
 class EpochResult:
-    loss: float  # per sample
+    loss: float  # per sample, the task loss only
     accuracy: float  # fraction correct
     samples: int
     seconds: float
+    synops: float = 0.0  # per sample, as the engine counts them (evsim.training.regularizers)
+    penalty: float = 0.0  # per sample, the activity penalty's terms
+    spikes: dict = dataclasses.field(default_factory=dict)  # per population, per sample
+    input_events: float = 0.0  # per sample
 
     @property
     def samples_per_second(self) -> float:
@@ -131,14 +155,22 @@ def run_epoch(
     progress: bool = False,
     description: str = "",
     stepwise: bool = False,
+    penalty: ActivityPenalty = ActivityPenalty(),
 ) -> EpochResult:
-    """One pass over ``samples``: training when ``optimizer`` is given (shuffled), else evaluation."""
+    """One pass over ``samples``: training when ``optimizer`` is given (shuffled), else evaluation.
+
+    The loss adds ``penalty``'s terms; the result counts every sample's synops and spikes either way.
+    """
     training = optimizer is not None
     network.train(training)
     param = network.weights[0]
     order = rng.permutation(len(samples)) if training else np.arange(len(samples))
+    if stepwise and penalty.active:
+        raise InputError("the activity penalty needs the layer-major forward")
     forward = network.forward_stepwise if stepwise else network.forward
-    total_loss, correct, seen = 0.0, 0, 0
+    fans = fan_outs(network.graph, param.dtype, param.device)
+    total_loss, total_penalty, total_synops, total_events, correct, seen = 0.0, 0.0, 0.0, 0.0, 0, 0
+    total_spikes: dict[str, float] = {}
     start = time.perf_counter()
     bar = _progress_bar(len(samples), description, progress)
     for first in range(0, len(order), batch_size):
@@ -146,14 +178,24 @@ def run_epoch(
         frames = torch.from_numpy(samples.inputs(batch, timesteps, rng))
         inputs = frames.to(device=param.device, dtype=param.dtype)
         labels = torch.from_numpy(samples.labels[batch]).to(param.device)
+        activity: dict[str, torch.Tensor] = {}
         with torch.set_grad_enabled(training):
-            output = forward(inputs)
+            output = forward(inputs, activity=activity) if not stepwise else forward(inputs)
             loss = loss_sum(output, labels)
+            synops = synops_per_sample(inputs, activity, fans) if activity else None
+            extra = penalty_sum(penalty, synops, activity) if penalty.active else None
         if training:
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if extra is None else loss + extra).backward()
             optimizer.step()
         total_loss += float(loss.detach())
+        if extra is not None:
+            total_penalty += float(extra.detach())
+        if synops is not None:
+            total_synops += float(synops.detach().sum())
+            total_events += float(inputs.abs().sum())
+            for name, counts in activity.items():
+                total_spikes[name] = total_spikes.get(name, 0.0) + float(counts.detach().sum())
         correct += int((output.argmax(1) == labels).sum())
         seen += len(batch)
         if bar is not None:
@@ -161,7 +203,9 @@ def run_epoch(
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{100 * correct / seen:.2f}%", refresh=False)
     if bar is not None:
         bar.close()
-    return EpochResult(total_loss / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start)
+    n = max(seen, 1)
+    return EpochResult(total_loss / n, correct / n, seen, time.perf_counter() - start, total_synops / n,
+                       total_penalty / n, {name: value / n for name, value in total_spikes.items()}, total_events / n)
 
 
 def _progress_bar(total: int, description: str, enabled: bool):
@@ -189,11 +233,18 @@ def make_optimizer(network: SpikingNetwork, config: TrainConfig):
 def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
     """Train ``config.arch`` on ``config.dataset``; export ``config.out`` and checkpoint each epoch.
 
-    Returns the per-epoch history (dicts of losses, accuracies, times).
+    Returns the per-epoch history (dicts of losses, accuracies, synops, times). With ``keep``
+    "best-val" the exported model is the epoch of the best validation accuracy (fewer validation
+    synops break ties); the checkpoint always holds the last epoch.
     """
     config = config.resolved()
     train_set = load_samples(config.dataset, config.data, "train", config.limit, augment=config.dataset in ("cifar10", "svhn"))
     test_set = load_samples(config.dataset, config.data, "test", config.test_limit, encoding=train_set.encoding)
+    val_set = None
+    if config.val:
+        train_set, val_set = split_validation(train_set, config.val)
+    if config.augment:
+        train_set = dataclasses.replace(train_set, event_augment=EventAugment())
     for samples in (train_set, test_set):
         if len(samples) == 0:
             hint = " (nmnist-sim leaves out MNIST training digits 1-1000 and test digits 1-100: real recordings show them)" if config.dataset == "nmnist-sim" else ""
@@ -201,6 +252,7 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
     graph = build(config.arch, train_set.input_shape, config.timesteps)
     graph = dataclasses.replace(graph, encoding=train_set.encoding,
                                 meta={"arch": config.arch, "dataset": config.dataset})
+    penalty = config.penalty.check(graph)
     torch.manual_seed(config.seed)
     network = SpikingNetwork(graph, dropout=config.dropout).to(config.device)
     if config.init is not None:
@@ -215,33 +267,55 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
     if config.resume:
         start_epoch, history = load_checkpoint(config.checkpoint, network, optimizer, schedule, graph)
         log(f"resumed from {config.checkpoint} after epoch {start_epoch}")
+    split = f"{len(train_set)} train / {len(val_set)} validation / {len(test_set)} test" if val_set else f"{len(train_set)} train / {len(test_set)} test"
     log(f"{config.arch} on {config.dataset}: {network.parameter_count:,} weights, T={config.timesteps}, "
-        f"{len(train_set)} train / {len(test_set)} test samples, {config.optimizer} lr={config.lr} "
+        f"{split} samples, {config.optimizer} lr={config.lr} "
         f"milestones={list(config.milestones)}, batch {config.batch_size}, dropout {config.dropout}, "
         f"device {config.device}, {torch.get_num_threads()} threads")
+    if penalty.active or config.augment:
+        log(f"activity penalty {penalty if penalty.active else 'off'}; augmentation {EventAugment() if config.augment else 'off'}")
+    log(f"{config.out} will hold the {'best epoch by validation accuracy' if config.keep == 'best-val' else 'last epoch'}; "
+        f"{config.checkpoint} the last epoch")
     for epoch in range(start_epoch, config.epochs):
         lr = optimizer.param_groups[0]["lr"]
         torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout masks
         fit = run_epoch(network, train_set, config.timesteps, config.batch_size,
                         np.random.default_rng([config.seed, epoch]), optimizer, progress,
-                        f"epoch {epoch + 1}/{config.epochs}")
+                        f"epoch {epoch + 1}/{config.epochs}", penalty=penalty)
         schedule.step()
-        test = evaluate(network, test_set, config.timesteps, config.batch_size, config.seed, progress)
+        val = evaluate(network, val_set, config.timesteps, config.batch_size, config.seed, progress, penalty) if val_set else None
+        test = evaluate(network, test_set, config.timesteps, config.batch_size, config.seed, progress, penalty)
         record = {
             "epoch": epoch + 1, "lr": lr,
             "train_loss": fit.loss, "train_accuracy": fit.accuracy,
-            "test_loss": test.loss, "test_accuracy": test.accuracy,
+            "train_penalty": fit.penalty, "train_synops": fit.synops,
+            "test_loss": test.loss, "test_accuracy": test.accuracy, "test_synops": test.synops,
             "train_seconds": fit.seconds, "test_seconds": test.seconds,
         }
+        if val is not None:
+            record.update(val_loss=val.loss, val_accuracy=val.accuracy, val_penalty=val.penalty, val_synops=val.synops,
+                          val_spikes=val.spikes, val_input_events=val.input_events)
         history.append(record)
         best = max(h["test_accuracy"] for h in history)
+        validation = (f"| val loss {val.loss:.4f} acc {100 * val.accuracy:.2f}% synops {val.synops / 1e6:.2f} M "
+                      f"penalty {val.penalty:.4f} " if val is not None else "")
         log(f"epoch {epoch + 1}/{config.epochs} lr {lr:.3g}: train loss {fit.loss:.4f} acc {100 * fit.accuracy:.2f}% "
+            f"synops {fit.synops / 1e6:.2f} M penalty {fit.penalty:.4f} {validation}"
             f"| test loss {test.loss:.4f} acc {100 * test.accuracy:.2f}% (best {100 * best:.2f}%) "
             f"| {fit.seconds:.0f} s train ({fit.samples_per_second:.1f} samples/s), {test.seconds:.0f} s test")
-        save_trained(config.out, network, epochs=epoch + 1, accuracy=test.accuracy,
-                     test_samples=len(test_set), train_samples=len(train_set))
+        if config.keep == "last" or best_by_validation(history) == epoch + 1:
+            meta = {"val_accuracy": val.accuracy, "val_samples": len(val_set), "val_synops": val.synops} if val is not None else {}
+            save_trained(config.out, network, epochs=epoch + 1, accuracy=test.accuracy,
+                         test_samples=len(test_set), train_samples=len(train_set), **meta)
+            if config.keep == "best-val":
+                log(f"wrote {config.out}: epoch {epoch + 1} is the best by validation so far")
         save_checkpoint(config.checkpoint, network, optimizer, schedule, epoch + 1, history, config)
     return history
+
+
+def best_by_validation(history: list[dict]) -> int:
+    """The epoch of the highest validation accuracy; of equals, the one with fewer validation synops."""
+    return max(history, key=lambda h: (h["val_accuracy"], -h["val_synops"]))["epoch"]
 
 
 def same_populations(a: Graph, b: Graph) -> bool:
@@ -258,11 +332,12 @@ def initial_weights(path, graph: Graph):
 
 
 def evaluate(network: SpikingNetwork, samples: SampleSet, timesteps: int, batch_size: int = 32,
-             seed: int = 0, progress: bool = False) -> EpochResult:
-    """Accuracy and loss on ``samples``, with a fixed Poisson seed so epochs compare fairly."""
+             seed: int = 0, progress: bool = False, penalty: ActivityPenalty = ActivityPenalty()) -> EpochResult:
+    """Accuracy, loss, synops and ``penalty``'s terms on ``samples``, with a fixed Poisson seed so
+    epochs compare fairly."""
     with torch.no_grad():
         return run_epoch(network, samples, timesteps, batch_size, np.random.default_rng([seed, TEST_SEED]),
-                         progress=progress, description="test")
+                         progress=progress, description=samples.split, penalty=penalty)
 
 
 def save_checkpoint(path: Path, network, optimizer, schedule, epoch: int, history: list, config: TrainConfig) -> None:

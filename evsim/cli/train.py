@@ -55,11 +55,30 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sparse = p.add_argument_group("sparse models", "activity penalties on the engine's cost of a sample, "
+                                  "S = synaptic operations per sample as the engine counts them")
+    sparse.add_argument("--synops-penalty", type=float, default=0.0, metavar="COEF",
+                        help="add COEF x S per sample to the loss (L1 on spikes weighted by fan-out)")
+    sparse.add_argument("--synops-target", type=float, metavar="S",
+                        help="add W x ((S - S*) / S*)^2 per sample (Sorbaro et al. 2020); W is --target-weight")
+    sparse.add_argument("--target-weight", type=float, default=1.0, help="weight W of --synops-target (default 1)")
+    sparse.add_argument("--spike-bound", action="append", default=[], metavar="LAYER=N",
+                        help="add W x (max(0, n - N) / N)^2 per sample for the spikes n of LAYER (repeatable)")
+    sparse.add_argument("--bound-weight", type=float, default=1.0, help="weight W of --spike-bound (default 1)")
+    sparse.add_argument("--spike-l1", type=float, default=0.0, metavar="COEF",
+                        help="add COEF x (all spikes) per sample to the loss")
+    sparse.add_argument("--augment", action="store_true",
+                        help="augment real N-MNIST recordings: translation, event dropout, time jitter and stretch")
+    sparse.add_argument("--val", type=int, default=0, metavar="N",
+                        help="hold out N training samples, stratified by label (the same on every run), for validation")
+    sparse.add_argument("--keep", choices=("last", "best-val"), default="last",
+                        help="what --out holds: the last epoch (default) or the best by validation accuracy")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from evsim.datasets.samples import default_root
+    from evsim.training.regularizers import ActivityPenalty, parse_bound
     from evsim.training.trainer import TrainConfig, configure_torch, train
 
     configure_torch(args.threads)
@@ -87,9 +106,24 @@ def run(args) -> int:
         checkpoint=args.checkpoint,
         resume=args.resume,
         init=args.init,
+        penalty=ActivityPenalty(
+            synops=args.synops_penalty, target=args.synops_target, target_weight=args.target_weight,
+            bounds=tuple(parse_bound(text) for text in args.spike_bound), bound_weight=args.bound_weight,
+            spike_l1=args.spike_l1,
+        ),
+        val=args.val,
+        augment=args.augment,
+        keep=args.keep,
     )
     history = train(config, log=lambda line: print(line, flush=True), progress=not args.no_progress)
-    if history:
+    if history and args.keep == "best-val":
+        from evsim.training.trainer import best_by_validation
+
+        chosen = history[best_by_validation(history) - 1]
+        print(f"wrote {args.out}: epoch {chosen['epoch']}, the best by validation: val accuracy "
+              f"{100 * chosen['val_accuracy']:.2f}%, {chosen['val_synops'] / 1e6:.2f} M synops per sample; "
+              f"test accuracy {100 * chosen['test_accuracy']:.2f}%")
+    elif history:
         best = max(history, key=lambda h: h["test_accuracy"])
         print(f"wrote {args.out}: test accuracy {100 * history[-1]['test_accuracy']:.2f}% after "
               f"epoch {history[-1]['epoch']} (best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']})")

@@ -1,0 +1,57 @@
+"""``evsim train`` with the activity penalty, augmentation and a validation split."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from evsim.cli.main import main  # noqa: E402
+from evsim.model.file import load_model  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--spike-bound", "conv1"], "LAYER=N"),
+        (["--spike-bound", "out=5"], "not a spiking population"),
+        (["--keep", "best-val"], "needs a validation split"),
+        (["--val", "-3"], "--val"),
+        (["--synops-penalty=-1e-7"], "must not be negative"),
+        (["--synops-target", "0"], "synops-target"),
+    ],
+)
+def test_bad_options_are_one_line_errors(extra, message, nmnist_root, tmp_path, capsys):
+    args = ["train", "--arch", "lenet", "--dataset", "nmnist", "--data", str(nmnist_root), "--epochs", "1",
+            "--timesteps", "4", "--out", str(tmp_path / "m.npz"), "--no-progress", *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_augment_needs_real_events(mnist_root, tmp_path, capsys):
+    args = ["train", "--arch", "lenet", "--dataset", "mnist", "--data", str(mnist_root), "--epochs", "1",
+            "--timesteps", "4", "--out", str(tmp_path / "m.npz"), "--no-progress", "--augment"]
+    assert main(args) == 2 and "--augment" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sparse_fine_tuning_keeps_the_best_by_validation(shared_data, tmp_path, capsys):
+    out = tmp_path / "sparse.npz"
+    args = ["train", "--arch", "lenet", "--dataset", "nmnist", "--data", str(shared_data / "nmnist"),
+            "--epochs", "2", "--timesteps", "10", "--limit", "48", "--val", "16", "--test-limit", "8",
+            "--init", "lenet-nmnist", "--lr", "3e-3", "--augment", "--synops-penalty", "1e-6",
+            "--spike-bound", "conv1=5000", "--keep", "best-val", "--out", str(out), "--no-progress", "--threads", "1"]
+    assert main(args) == 0
+    stdout = capsys.readouterr().out
+    assert "32 train / 16 validation / 8 test samples" in stdout
+    assert "best epoch by validation accuracy" in stdout and "the best by validation" in stdout
+    history = torch.load(f"{out}.checkpoint.pt", weights_only=True)["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert h["val_penalty"] > 0 and h["val_synops"] > 0 and 0 <= h["val_accuracy"] <= 1
+    assert history[1]["train_synops"] < history[0]["train_synops"]  # the penalty bites at once at lr 3e-3
+    best = max(history, key=lambda h: (h["val_accuracy"], -h["val_synops"]))
+    meta = load_model(out).graph.meta
+    assert meta["epochs"] == best["epoch"] and meta["val_accuracy"] == pytest.approx(best["val_accuracy"])
+    assert meta["val_samples"] == 16 and meta["train_samples"] == 32
