@@ -1,13 +1,86 @@
-"""Paths to the small real-data sample vendored in tests/data (see tests/data/README.md)."""
+"""Paths to the small real-data sample vendored in tests/data (see tests/data/README.md), and the
+CI rules: derandomised hypothesis, every optional dependency present, no unexpected skip.
+
+With ``CI`` set (``.ci/run`` sets it) a test that skips for a reason not listed in
+:data:`EXPECTED_SKIPS` fails the run, and a missing optional dependency stops it before any test
+runs: otherwise a missing torch would skip the exactness oracle and CI would stay green.
+"""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 TEST_DATA = Path(__file__).parent / "data"
+CI = bool(os.environ.get("CI"))
+
+# CI draws the same examples on every run (a red CI run is reproducible and never flaky); a
+# developer's run draws new ones, so the examples explored keep growing.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if CI else "dev"))
+
+EXPECTED_SKIPS = {
+    # the full datasets are not part of a clone and nothing downloads in tests
+    "no full data folder (set EVSIM_DATA)": "full-data checks need $EVSIM_DATA",
+    "no N-MNIST in the data folder": "full-data checks need $EVSIM_DATA/nmnist",
+    "no MNIST in the data folder": "full-data checks need $EVSIM_DATA/mnist",
+}
+"""Skip reasons CI accepts (prefix match), with why. Anything else that skips under CI is a failure."""
+
+REQUIRED_IN_CI = ("torch", "hypothesis", "expelliarmus", "matplotlib", "tonic", "aedat", "scipy")
+"""What `.ci/run` installs ([train,plot,data,dev]); tests importorskip them for lighter local installs."""
+
+_unexpected_skips: list[str] = []
+
+
+def pytest_configure(config):
+    if CI:
+        missing = [name for name in REQUIRED_IN_CI if importlib.util.find_spec(name) is None]
+        if missing:
+            raise pytest.UsageError(
+                f"CI is set but {', '.join(missing)} is not installed: the tests needing it would skip "
+                "(install the [train,plot,data,dev] extras)"
+            )
+
+
+def _skip_reason(report) -> str | None:
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return None
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def _record_skip(report) -> None:
+    reason = _skip_reason(report)
+    if reason is not None and not any(reason.startswith(expected) for expected in EXPECTED_SKIPS):
+        _unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_runtest_logreport(report):
+    _record_skip(report)
+
+
+def pytest_collectreport(report):
+    _record_skip(report)  # a module-level importorskip skips at collection
+
+
+def pytest_terminal_summary(terminalreporter):
+    if CI and _unexpected_skips:
+        terminalreporter.section("unexpected skips (CI is set; allowed: tests/conftest.py EXPECTED_SKIPS)", red=True)
+        for line in _unexpected_skips:
+            terminalreporter.line(line)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if CI and _unexpected_skips and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -106,17 +106,36 @@ def test_truncated_and_garbage_files_are_rejected(model_path, tmp_path):
         load_model(tmp_path / "absent.npz")
 
 
+class _Payload:
+    """Unpickling this runs ``open(marker, "w")``: the file appears if, and only if, the loader unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 def test_pickled_arrays_are_refused_without_being_executed(tmp_path):
-    """An object array in the file needs pickle to load; the loader must refuse, not unpickle."""
-    path = tmp_path / "evil.npz"
+    """A complete model file (every weight present) whose first weight is a pickled object array:
+    the loader must refuse it without unpickling, so the payload's marker file never appears."""
+    path, marker = tmp_path / "evil.npz", tmp_path / "payload-ran"
     header = {"format": "evsim-model", "version": FORMAT_VERSION, "graph": tiny_graph().to_dict()}
+    weights = tiny_weights()
     with zipfile.ZipFile(path, "w") as zf:
         with zf.open(GRAPH_KEY + ".npy", "w") as fh:
             np.lib.format.write_array(fh, np.frombuffer(json.dumps(header).encode(), np.uint8))
         with zf.open("c1.w.npy", "w") as fh:
-            np.lib.format.write_array(fh, np.array([object()], dtype=object), allow_pickle=True)
-    with pytest.raises(ModelError):
+            np.lib.format.write_array(fh, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+        with zf.open("out.w.npy", "w") as fh:
+            np.lib.format.write_array(fh, weights["out.w"])
+    assert set(tiny_graph().weight_shapes()) == {"c1.w", "out.w"}  # nothing is missing: only pickle can fail
+    with pytest.raises(ModelError, match="not a readable evsim model file.*allow_pickle"):
         load_model(path)
+    assert not marker.exists(), "the pickled payload was executed"
+    with pytest.raises(ModelError):
+        evsim.load(path)
+    assert not marker.exists()
 
 
 def test_unknown_bundled_name_is_a_model_error():
