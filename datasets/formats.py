@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from evsim.datasets import prophesee
-from evsim.events import EVENT_DTYPE
+from evsim.events import EVENT_DTYPE, register_event_file_reader
 from evsim.errors import DataError
 
 SensorSize = tuple[int, int, int]
@@ -250,3 +250,6 @@ def read_events(path) -> tuple[np.ndarray, SensorSize]:
     parts = list(event_file.chunks(DEFAULT_CHUNK_EVENTS))
     events = np.concatenate(parts) if parts else np.empty(0, dtype=EVENT_DTYPE)
     return events, event_file.sensor_size or _size_from_events(parts)
+
+
+register_event_file_reader(read_events)  # lets Network.run take a file path (see evsim.events)

@@ -1,9 +1,10 @@
 """evsim: event-driven simulation of deep spiking neural networks.
 
 ``evsim.load(path_or_name)`` gives a :class:`~evsim.engine.network.Network`; ``network.run(inputs)``
-runs one input (tonic events, binned events or a spike train ``[T, C, H, W]``) in step or async
-mode and returns a :class:`~evsim.engine.counting.RunResult` with ``prediction``, ``output`` and
-per-layer counters. The layers, bottom up: :mod:`evsim.model` and :mod:`evsim.events`, the data
+runs one input (an event file path, tonic events, binned events, or a spike train ``[T, C, H, W]``
+as a numpy array or torch tensor; ``[T, B, C, H, W]`` gives a list of results) in step or async
+mode and returns a :class:`~evsim.engine.counting.RunResult` with ``prediction``, ``output``,
+``per_layer`` counters and what the input window read, used and dropped. The layers, bottom up: :mod:`evsim.model` and :mod:`evsim.events`, the data
 readers :mod:`evsim.datasets`, the engine :mod:`evsim.engine` and the trainer :mod:`evsim.training`
 (needs torch), :mod:`evsim.analysis`, and the command line :mod:`evsim.cli`.
 """
@@ -21,6 +22,8 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
+
+        import evsim.datasets.formats  # noqa: F401  registers the file readers, so that Network.run takes a path
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'evsim' has no attribute {name!r}")

@@ -2,6 +2,11 @@
 
 - Raw events: numpy structured arrays in tonic's dtype (:data:`EVENT_DTYPE`: ``x``, ``y``, ``t``
   in microseconds, ``p``), as the dataset readers (evsim.datasets) produce them.
+- The input window: :func:`window_events` is the one definition of which events of a sample a
+  model sees. Time starts at the sample's first event unless the caller passes an origin, and the
+  window lasts the model's ``window_us``; it reports what it read, used and dropped and why
+  (:class:`WindowCounts`). The trainer's frames, both engine modes and the streaming path all
+  take their events through it.
 - :class:`BinnedEvents`: raw events grouped by time step. :func:`time_bins` is the single place
   where a timestamp becomes a time step: the trainer's dense frames (:func:`to_frames`) and the
   engine's per-step event lists (:func:`bin_events`) are both derived from it, so the two cannot
@@ -31,6 +36,25 @@ EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p",
 
 DEFAULT_WINDOW_US = 300_000
 
+_event_file_reader = None
+
+
+def register_event_file_reader(reader) -> None:
+    """Set the function ``path -> (events, sensor_size)`` that :func:`read_event_file` uses.
+
+    The readers live in evsim.datasets, a layer above this one; evsim.datasets.formats registers
+    itself here when imported, so that the engine can take a file path without depending on them.
+    """
+    global _event_file_reader
+    _event_file_reader = reader
+
+
+def read_event_file(path):
+    """All events of an event file and its sensor size, through the registered reader."""
+    if _event_file_reader is None:
+        raise InputError(f"cannot read {path}: no event file reader is registered (import evsim.datasets.formats)")
+    return _event_file_reader(path)
+
 
 def make_events(x, y, t, p) -> np.ndarray:
     """A structured event array from four equal-length sequences."""
@@ -47,7 +71,16 @@ def checked_coordinates(events: np.ndarray, sensor_size: tuple[int, int, int], w
     x = events["x"].astype(np.int64)
     y = events["y"].astype(np.int64)
     p = events["p"].astype(np.int64)
-    bad = (x < 0) | (x >= width) | (y < 0) | (y >= height) | (p < 0) | (p >= polarities)
+    wrong_polarity = (p < 0) | (p >= polarities)
+    if wrong_polarity.any():
+        # a polarity is not a place on the sensor: say what the convention is (other libraries use -1/+1)
+        i = int(np.flatnonzero(wrong_polarity)[0])
+        allowed = "0 (OFF) or 1 (ON)" if polarities == 2 else f"0 .. {polarities - 1}"
+        raise InputError(
+            f"event {i} has polarity p={p[i]}; evsim takes p = {allowed}, as tonic does "
+            "(convert -1/+1 polarities with p = p > 0)"
+        )
+    bad = (x < 0) | (x >= width) | (y < 0) | (y >= height)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
@@ -67,6 +100,68 @@ def check_time_order(t: np.ndarray, last_t: int, path, byte_offset, label: str, 
         k = int(np.argmax(back))
         before = last_t if k == 0 else int(t[k - 1])
         raise DataError(path, f"{label} {int(t[k])} µs comes after {before} µs; {consequence}", byte_offset(k))
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """What the input window did to one sample's events.
+
+    ``read``: events in the sample; ``used``: events inside the window, the ones the network
+    sees; ``dropped``: the rest by reason (``"before_origin"``, ``"after_window"``), only the
+    reasons that dropped any. ``origin_us`` is the time 0 of the window on the sample's own clock
+    (None when there were no events, or for inputs with no clock such as spike trains).
+    """
+
+    read: int
+    used: int
+    dropped: dict
+    origin_us: int | None = None
+
+    @classmethod
+    def untimed(cls, count: int) -> "WindowCounts":
+        """Inputs without a clock (spike trains, pre-binned events): every event is used."""
+        return cls(read=int(count), used=int(count), dropped={})
+
+    def to_dict(self) -> dict:
+        return {"events_read": self.read, "events_used": self.used, "events_dropped": dict(self.dropped),
+                "time_origin_us": self.origin_us}
+
+
+def window_events(events: np.ndarray, window_us: float | None, origin_us: int | None = None):
+    """The events inside the input window, with their times relative to its start, and the counts.
+
+    The window starts at ``origin_us`` on the events' own clock, by default the first (earliest)
+    event: recordings stamp time from a camera's start or the Unix epoch, so only the sample's own
+    start is meaningful. It lasts ``window_us`` (None: no end). Events before the origin or at or
+    after its end are dropped and counted, never silently.
+    """
+    _check_event_fields(events, "the input window")
+    t = events["t"].astype(np.int64)
+    read = len(events)
+    if read == 0:
+        return events[:0].copy(), WindowCounts(0, 0, {}, origin_us)
+    origin = int(t.min()) if origin_us is None else int(origin_us)
+    relative = t - origin
+    before = relative < 0
+    after = relative >= window_us if window_us is not None else np.zeros(read, dtype=bool)
+    keep = ~(before | after)
+    dropped = {reason: int(n) for reason, n in (("before_origin", before.sum()), ("after_window", after.sum())) if n}
+    kept = events[keep].copy()
+    kept["t"] = relative[keep]
+    return kept, WindowCounts(read, int(keep.sum()), dropped, origin)
+
+
+def check_window_used(counts: WindowCounts, window_us: float | None) -> None:
+    """A sample the network sees nothing of has no answer: refuse it rather than predict class 0."""
+    if counts.read == 0:
+        raise InputError("the sample holds no events: there is nothing to classify")
+    if counts.used == 0:
+        reasons = ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in counts.dropped.items())
+        span = "" if window_us is None else f" [{counts.origin_us:,}, {counts.origin_us + int(window_us):,}) µs"
+        raise InputError(
+            f"all {counts.read:,} events lie outside the input window{span} ({reasons}); "
+            "time starts at the first event unless you pass origin_us"
+        )
 
 
 def time_bins(t: np.ndarray, timesteps: int, window_us: int = DEFAULT_WINDOW_US) -> np.ndarray:
@@ -92,6 +187,7 @@ class BinnedEvents:
     y: np.ndarray
     x: np.ndarray
     shape: tuple[int, int, int]  # (channels, height, width) of the frames
+    window: WindowCounts | None = None  # what the input window kept (None: built by hand)
 
     @property
     def timesteps(self) -> int:
@@ -103,26 +199,31 @@ def bin_events(
     sensor_size: tuple[int, int, int] = (34, 34, 2),
     timesteps: int = 100,
     window_us: int = DEFAULT_WINDOW_US,
+    origin_us: int | None = None,
 ) -> BinnedEvents:
     """Group ``events`` into ``timesteps`` bins of ``window_us / timesteps`` each.
 
-    ``sensor_size`` is tonic's ``(width, height, polarities)``. Events past the window are dropped;
-    events outside the sensor are an error, never silently clipped.
+    ``sensor_size`` is tonic's ``(width, height, polarities)``. The window starts at the first
+    event unless ``origin_us`` says otherwise (:func:`window_events`); events outside it are
+    dropped and counted in ``window``. Events outside the sensor are an error, never clipped.
     """
     width, height, polarities = sensor_size
-    x, y, p = checked_coordinates(events, sensor_size)
-    steps = time_bins(events["t"], timesteps, window_us)
-    keep = steps >= 0
-    steps = steps[keep]
+    checked_coordinates(events, sensor_size)
+    if timesteps < 1 or window_us < 1:
+        raise InputError(f"need timesteps >= 1 and window_us >= 1, got {timesteps}, {window_us}")
+    inside, counts = window_events(events, window_us, origin_us)
+    x, y, p = (inside[f].astype(np.int64) for f in ("x", "y", "p"))
+    steps = time_bins(inside["t"], timesteps, window_us)
     order = np.argsort(steps, kind="stable")
     steps = steps[order]
     offsets = np.searchsorted(steps, np.arange(timesteps + 1), side="left").astype(np.int64)
     return BinnedEvents(
         step_offsets=offsets,
-        channel=p[keep][order].astype(np.int32),
-        y=y[keep][order].astype(np.int32),
-        x=x[keep][order].astype(np.int32),
+        channel=p[order].astype(np.int32),
+        y=y[order].astype(np.int32),
+        x=x[order].astype(np.int32),
         shape=(polarities, height, width),
+        window=counts,
     )
 
 
@@ -168,6 +269,7 @@ class SpikeEvents:
     step_offsets: np.ndarray  # int64 [T + 1]
     index: np.ndarray  # int32, channels-last neuron index
     sign: np.ndarray  # float, +1 or -1
+    window: WindowCounts | None = None  # what the input window kept, for events with a clock
 
     @property
     def timesteps(self) -> int:
@@ -206,11 +308,21 @@ def from_spike_train(train: np.ndarray, dtype=np.float64) -> SpikeEvents:
 
 def from_binned(binned: BinnedEvents, dtype=np.float64) -> SpikeEvents:
     index = channels_last_index(binned.channel, binned.y, binned.x, binned.shape)
-    return SpikeEvents(binned.step_offsets.astype(np.int64), index, np.ones(len(index), dtype=dtype))
+    return SpikeEvents(binned.step_offsets.astype(np.int64), index, np.ones(len(index), dtype=dtype), binned.window)
 
 
-def to_spike_events(inputs, input_shape, timesteps: int, encoding: dict, dtype=np.float64) -> SpikeEvents:
-    """Validate ``inputs`` against the network's input and convert them to SpikeEvents."""
+def model_window_us(encoding: dict) -> int:
+    """The input window (µs) a model of events was trained on; the default for older files."""
+    return int(encoding.get("window_us", DEFAULT_WINDOW_US))
+
+
+def to_spike_events(inputs, input_shape, timesteps: int, encoding: dict, dtype=np.float64,
+                    origin_us: int | None = None) -> SpikeEvents:
+    """Validate ``inputs`` against the network's input and convert them to SpikeEvents.
+
+    Raw events go through the model's input window (:func:`window_events`, starting at the first
+    event unless ``origin_us`` is given); a sample with no event inside it is an InputError.
+    """
     if isinstance(inputs, SpikeEvents):
         events = inputs
     elif isinstance(inputs, BinnedEvents):
@@ -224,16 +336,20 @@ def to_spike_events(inputs, input_shape, timesteps: int, encoding: dict, dtype=n
             raise InputError(
                 f"model sensor size {tuple(encoding['sensor_size'])} does not match its input {tuple(input_shape)}"
             )
-        window = int(encoding.get("window_us", DEFAULT_WINDOW_US))
-        events = from_binned(bin_events(inputs, sensor, timesteps, window), dtype)
+        window = model_window_us(encoding)
+        binned = bin_events(inputs, sensor, timesteps, window, origin_us)
+        check_window_used(binned.window, window)
+        events = from_binned(binned, dtype)
     elif isinstance(inputs, np.ndarray):
         check_spike_train(inputs, input_shape)
         events = from_spike_train(inputs, dtype)
     else:
         raise InputError(f"cannot run a network on {type(inputs).__name__}")
     check_spike_events(events, int(np.prod(input_shape)), timesteps)
+    if events.window is None:
+        events = SpikeEvents(events.step_offsets, events.index, events.sign, WindowCounts.untimed(len(events)))
     if events.sign.dtype != dtype:
-        events = SpikeEvents(events.step_offsets, events.index, events.sign.astype(dtype))
+        events = SpikeEvents(events.step_offsets, events.index, events.sign.astype(dtype), events.window)
     return events
 
 

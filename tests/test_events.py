@@ -26,13 +26,15 @@ def test_frames_and_step_lists_agree_on_real_recordings(nmnist_bin_files, timest
         binned = bin_events(events, SENSOR_SIZE, timesteps, window_us)
         frames = to_frames(binned)
         assert frames.shape == (timesteps, 2, 34, 34)
-        inside = events[events["t"] < window_us]
-        assert frames.sum() == len(inside) == binned.step_offsets[-1]
+        since_first = events["t"] - events["t"].min()  # the window starts at the first event
+        inside = events[since_first < window_us]
+        assert frames.sum() == len(inside) == binned.step_offsets[-1] == binned.window.used
+        assert binned.window.read == len(events) and sum(binned.window.dropped.values()) == len(events) - len(inside)
         assert frames[:, 1].sum() == inside["p"].sum()
         # per-step counts against an independent histogram of the timestamps
         edges = np.arange(timesteps + 1) * (window_us // timesteps)
         if window_us % timesteps == 0:
-            counts, _ = np.histogram(inside["t"], bins=edges)
+            counts, _ = np.histogram(since_first[since_first < window_us], bins=edges)
             assert frames.sum(axis=(1, 2, 3)).tolist() == counts.tolist()
         # each step's event list as the engine takes it (channels-last neuron indices),
         # accumulated, is exactly that step's frame
@@ -44,11 +46,13 @@ def test_frames_and_step_lists_agree_on_real_recordings(nmnist_bin_files, timest
 
 
 def test_events_past_the_window_are_dropped_not_clipped():
-    events = make_events([1, 2, 3], [1, 2, 3], [10, 299_999, 300_000], [1, 0, 1])
+    # the window starts at the first event (t=10), so t=300_010 is its first instant past the end
+    events = make_events([1, 2, 3], [1, 2, 3], [10, 300_009, 300_010], [1, 0, 1])
     binned = bin_events(events, SENSOR_SIZE, timesteps=10)
     frames = to_frames(binned)
     assert frames.sum() == 2
     assert frames[0, 1, 1, 1] == 1 and frames[9, 0, 2, 2] == 1
+    assert binned.window.dropped == {"after_window": 1} and binned.window.origin_us == 10
 
 
 @pytest.mark.parametrize("x, y, p", [(34, 0, 0), (0, 34, 1), (-1, 3, 0), (3, -2, 1)])

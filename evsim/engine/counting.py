@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evsim.engine import kernels
+from evsim.events import WindowCounts
 from evsim.model.graph import Graph, Population, projected_shape
 
 ENERGY_PJ = {
@@ -70,19 +71,36 @@ class LayerCounts:
         return dict(self.__dict__)
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
-    """One input through the network."""
+    """One input through the network.
+
+    ``window`` says what the input window read, used and dropped of the sample
+    (evsim.events.WindowCounts); ``per_layer`` gives each layer's counters by name.
+    """
 
     output: np.ndarray  # V_out(T) / T, float64
     layers: list[LayerCounts]
     spike_counts: dict[str, np.ndarray] = field(default_factory=dict)
     input_events: int = 0
-    meta: dict = field(default_factory=dict)
+    window: WindowCounts | None = None
 
     @property
     def prediction(self) -> int:
         return int(np.argmax(self.output))
+
+    @property
+    def per_layer(self) -> dict[str, dict]:
+        """Layer name -> its counters (input_events, synops, neuron_updates, spikes, neurons, ...)."""
+        return {layer.name: {k: v for k, v in layer.to_dict().items() if k != "name"} for layer in self.layers}
+
+    def __repr__(self) -> str:
+        window = ""
+        if self.window is not None:
+            dropped = sum(self.window.dropped.values())
+            window = f", events_read={self.window.read:,}" + (f" ({dropped:,} dropped)" if dropped else "")
+        return (f"RunResult(prediction={self.prediction}, synops={self.synops:,}, spikes={self.spikes:,}, "
+                f"input_events={self.input_events:,}{window}, layers=[{', '.join(l.name for l in self.layers)}])")
 
     @property
     def synops(self) -> int:

@@ -33,7 +33,7 @@ def engine_weight(op: str, weight: np.ndarray, source_shape: tuple[int, ...]) ->
     return np.ascontiguousarray(weight.reshape(n_out, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, n_out))
 
 
-@dataclass
+@dataclass(repr=False)
 class Layer:
     name: str
     neuron: Neuron
@@ -43,6 +43,11 @@ class Layer:
     weights: np.ndarray  # all projections' weights, flat
     routes: np.ndarray  # int32 lookup tables of tiled pooling projections, flat
     dense_macs_per_step: int
+
+    def __repr__(self) -> str:
+        ops = ", ".join(sorted({op for op, code in _OPS.items() if code in set(self.projections[:, kernels.P_OP].tolist())}))
+        return (f"Layer({self.name}: {self.kind} {list(self.shape)} <- {', '.join(self.sources)}; "
+                f"{ops or 'no'} projection{'s' if len(self.projections) != 1 else ''}, {self.weights.size:,} weight{'s' if self.weights.size != 1 else ''})")
 
     @property
     def kind(self) -> str:

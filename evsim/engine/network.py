@@ -7,6 +7,7 @@ threads (the kernels release the GIL).
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,9 +16,18 @@ import numpy as np
 from evsim.engine.asynchronous import Stream, step_width_us
 from evsim.engine.counting import RunResult
 from evsim.engine.layers import compile_layer
-from evsim.engine.step import Workspace, leak_table, run_steps
+from evsim.engine.step import StepStream, Workspace, leak_table, run_steps
 from evsim.errors import InputError, ModelError
-from evsim.events import SpikeEvents, check_spike_train, timed_spike_train, to_spike_events
+from evsim.events import (
+    SpikeEvents,
+    WindowCounts,
+    check_spike_train,
+    check_window_used,
+    read_event_file,
+    timed_spike_train,
+    to_spike_events,
+    window_events,
+)
 from evsim.model.file import load_model, model_path
 from evsim.model.graph import Graph
 
@@ -62,47 +72,79 @@ class Network:
             ws = self._local.workspace = Workspace.allocate(self.layers, self.timesteps, self.dtype)
         return ws
 
-    def encode(self, inputs) -> SpikeEvents:
+    def encode(self, inputs, origin_us: int | None = None) -> SpikeEvents:
         """Validate and convert an input (events, binned events, spike train) to input events."""
-        return to_spike_events(inputs, self.input_shape, self.timesteps, self.encoding, self.dtype)
+        return to_spike_events(inputs, self.input_shape, self.timesteps, self.encoding, self.dtype, origin_us)
 
-    def run(self, inputs, mode: str = "step", record_spikes: bool = False) -> RunResult:
+    def run(self, inputs, mode: str = "step", record_spikes: bool = False, origin_us: int | None = None):
         """Simulate one input event-driven; return prediction, output and counters.
+
+        ``inputs`` is an event file path, a structured event array (tonic's ``x, y, t, p``),
+        :class:`~evsim.events.BinnedEvents`, or a spike train ``[T, C, H, W]`` as a numpy array
+        or a tensor (anything with ``.detach()``, e.g. torch); a batch ``[T, B, C, H, W]`` returns
+        a list of results, one per sample. Events pass through the model's input window: time
+        starts at the first event unless ``origin_us`` is given, and ``result.window`` says how
+        many events were read, used and dropped (a sample with none inside is an InputError).
 
         ``mode="step"`` runs in time steps, the dense model's semantics (its result equals the
         dense forward); ``mode="async"`` runs in continuous time (evsim.engine.asynchronous). With
-        ``record_spikes`` (step mode) the result also holds every layer's per-neuron spike counts
-        in the graph's ``(C, H, W)`` layout (``result.spike_counts``).
+        ``record_spikes`` (step mode only) the result also holds every layer's per-neuron spike
+        counts in the graph's ``(C, H, W)`` layout (``result.spike_counts``).
         """
-        if mode == "async":
-            return self._run_async(inputs)
-        if mode != "step":
+        if mode not in ("step", "async"):
             raise InputError(f"unknown mode {mode!r}; choose step or async")
-        return run_steps(self.layers, self._leak_tables, self._workspace(), self.encode(inputs), self.timesteps,
-                         record_spikes)
+        if record_spikes and mode != "step":
+            raise InputError("record_spikes=True works in step mode only: the asynchronous engine counts "
+                             "spikes per layer (result.per_layer), not per neuron")
+        inputs = as_input(inputs)
+        if isinstance(inputs, np.ndarray) and inputs.dtype.names is None and inputs.ndim == 5:
+            return [self.run(inputs[:, b], mode, record_spikes, origin_us) for b in range(inputs.shape[1])]
+        if mode == "async":
+            return self._run_async(inputs, origin_us)
+        events = self.encode(inputs, origin_us)
+        result = run_steps(self.layers, self._leak_tables, self._workspace(), events, self.timesteps, record_spikes)
+        result.window = events.window
+        return result
 
-    def _run_async(self, inputs) -> RunResult:
+    def _run_async(self, inputs, origin_us: int | None) -> RunResult:
         """One input in continuous time over the model's window, read out at the window's end."""
         stream = Stream(self)
         window_us = step_width_us(self) * self.timesteps
         if isinstance(inputs, np.ndarray) and inputs.dtype.names is not None:
-            t = inputs["t"] if "t" in inputs.dtype.names else None
-            if t is not None:
-                inputs = inputs[(t >= 0) & (t < window_us)]
-            stream.feed(inputs)
+            inside, counts = window_events(inputs, window_us, origin_us)
+            check_window_used(counts, window_us)
+            stream.feed(inside)
         elif isinstance(inputs, np.ndarray):
             check_spike_train(inputs, self.input_shape, self.timesteps)
-            stream.feed(timed_spike_train(inputs, step_width_us(self), self.dtype))
+            timed = timed_spike_train(inputs, step_width_us(self), self.dtype)
+            counts = WindowCounts.untimed(len(timed))
+            stream.feed(timed)
         else:
-            raise InputError("asynchronous mode needs timestamped events or a dense spike train")
-        return stream.result(at_us=window_us)
+            raise InputError("asynchronous mode needs timestamped events or a dense spike train, "
+                             f"not {type(inputs).__name__}")
+        result = stream.result(at_us=window_us)
+        result.window = counts
+        return result
+
+    def stream(self, mode: str = "step", **options):
+        """A stream to :meth:`feed <StepStream.feed>` events chunk by chunk as they arrive:
+        a :class:`~evsim.engine.step.StepStream` (``mode="step"``, the trained network's time
+        steps, exactly :meth:`run`'s step mode) or an asynchronous
+        :class:`~evsim.engine.asynchronous.Stream` (``mode="async"``, continuous time)."""
+        if mode == "step":
+            return StepStream(self, **options)
+        if mode == "async":
+            return Stream(self, **options)
+        raise InputError(f"unknown mode {mode!r}; choose step or async")
 
     def run_many(self, inputs, workers: int = 2, mode: str = "step", progress=None):
         """Run an iterable of inputs on ``workers`` threads (the kernels release the GIL).
 
         Yields RunResults in input order. ``progress`` is called once per finished input.
         """
-        if workers <= 1:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError(f"workers must be a positive whole number, got {workers!r}")
+        if workers == 1:
             for x in inputs:
                 result = self.run(x, mode=mode)
                 if progress:
@@ -123,6 +165,19 @@ class Network:
                 if progress:
                     progress()
                 yield result
+
+
+def as_input(inputs):
+    """An input in a form the engine takes: a file's events, or a tensor as a numpy array.
+
+    Tensors are recognised by their ``detach`` method, so that the engine never imports torch.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        events, _ = read_event_file(inputs)
+        return events
+    if hasattr(inputs, "detach") and hasattr(inputs, "cpu"):
+        return inputs.detach().cpu().numpy()
+    return inputs
 
 
 def load(path_or_name, dtype=np.float32) -> Network:
