@@ -13,9 +13,29 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.errors import InputError
+from evsim.errors import DataError, InputError
 
 DATA_ROOT_ENV = "EVSIM_DATA"
+SPLITS = ("train", "test")
+
+
+def resolve_split(split: str | None, train: bool | None, default: str, what: str, root=None,
+                  splits: tuple[str, ...] = SPLITS) -> str:
+    """The split of dataset ``what`` named by evsim's ``split="train"|"test"`` or by tonic's
+    ``train=True|False``: either may be given (tonic code ports unchanged), not both in contradiction.
+    """
+    if train is not None:
+        if not isinstance(train, bool):
+            raise InputError(f"train must be True or False, got {train!r}")
+        from_train = "train" if train else "test"
+        if split is not None and split != from_train:
+            raise InputError(f"split={split!r} and train={train} name different splits; pass one of them")
+        split = from_train
+    split = default if split is None else split
+    if split not in splits:
+        named = " or ".join(repr(name) for name in splits)
+        raise DataError(root, f"unknown {what} split {split!r}; use {named} (or tonic's train=True/False)")
+    return split
 
 
 def data_root() -> Path | None:

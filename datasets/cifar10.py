@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evsim.datasets import resolve_split
 from evsim.errors import DataError
 
 RECORD_BYTES = 1 + 3 * 32 * 32
@@ -51,13 +52,15 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_cifar10(root, split: str = "train", download: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10 ``split``: images uint8 ``[N, 3, 32, 32]`` and labels int64 ``[N]``.
+def load_cifar10(root, split: str | None = None, download: bool = False,
+                 train: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 ``split`` (or tonic's ``train=True|False``): images uint8 ``[N, 3, 32, 32]`` and labels int64 ``[N]``.
 
     ``root`` holds ``cifar-10-batches-bin/`` or is that folder. The training split is
     ``data_batch_1..5.bin`` in order, the test split ``test_batch.bin``. ``download=True`` first
     fetches and unpacks the official binary archive (162 MB) into ``root`` when it is missing.
     """
+    split = resolve_split(split, train, default="train", what="CIFAR-10", root=root)
     if split not in SPLIT_FILES:
         raise DataError(root, f"unknown CIFAR-10 split {split!r}; use 'train' or 'test'")
     root = Path(root)

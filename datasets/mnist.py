@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evsim.datasets import resolve_split
 from evsim.errors import DataError
 
 IMAGES_MAGIC = 2051
@@ -125,12 +126,14 @@ def mnist_files(root, split: str) -> tuple[Path, Path]:
     return found[0], found[1]
 
 
-def load_mnist(root, split: str = "train", download: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST ``split``: images uint8 ``[N, 28, 28]`` and labels int64 ``[N]``.
+def load_mnist(root, split: str | None = None, download: bool = False,
+               train: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST ``split`` (or tonic's ``train=True|False``): images uint8 ``[N, 28, 28]`` and labels int64 ``[N]``.
 
     ``download=True`` first fetches the split's two missing files from the official mirrors
     into ``root``.
     """
+    split = resolve_split(split, train, default="train", what="MNIST", root=root)
     if download:
         _download(Path(root), split)
     images_path, labels_path = mnist_files(root, split)

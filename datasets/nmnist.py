@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evsim.datasets import resolve_split
 from evsim.events import EVENT_DTYPE, check_time_order
 from evsim.errors import DataError, require
 
@@ -138,6 +139,8 @@ class NMNIST:
     tonic transform such as ``tonic.transforms.ToFrame``) and ``target_transform`` any callable
     on the label. The class is a map-style dataset: a ``torch.utils.data.DataLoader`` accepts it.
 
+    The split is ``split="train"|"test"`` (default test) or, as in tonic, ``train=True|False``.
+
     ``download=True`` fetches the official archive of the split through tonic when no recordings
     are found under ``root`` (about 1 GB for the training split).
     """
@@ -147,13 +150,13 @@ class NMNIST:
     def __init__(
         self,
         root,
-        split: str = "test",
+        split: str | None = None,
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         download: bool = False,
+        train: bool | None = None,
     ):
-        if split not in SPLIT_FOLDERS:
-            raise DataError(root, f"unknown N-MNIST split {split!r}; use 'train' or 'test'")
+        split = resolve_split(split, train, default="test", what="N-MNIST", root=root)
         self.root = Path(root)
         self.split = split
         self.transform = transform

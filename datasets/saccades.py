@@ -228,9 +228,12 @@ class SimulatedNMNIST:
 
     sensor_size = SENSOR_SIZE
 
-    def __init__(self, root, split: str = "train", params: DvsParams = DvsParams(), seed: int = 0,
-                 exclude_recorded: bool = True):
+    def __init__(self, root, split: str | None = None, params: DvsParams = DvsParams(), seed: int = 0,
+                 exclude_recorded: bool = True, train: bool | None = None):
+        from evsim.datasets import resolve_split
         from evsim.datasets.mnist import load_mnist
+
+        split = resolve_split(split, train, default="train", what="simulated N-MNIST", root=root)
 
         images, labels = load_mnist(root, split)
         first = RECORDED_DIGITS[split] if exclude_recorded else 0

@@ -20,6 +20,7 @@ from evsim.datasets.augment import EventAugment, augment as augment_events
 from evsim.datasets.encoding import COLOUR_SCALE, MNIST_SCALE, poisson_spikes
 from evsim.events import DEFAULT_WINDOW_US, bin_events, to_frames
 from evsim.errors import DataError, InputError
+from evsim.paths import BUNDLED_DATA
 
 INPUT_SHAPES = {
     "mnist": (1, 28, 28),
@@ -38,11 +39,17 @@ CROP_PADDING = 4
 
 
 def default_root(dataset: str) -> Path:
-    """``datasets.data_root()/<dataset>``; a DataError when no data folder is configured."""
+    """``datasets.data_root()/<dataset>`` when that folder exists; else, for nmnist, the real
+    recordings bundled with evsim (so that the bundled model runs from any folder); else a
+    DataError saying how to point evsim at the data."""
     root = data_root()
-    if root is None:
-        raise DataError(None, f"no data folder: pass --data, or set $EVSIM_DATA to the folder holding {dataset}/")
-    return root / DATA_FOLDERS.get(dataset, dataset)
+    folder = None if root is None else root / DATA_FOLDERS.get(dataset, dataset)
+    if folder is not None and folder.is_dir():
+        return folder
+    if dataset == "nmnist":
+        return BUNDLED_DATA / "nmnist"
+    where = "no data folder" if root is None else f"no {folder}"
+    raise DataError(None, f"{where}: pass --data, or set $EVSIM_DATA to the folder holding {DATA_FOLDERS.get(dataset, dataset)}/")
 
 
 def same_inputs(dataset: str, other: str) -> bool:

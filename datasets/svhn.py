@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evsim.datasets import resolve_split
 from evsim.errors import DataError, require
 
 SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
@@ -51,12 +52,14 @@ def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_svhn(root, split: str = "train", download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def load_svhn(root, split: str | None = None, download: bool = False,
+              train: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """SVHN ``split`` (``train``, ``test`` or ``extra``): images ``[N, 3, 32, 32]``, labels ``[N]``.
 
     ``root`` holds the ``.mat`` files directly or in ``svhn/``. ``download=True`` first fetches
     the split's file from the dataset's site into ``root`` when it is missing.
     """
+    split = resolve_split(split, train, default="train", what="SVHN", root=root, splits=("train", "test", "extra"))
     if split not in SPLIT_FILES:
         raise DataError(root, f"unknown SVHN split {split!r}; use 'train', 'test' or 'extra'")
     root = Path(root)
