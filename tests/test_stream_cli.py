@@ -78,7 +78,7 @@ def test_crop_keeps_exactly_the_central_pixels(capsys, dvs_dir, model_path):
 
 def test_nmnist_every_layer_spikes_and_the_result_equals_one_plain_feed(capsys, nmnist_root, model_path):
     path = nmnist_root / "Test/3/00031.bin"
-    report = stream_json(capsys, path, "--model", model_path)
+    report = stream_json(capsys, path, "--model", model_path, "--mode", "async")
     assert all(n > 0 for n in report["spikes_per_layer"].values())
     # The read-outs must not disturb the simulation: one feed of all events gives the same figures.
     events, _ = read_events(path)
@@ -208,11 +208,11 @@ def test_text_output_says_times_start_at_the_first_event(capsys, dvs_dir, model_
 
 
 def test_options_are_never_abbreviated(capsys, nmnist_root, model_path):
-    # argparse's prefix matching read `--mode step` as `--model step`
+    # argparse's prefix matching would read `--ever 50` as `--every 50` (and once read `--mode` as `--model`)
     with pytest.raises(SystemExit) as exit_info:
-        main(["stream", str(nmnist_root / "Test/0/00004.bin"), "--model", str(model_path), "--mode", "step"])
+        main(["stream", str(nmnist_root / "Test/0/00004.bin"), "--model", str(model_path), "--ever", "50"])
     assert exit_info.value.code == 2
-    assert "unrecognized arguments: --mode step" in capsys.readouterr().err
+    assert "unrecognized arguments: --ever 50" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--mod", str(model_path), "--dataset", "nmnist"])
     assert "the following arguments are required: --model" in capsys.readouterr().err

@@ -1,15 +1,17 @@
 """Streaming a recording through a model as it plays: the pipeline behind ``evsim stream``.
 
-The file is decoded chunk by chunk (evsim.datasets.formats) and fed to the asynchronous engine
-(evsim.engine.asynchronous.Stream), so a recording of any length runs in constant memory. Every
-``every_us`` of recording time the running prediction and its margin (top output minus the
-second) are read out; at the end come the final prediction, the time from which it never changed,
-the counters and the speed relative to real time.
+The file is decoded chunk by chunk (evsim.datasets.formats) and fed to a stream of the engine, so
+a recording of any length runs in constant memory: in step mode (the default) a
+evsim.engine.step.StepStream, the trained network's time steps, whose first window is exactly
+``evsim run``'s step mode; in asynchronous mode an evsim.engine.asynchronous.Stream, continuous
+time. Every ``every_us`` of recording time the running prediction and its margin (top output minus
+the second) are read out; at the end come the final prediction, the time from which it never
+changed, the counters and the speed relative to real time.
 
 Times are recording time: the first event's timestamp is subtracted (AEDAT4 stamps are Unix-epoch
 µs, Prophesee ones count from the camera's start). A read-out at time ``m`` includes every event
-before ``m`` and none after: the engine is flushed at each read-out time, which no event straddles,
-so the results do not depend on ``chunk_events``.
+before ``m`` and none after (in step mode: every step that ends by ``m``): the engine is flushed at
+each read-out time, which no event straddles, so the results do not depend on ``chunk_events``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ import numpy as np
 
 from evsim.datasets.formats import open_event_file
 from evsim.engine.asynchronous import Stream
+from evsim.engine.step import StepStream
 from evsim.errors import DataError, InputError, require
 from evsim.events import make_events, sensor_size
+
+MODES = ("step", "async")
 
 
 def _tonic_transforms():
@@ -126,10 +131,10 @@ class Timeline:
             self.points.append(point)
 
 
-def warm_up(network) -> None:
+def warm_up(network, mode: str = "step") -> None:
     """Run one event through a throwaway stream, so that loading the compiled kernels (once per
     process) does not count as processing time."""
-    stream = Stream(network)
+    stream = network.stream(mode)
     stream.feed(make_events([0], [0], [0], [False]))
     stream.flush()
 
@@ -161,24 +166,31 @@ def _ctrl_c_stops_between_chunks():
         signal.signal(signal.SIGINT, previous)
 
 
-def stream_file(path, network, every_us: float, crop=None, downsample=None,
-                chunk_events: int = 65536, on_start=None, on_point=None, keep_timeline: bool = True) -> dict:
-    """Stream one file through ``network``; the report, partial if interrupted or damaged.
+def stream_file(path, network, every_us: float, crop=None, downsample=None, chunk_events: int = 65536,
+                on_start=None, on_point=None, keep_timeline: bool = True, mode: str = "step") -> dict:
+    """Stream one file through ``network`` in ``mode`` (step or async); the report, partial if
+    interrupted or damaged.
 
     ``on_start()`` is called once the file and its fit to the model are checked, before the
     first event; ``on_point(point)`` with each read-out as it happens; the report's ``timeline``
     lists them all unless ``keep_timeline`` is False (then it is None). Errors found before
     any event is read (format, sensor size) raise; a DataError met while streaming ends the
-    stream and is returned in the report's ``error`` with what was processed up to it.
+    stream and is returned in the report's ``error`` with what was processed up to it. In step
+    mode the report's ``window`` holds the model's window alone (its first T steps): exactly
+    ``evsim run``'s step-mode prediction and counters for this recording.
     """
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
     event_file = open_event_file(path)
     model_size = model_sensor_size(network)
     fit = fit_input(event_file.sensor_size, model_size, crop, downsample)
-    warm_up(network)
+    warm_up(network, mode)
     if on_start is not None:
         on_start()
     started = time.perf_counter()
-    stream = Stream(network)
+    step = mode == "step"
+    # times reach the stream as recording time (the first event read is 0), before any crop
+    stream = StepStream(network, origin_us=0) if step else Stream(network)
     timeline = Timeline(keep_timeline)
     origin = None
     end_us = 0
@@ -187,8 +199,10 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None,
     interrupted = False
     error = None
 
-    def mark(at_us: float) -> None:
-        prediction, margin = read_out(stream.output(at_us))
+    def mark(at_us: float, output=None) -> None:
+        if output is None:
+            output = stream.output() if step else stream.output(at_us)
+        prediction, margin = read_out(output)
         point = {"time_us": at_us, "prediction": prediction, "margin": margin}
         timeline.add(point)
         if on_point is not None:
@@ -212,7 +226,10 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None,
                 while next_mark <= chunk_end_us:
                     cut = int(np.searchsorted(times, next_mark, side="left"))
                     stream.feed(chunk[:cut])
-                    stream.flush()
+                    if step:
+                        stream.advance_to(next_mark)
+                    else:
+                        stream.flush()
                     mark(next_mark)
                     chunk, times = chunk[cut:], times[cut:]
                     next_mark += every_us
@@ -222,14 +239,19 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None,
             interrupted = True
         except DataError as exc:
             error = exc
-    # read out at the last event read, which a crop may have kept from the network
-    result = stream.result(at_us=float(end_us) if origin is not None else None)
+    if step:
+        stream.flush()
+        result = stream.result()
+    else:
+        # read out at the last event read, which a crop may have kept from the network
+        result = stream.result(at_us=float(end_us) if origin is not None else None)
     if origin is not None and (timeline.last is None or timeline.last["time_us"] < end_us):
-        mark(float(end_us))
+        mark(float(end_us), result.output)
     wall = time.perf_counter() - started
     prediction, margin = read_out(result.output)
     report = {
         "file": str(path),
+        "mode": mode,
         "format": event_file.format,
         "sensor_size": list(event_file.sensor_size),
         "sensor_size_from": event_file.sensor_size_from,
@@ -251,8 +273,25 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None,
         "timeline": timeline.points,
         "interrupted": interrupted,
     }
+    if step:
+        report["steps"] = stream.steps_done
+        report["window"] = _counts(stream.window_result())
     if error is not None:
         report["error"] = str(error)
     return report
 
 
+
+
+def _counts(result) -> dict:
+    """A result's prediction and counters, as the report gives them."""
+    prediction, margin = read_out(result.output)
+    return {
+        "prediction": prediction,
+        "margin": margin,
+        "input_events": result.input_events,
+        "synops": result.synops,
+        "spikes": result.spikes,
+        "spikes_per_layer": {layer.name: layer.spikes for layer in result.layers if layer.kind != "output"},
+        "synops_per_layer": {layer.name: layer.synops for layer in result.layers},
+    }

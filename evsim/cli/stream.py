@@ -17,6 +17,10 @@ from evsim.errors import DataError, EvsimError, InputError
 
 DEFAULT_EVERY_MS = 50.0
 DEFAULT_WORKERS = 2
+MODE_TEXT = {
+    "step": "step: the trained network's time steps, run as their bins close (exactly evsim run's step mode)",
+    "async": "async: continuous time, every event at its own µs (an approximation of the trained network)",
+}
 
 
 # --- text output --------------------------------------------------------------------------
@@ -35,6 +39,7 @@ def format_report(report: dict) -> str:
     width, height, _ = report["sensor_size"]
     origin = report["time_origin_us"]
     lines = [
+        ("mode", MODE_TEXT[report["mode"]]),
         ("format", f"{report['format']}, sensor {width} x {height} (from the {report['sensor_size_from']})"),
         ("input", report["input_fit"]),
         ("time", "no events" if origin is None else
@@ -49,6 +54,12 @@ def format_report(report: dict) -> str:
         ("spikes", "  ".join(f"{name} {n:,}" for name, n in report["spikes_per_layer"].items())
          + f"  (total {report['spikes']:,})"),
     ]
+    window = report.get("window")
+    if window is not None:
+        prediction = "none" if window["prediction"] is None else str(window["prediction"])
+        lines.append(("window", f"the model's first window alone (= evsim run): prediction {prediction}, "
+                                f"{window['input_events']:,} events, {window['synops']:,} synops, "
+                                f"{window['spikes']:,} spikes"))
     factor = report["realtime_factor"]
     speed = f"{_ms(report['duration_us'])} of recording in {report['wall_s']:.2f} s"
     lines.append(("speed", speed + (f": {factor:,.2f}x real time" if factor is not None else "")))
@@ -103,7 +114,7 @@ def run(args) -> int:
         raise InputError(f"--workers must be positive, got {args.workers}")
     files = expand_inputs(args.files)
     options = dict(every_us=args.every * 1000.0, crop=args.crop, downsample=args.downsample,
-                   chunk_events=args.chunk_events, keep_timeline=args.json)
+                   chunk_events=args.chunk_events, keep_timeline=args.json, mode=args.mode)
     if len(files) == 1:
         return _run_one(files[0], load(args.model), args, options)
     return _run_many(files, args, options)
@@ -198,16 +209,20 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "stream",
         help="stream event recordings through a model, as they play",
-        description="Feed event recordings chunk by chunk through a model in continuous time "
-        "(asynchronous mode) and report the running prediction, the time it became stable, "
-        f"the work done and the speed relative to real time. Formats: {supported_formats()}. "
-        "Times are recording time: the first event's timestamp is subtracted.",
+        description="Feed event recordings chunk by chunk through a model and report the running "
+        "prediction, the time it became stable, the work done and the speed relative to real time. "
+        "Step mode (default) bins the events into the model's time steps as they arrive and runs each "
+        "step when its bin closes: over the model's window the result is exactly evsim run's. "
+        "Async mode runs in continuous time. "
+        f"Formats: {supported_formats()}. Times are recording time: the first event's timestamp is subtracted.",
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
                         help="event files, or folders whose event files are all streamed (in parallel)")
     parser.add_argument("--model", required=True, help="model file (.npz) or bundled model name")
     parser.add_argument("--every", type=float, default=DEFAULT_EVERY_MS, metavar="MS",
                         help=f"read the prediction out every MS ms of recording time (default {DEFAULT_EVERY_MS:g})")
+    parser.add_argument("--mode", choices=("step", "async"), default="step",
+                        help="step: the trained time steps, exact (default); async: continuous time")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"),

@@ -16,7 +16,8 @@ import numpy as np
 from evsim.engine import kernels
 from evsim.engine.counting import LayerCounts, RunResult
 from evsim.engine.layers import Layer, LayerState
-from evsim.events import SpikeEvents
+from evsim.errors import InputError
+from evsim.events import DEFAULT_WINDOW_US, SpikeEvents, time_bins, timed_input_events
 from evsim.model.graph import INPUT
 
 
@@ -28,19 +29,22 @@ class Workspace:
     out_index: list[np.ndarray]
     out_offsets: list[np.ndarray]
     ones: np.ndarray
+    out_count: list[np.ndarray]  # the spike count of each output event (1 but for multi-spike neurons)
 
     @classmethod
     def allocate(cls, layers: list[Layer], timesteps: int, dtype) -> "Workspace":
-        out_index, out_offsets = [], []
+        out_index, out_offsets, out_count = [], [], []
         capacity = 1
         for layer in layers:
-            # a neuron fires at most once per step, so T * size bounds a layer's queue
+            # a neuron emits at most one event per step (its spike count rides on it), so T * size
+            # bounds a layer's queue
             cap = timesteps * layer.size if layer.fires else 1
             capacity = max(capacity, cap)
             out_index.append(np.zeros(cap + layer.unit, dtype=np.int32))  # + slack for kernels._fire
+            out_count.append(np.zeros(cap + layer.unit, dtype=dtype))
             out_offsets.append(np.zeros(timesteps + 1, dtype=np.int64))
         states = [LayerState.allocate(layer, dtype, np.int64) for layer in layers]
-        return cls(states, out_index, out_offsets, np.ones(capacity, dtype=dtype))
+        return cls(states, out_index, out_offsets, np.ones(capacity, dtype=dtype), out_count)
 
 
 def leak_table(layer: Layer, timesteps: int, dtype) -> np.ndarray:
@@ -57,24 +61,33 @@ def run_steps(layers: list[Layer], leak_tables: list[np.ndarray], ws: Workspace,
     spike_counts = {}
     output = None
     for i, layer in enumerate(layers):
-        ev_offsets, ev_index, ev_sign = gather(queues, layer.sources)
         state = ws.states[i]
         state.reset()
         counters = np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)
-        n_out = kernels.run_population_steps(
-            state.V, layer.unit, state.t_last, state.stamp, state.touched, leak_tables[i], math.log(layer.leak),
-            layer.threshold, layer.fires, layer.projections, layer.weights, layer.routes,
-            ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_offsets[i], counters,
-        )
+        n_out = run_layer(layer, state, leak_tables[i], queues, ws.out_index[i], ws.out_count[i], ws.out_offsets[i],
+                          counters)
         if layer.fires:
-            queues[layer.name] = SpikeEvents(ws.out_offsets[i], ws.out_index[i][:n_out], ws.ones[:n_out])
+            queues[layer.name] = SpikeEvents(ws.out_offsets[i], ws.out_index[i][:n_out], ws.out_count[i][:n_out])
             if record_spikes:
-                spike_counts[layer.name] = _to_chw_counts(ws.out_index[i][:n_out], layer)
+                spike_counts[layer.name] = _to_chw_counts(ws.out_index[i][:n_out], ws.out_count[i][:n_out], layer)
         else:
             kernels.leak_to(state.V, state.t_last, layer.unit, timesteps, math.log(layer.leak))
             output = state.V.astype(np.float64) / timesteps
         counts.append(LayerCounts.from_counters(layer, counters, timesteps))
     return RunResult(output=output, layers=counts, spike_counts=spike_counts, input_events=len(events))
+
+
+def run_layer(layer: Layer, state: LayerState, table: np.ndarray, queues: dict[str, SpikeEvents],
+              out_index: np.ndarray, out_count: np.ndarray, out_offsets: np.ndarray, counters: np.ndarray) -> int:
+    """One layer over the steps of its sources' queues (step ``t`` of the call is time ``t`` of
+    ``state``); fills ``out_index``/``out_count``/``out_offsets`` and adds to ``counters``; the
+    number of output events."""
+    ev_offsets, ev_index, ev_sign = gather(queues, layer.sources)
+    return kernels.run_population_steps(
+        state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, table, math.log(layer.leak),
+        *layer.firing, layer.fires, layer.projections, layer.weights, layer.routes,
+        ev_offsets, ev_index, ev_sign, out_index, out_count, out_offsets, counters,
+    )
 
 
 def gather(queues: dict[str, SpikeEvents], sources: tuple[str, ...]):
@@ -88,7 +101,183 @@ def gather(queues: dict[str, SpikeEvents], sources: tuple[str, ...]):
     return offsets, np.concatenate([p.index for p in parts]), np.concatenate([p.sign for p in parts])
 
 
-def _to_chw_counts(index: np.ndarray, layer: Layer) -> np.ndarray:
+def _to_chw_counts(index: np.ndarray, count: np.ndarray, layer: Layer) -> np.ndarray:
     c, h, w = layer.chw
-    counts = np.bincount(index, minlength=layer.size).reshape(h, w, c).transpose(2, 0, 1)
+    spikes = np.rint(np.bincount(index, weights=count, minlength=layer.size)).astype(np.int64)
+    counts = spikes.reshape(h, w, c).transpose(2, 0, 1)
     return counts.reshape(layer.shape)
+
+
+class StepStream:
+    """A network's step-mode state fed by events as they arrive: ``evsim run``'s step mode, online.
+
+    Each event goes to the time step its time since ``origin_us`` falls in (the binning of
+    :func:`evsim.events.time_bins`, so ``T`` steps of ``window_us / T``, continued past the window
+    for longer recordings). A step runs, through every layer, once its bin has closed: when an
+    event of a later step arrives, :meth:`advance_to` says no earlier event is left, or
+    :meth:`flush` ends the stream. State carries over, so the result does not depend on how the
+    events are cut into chunks, and memory stays constant (at most ``T`` steps are queued).
+    Over the model's window (its first ``T`` steps) the spikes, counters and output are exactly
+    those of ``Network.run(events, mode="step")`` on the same events: :meth:`window_result`.
+    """
+
+    def __init__(self, network, origin_us: int | None = None):
+        self.network = network
+        self.timesteps = network.timesteps
+        self.window_us = int(network.encoding.get("window_us", DEFAULT_WINDOW_US))
+        self.origin_us = origin_us
+        self.max_batch = self.timesteps
+        layers = network.layers
+        # gaps within a batch stay below T + max_batch steps (see _catch_up), so one table serves
+        self.tables = [leak_table(layer, self.timesteps + self.max_batch, network.dtype) for layer in layers]
+        self.ws = Workspace.allocate(layers, self.max_batch, network.dtype)
+        for state in self.ws.states:
+            state.reset()
+        self.counters = [np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64) for _ in layers]
+        self.steps_done = 0  # steps 0 .. steps_done - 1 have run
+        self.input_events = 0  # events that reached the network
+        self.dropped_events = 0  # events before the origin
+        self.last_time_us = -math.inf
+        self._pending_step = -1  # the step still open, and its events
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._window: RunResult | None = None
+
+    # --- input ------------------------------------------------------------------------------
+
+    def feed(self, events: np.ndarray) -> None:
+        """Take one chunk of tonic events, in time order after the earlier chunks; run every
+        step that closes."""
+        timed = timed_input_events(events, self.network.input_shape, self.network.dtype, self.last_time_us)
+        if not len(timed):
+            return
+        self.last_time_us = float(timed.time[-1])
+        t = np.asarray(events["t"], dtype=np.int64)
+        if self.origin_us is None:
+            self.origin_us = int(t[0])
+        steps = self.steps_of(t)
+        keep = steps >= 0
+        self.dropped_events += int(np.count_nonzero(~keep))
+        if not keep.all():
+            steps, index, sign = steps[keep], timed.index[keep], timed.sign[keep]
+        else:
+            index, sign = timed.index, timed.sign
+        if not len(steps):
+            return
+        self._queue(steps, index, sign)
+
+    def steps_of(self, t: np.ndarray) -> np.ndarray:
+        """The time step of each timestamp (µs on the events' clock); -1 before the origin."""
+        rel = np.asarray(t, dtype=np.int64) - self.origin_us
+        # time_bins over enough whole windows to hold every event: m windows of T steps bin
+        # exactly as one window does ((t * T * m) // (W * m) == (t * T) // W)
+        windows = max(1, int(rel.max(initial=0)) // self.window_us + 1)
+        return time_bins(rel, self.timesteps * windows, self.window_us * windows)
+
+    def advance_to(self, time_us: float) -> None:
+        """Every event before ``time_us`` has been fed: run the steps that end by then."""
+        if self.origin_us is None:
+            return
+        step = int(self.steps_of(np.array([math.floor(time_us)]))[0])
+        if step > self.steps_done:
+            self._run_until(step)
+
+    def flush(self) -> None:
+        """The stream has ended: run the open step (the last, partial bin, as ``evsim run`` runs it)."""
+        if self._pending_step >= 0:
+            self._run_until(self._pending_step + 1)
+
+    # --- output -----------------------------------------------------------------------------
+
+    def output(self, at_step: int | None = None) -> np.ndarray:
+        """The output layer's membranes after step ``at_step - 1`` (default: every step run so
+        far), divided by T, as ``evsim run`` reads them out."""
+        at = self.steps_done if at_step is None else at_step
+        layer = self.network.layers[-1]
+        state = self.ws.states[-1]
+        V, t_last = state.V.copy(), state.t_last.copy()
+        kernels.leak_to(V, t_last, layer.unit, at, math.log(layer.leak))
+        return V.astype(np.float64) / self.timesteps
+
+    def result(self) -> RunResult:
+        """Counters of every step run, and the output at the end (the window's end at the earliest,
+        as ``evsim run`` reads a recording shorter than the window). Call :meth:`flush` first."""
+        return self._result(max(self.steps_done, self.timesteps), self.counters, self.input_events)
+
+    def window_result(self) -> RunResult:
+        """The model's window (steps 0 .. T - 1) alone: ``Network.run(events, mode="step")``'s result."""
+        if self._window is not None:
+            return self._window
+        return self._result(self.timesteps, self.counters, self.input_events)
+
+    def _result(self, at_step: int, counters, input_events: int) -> RunResult:
+        layers = [LayerCounts.from_counters(layer, c, self.timesteps) for layer, c in zip(self.network.layers, counters)]
+        return RunResult(output=self.output(at_step), layers=layers, input_events=input_events)
+
+    # --- running steps ----------------------------------------------------------------------
+
+    def _queue(self, steps: np.ndarray, index: np.ndarray, sign: np.ndarray) -> None:
+        if steps[0] < self.steps_done:  # only after advance_to() was told wrong
+            raise InputError("events arrived for a time step that had already run")
+        self._pending.append((steps, index, sign))
+        self._pending_step = last = int(steps[-1])
+        if last > self.steps_done:
+            self._run_until(last)  # events come in time order: every step before the last has closed
+
+    def _run_until(self, end: int) -> None:
+        """Run steps ``steps_done .. end - 1`` with the queued events of those steps."""
+        if not self._pending:
+            steps = np.zeros(0, np.int64)
+            index, sign = np.zeros(0, np.int32), np.zeros(0, self.network.dtype)
+        elif len(self._pending) == 1:
+            steps, index, sign = self._pending[0]
+        else:
+            steps, index, sign = (np.concatenate(part) for part in zip(*self._pending))
+        cut = int(np.searchsorted(steps, end, side="left"))
+        rest = (steps[cut:], index[cut:], sign[cut:])
+        self._pending = [rest] if len(rest[0]) else []
+        if not self._pending:
+            self._pending_step = -1
+        steps, index, sign = steps[:cut], index[:cut], sign[:cut]
+        start = self.steps_done
+        while start < end:
+            # batches of at most max_batch steps, split at the window's end for window_result()
+            stop = min(end, start + self.max_batch)
+            if start < self.timesteps < stop:
+                stop = self.timesteps
+            lo, hi = np.searchsorted(steps, [start, stop], side="left")
+            self._run_batch(start, stop, steps[lo:hi], index[lo:hi], sign[lo:hi])
+            start = stop
+
+    def _run_batch(self, start: int, stop: int, steps, index, sign) -> None:
+        offsets = np.searchsorted(steps, np.arange(start, stop + 1), side="left").astype(np.int64)
+        queues: dict[str, SpikeEvents] = {INPUT: SpikeEvents(offsets, index, sign)}
+        self._catch_up(start)
+        ws = self.ws
+        for i, layer in enumerate(self.network.layers):
+            state = ws.states[i]
+            # the kernel numbers this batch's steps from 0: times relative to its first step
+            state.t_last -= start
+            state.stamp.fill(-1)
+            n_out = run_layer(layer, state, self.tables[i], queues, ws.out_index[i], ws.out_count[i],
+                              ws.out_offsets[i], self.counters[i])
+            state.t_last += start
+            if layer.fires:
+                queues[layer.name] = SpikeEvents(ws.out_offsets[i][: stop - start + 1], ws.out_index[i][:n_out],
+                                                 ws.out_count[i][:n_out])
+        self.input_events += len(index)
+        self.steps_done = stop
+        if stop == self.timesteps:
+            self._window = self._result(self.timesteps, [c.copy() for c in self.counters], self.input_events)
+
+    def _catch_up(self, start: int) -> None:
+        """Past the window, leak units idle for more than T steps up to ``start - T``, so that
+        every gap the kernel sees fits its leak table (inside the window none is that old)."""
+        if start <= self.timesteps:
+            return
+        for layer, state in zip(self.network.layers, self.ws.states):
+            stale = state.t_last < start - self.timesteps
+            if stale.any():
+                gaps = (start - self.timesteps) - state.t_last[stale]
+                V = state.V.reshape(-1, layer.unit)
+                V[stale] *= np.power(layer.leak, gaps.astype(np.float64))[:, None].astype(V.dtype)
+                state.t_last[stale] = start - self.timesteps
