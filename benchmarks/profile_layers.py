@@ -24,7 +24,7 @@ from evsim.events import SpikeEvents
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--model", default="lenet-nmnist")
     parser.add_argument("--data", default=None)
     parser.add_argument("--split", choices=("train", "test"), default="test")

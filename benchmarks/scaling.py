@@ -171,7 +171,8 @@ def _bisect_factor(rate_of, target: float, low: float = 1e-4, high: float = 1e4,
 
 def nmnist_model(args, settings: Settings, recordings: list[np.ndarray]):
     """(graph, weights, description) of the N-MNIST model for parts (a) and (b)."""
-    from evsim.model.file import BUNDLED_MODELS, load_model, model_path
+    from evsim.model.file import load_model, model_path
+    from evsim.paths import BUNDLED_MODELS
     from evsim.training.architectures import lenet
 
     given = args.model or (BUNDLED_MODELS / "lenet-nmnist.npz" if (BUNDLED_MODELS / "lenet-nmnist.npz").exists() else None)
@@ -389,7 +390,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--model", help="N-MNIST model file for (a) and (b) (default: bundled lenet-nmnist, else calibrated LeNet)")
     parser.add_argument("--data", type=Path, help="N-MNIST folder (default: $EVSIM_DATA/nmnist, else tests/data/nmnist)")
     parser.add_argument("--samples", type=int, help="N-MNIST recordings for (a) and (b) (default 16)")

@@ -107,7 +107,7 @@ def write_recordings(folder: Path, base_samples: int, slot_us: int, multiples) -
 def main() -> None:
     import resource
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--base-minutes", type=float, default=2.0, help="length of the 1x recording")
     parser.add_argument("--slot-ms", type=float, default=500.0, help="one N-MNIST sample every this many ms")
     parser.add_argument("--model", type=Path, help="model file (default: a tiny random-weight LeNet)")

@@ -29,7 +29,7 @@ VENDORED = Path(__file__).resolve().parent.parent / "tests" / "data"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--dataset", choices=("mnist", "nmnist"), default="mnist")
     parser.add_argument("--timesteps", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=32)

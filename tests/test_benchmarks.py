@@ -148,6 +148,7 @@ def test_report_rejects_bad_timesteps(model_path, nmnist_root, tmp_path, bad):
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_scaling_quick(model_path, nmnist_root, tmp_path, capsys, monkeypatch):
     spec = importlib.util.spec_from_file_location("scaling", REPO / "benchmarks" / "scaling.py")
     scaling = importlib.util.module_from_spec(spec)

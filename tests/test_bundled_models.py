@@ -8,7 +8,8 @@ import pytest
 
 import evsim
 from evsim.cli.main import main
-from evsim.model.file import BUNDLED_MODELS, load_model
+from evsim.model.file import load_model
+from evsim.paths import BUNDLED_MODELS
 
 CARDS = (BUNDLED_MODELS / "README.md").read_text()
 

@@ -17,6 +17,7 @@ def run_json(capsys, args):
     return json.loads(captured.out)
 
 
+@pytest.mark.slow
 def test_demo_streams_the_bundled_test_recordings_and_counts_what_evsim_stream_counts(tmp_path, capsys, nmnist_root):
     demo = run_json(capsys, ["demo", "--json", "--no-dense", "--figure", str(tmp_path / "demo.png")])
     files = sorted((nmnist_root / "Test").glob("*/*.bin"))
@@ -35,6 +36,7 @@ def test_demo_streams_the_bundled_test_recordings_and_counts_what_evsim_stream_c
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_demo_measures_evsim_against_dense_pytorch(tmp_path, capsys):
     pytest.importorskip("torch")
     code = main(["demo", "--rounds", "1", "--figure", str(tmp_path / "demo.png")])

@@ -102,6 +102,7 @@ def test_nmnist_every_layer_spikes_and_the_result_equals_one_plain_feed(capsys, 
     assert point["margin"] == pytest.approx(np.sort(output)[-1] - np.sort(output)[-2], rel=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, options, sizes", [
     ("sample_nmnist.bin", [], (1, 37, 65536)),
     ("ncars_sample_b.dat", ["--crop", "34", "34"], (7, 65536)),

@@ -44,6 +44,7 @@ def run_cli(capsys, args):
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_beats_chance(trained):
     out, stdout = trained
     assert "epoch 1/1" in stdout and "test accuracy" in stdout
@@ -64,6 +65,7 @@ def test_training_lowers_the_loss_and_beats_chance(trained):
     assert model.graph.meta["accuracy"] == pytest.approx(after.accuracy)  # same seed, same spikes
 
 
+@pytest.mark.slow
 def test_eval_cli_json(trained, capsys):
     out, _ = trained
     code, stdout, _ = run_cli(capsys, ["eval", "--model", str(out), "--data", str(MNIST_SAMPLE), "--limit", "100", "--json"])
@@ -132,6 +134,7 @@ def test_nmnist_training_records_the_event_encoding(nmnist_root, tmp_path, capsy
     assert report["samples"] == len(list((nmnist_root / "Test").rglob("*.bin")))
 
 
+@pytest.mark.slow
 def test_engine_reproduces_the_trained_model_in_float32(trained):
     """On the same spike trains, the event engine (float32) predicts what the dense trainer
     (float32) predicts, and in float64 every neuron fires exactly as often."""
@@ -157,6 +160,7 @@ def test_engine_reproduces_the_trained_model_in_float32(trained):
         np.testing.assert_allclose(result.output, dense64[i], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_run_cli_json_reports_the_counters(trained, capsys):
     out, _ = trained
     code, stdout, _ = run_cli(capsys, ["run", "--model", str(out), "--dataset", "mnist", "--data", str(MNIST_SAMPLE), "--limit", "40", "--json"])
