@@ -36,6 +36,8 @@ Re-run (about a minute on one core) with the peers' virtualenv, from the reposit
     /work/peers-venv/bin/pip install nir==1.0.8 nirtorch==2.6 h5py numpy scipy matplotlib loguru tqdm packaging pbr
     /work/peers-venv/bin/pip install --no-deps snntorch==1.0.0 norse==1.1.0 sinabs==3.1.3 spikingjelly==2.0.0
     /work/peers-venv/bin/python benchmarks/nir_peer_fixtures.py [--out tests/data/nir] [--peers snntorch,norse,...]
+    /work/peers-venv/bin/python benchmarks/nir_peer_fixtures.py --cross          # -> cross_import.json
+    /work/peers-venv/bin/python benchmarks/nir_peer_fixtures.py --export-check   # SEMANTICS.md section 5
 
 (sinabs 3.1.3 declares nir<=1.0.4 and samna; it imports and exports fine with nir 1.0.8 and without
 samna, which only its Speck/DynapCNN backend needs; SpikingJelly 2.0.0 needs nir>=1.0.7.)
@@ -512,6 +514,61 @@ def cross_import(out: Path) -> dict:
     return table
 
 
+def as_evsim_export(graph: nir.NIRGraph, leak: float, dt: float = 1e-4, tau_if: float = 1e12) -> nir.NIRGraph:
+    """The graph with every IF/LIF written the way SEMANTICS.md section 5 proposes evsim exports a
+    population of leak ``leak``: LIF(tau = dt/(1 - leak), r = tau/dt, v_leak = 0, v_reset = 0), and
+    for leak 1 a LIF with a huge tau; pools with two-element kernel and stride."""
+    nodes = {}
+    for key, node in graph.nodes.items():
+        if isinstance(node, (nir.IF, nir.LIF)):
+            shape = node.v_threshold.shape
+            tau = tau_if if leak == 1 else dt / (1 - leak)
+            nodes[key] = nir.LIF(tau=np.full(shape, tau), r=np.full(shape, tau / dt), v_leak=np.zeros(shape),
+                                 v_threshold=node.v_threshold.astype(np.float64), v_reset=np.zeros(shape))
+        elif isinstance(node, nir.AvgPool2d):
+            nodes[key] = nir.AvgPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0]))
+        else:
+            nodes[key] = node
+    return nir.NIRGraph(nodes, graph.edges, type_check=False)
+
+
+def nudged(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Thresholds one float32 ulp up: turns SpikingJelly's v >= theta into v > theta for theta = 1."""
+    for node in graph.nodes.values():
+        if isinstance(node, nir.LIF):
+            node.v_threshold = np.full_like(node.v_threshold, np.nextafter(np.float32(1), np.float32(2)))
+    return graph
+
+
+def export_mapping_check(out: Path) -> dict:
+    """Do snntorch and SpikingJelly read the proposed evsim export mapping as evsim means it?"""
+    import contextlib
+    import io
+    import logging
+
+    logging.disable(logging.WARNING)
+
+    def snntorch_one_by_one(graph_fn, x):  # snntorch's importer cannot run a batch (Flatten)
+        with contextlib.redirect_stdout(io.StringIO()):
+            return np.concatenate([import_snntorch(graph_fn(), x[i:i + 1]).numpy() for i in range(len(x))])
+
+    res = {}
+    sj = out / "spikingjelly_lenet"
+    x = torch.from_numpy(np.load(sj / "inputs.npz")["x"])
+    ref = np.load(sj / "outputs.npz")["out_spikes"].reshape(3, 20, -1)
+    got_sj = import_spikingjelly(as_evsim_export(nir.read(sj / "model.nir"), 1.0), x).numpy()
+    got_snn = snntorch_one_by_one(lambda: as_evsim_export(nir.read(sj / "model.nir"), 1.0), x)
+    got_sj_gt = import_spikingjelly(nudged(as_evsim_export(nir.read(sj / "model.nir"), 1.0)), x).numpy()
+    res["IF as huge-tau LIF -> SpikingJelly, equals its own IF run"] = bool(np.array_equal(got_sj, ref))
+    res["IF as huge-tau LIF -> snntorch, output spikes (SpikingJelly's own IF: %d)" % ref.sum()] = int(got_snn.sum())
+    res["IF as huge-tau LIF: SpikingJelly with theta + 1 ulp equals snntorch"] = bool(np.array_equal(got_sj_gt, got_snn))
+    st = out / "snntorch_lenet"
+    ref = np.load(st / "outputs.npz")["out_spikes"].reshape(3, 20, -1)
+    got = import_spikingjelly(nudged(as_evsim_export(nir.read(st / "model.nir"), 0.875)), x).numpy()
+    res["leak 0.875 as LIF -> SpikingJelly with theta + 1 ulp equals snntorch's own run"] = bool(np.array_equal(got, ref))
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "nir")
@@ -519,8 +576,14 @@ def main() -> None:
     ap.add_argument("--nets", default="lenet,sumpool")
     ap.add_argument("--cross", action="store_true",
                     help="only run every peer's importer on every fixture; writes cross_import.json")
+    ap.add_argument("--export-check", action="store_true",
+                    help="only check the proposed evsim export mapping against snntorch and SpikingJelly")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
+    if args.export_check:
+        for k, v in export_mapping_check(args.out).items():
+            print(f"{k}: {v}")
+        return
     if args.cross:
         table = cross_import(args.out)
         (args.out / "cross_import.json").write_text(json.dumps(table, indent=1) + "\n")
