@@ -27,6 +27,11 @@ def test_demo_streams_the_bundled_test_recordings_and_counts_what_evsim_stream_c
     assert demo["accuracy"] == pytest.approx(np.mean([s["prediction"] == y for s, y in zip(streamed, labels)]))
     assert demo["synops_per_sample"] == pytest.approx(np.mean([s["synops"] for s in streamed]))
     assert demo["spikes_per_sample"] == pytest.approx(np.mean([s["spikes"] for s in streamed]))
+    # both modes are shown; step mode (the default, as `evsim stream`'s) gives exactly evsim run's counts
+    assert demo["mode"] == "step" and set(demo["modes"]) == {"step", "async"}
+    assert demo["modes"]["step"]["synops_per_sample"] == demo["synops_per_sample"]
+    assert demo["modes"]["async"]["synops_per_sample"] != demo["synops_per_sample"]
+    assert all(s["window"]["synops"] <= s["synops"] for s in streamed)
     assert sum(layer["synops_per_sample"] for layer in demo["layers"]) == pytest.approx(demo["synops_per_sample"])
     assert 0.5 < demo["accuracy"] <= 1.0  # a trained model on real recordings it never saw
     assert demo["synops_per_sample"] < demo["dense_macs_per_sample"]
@@ -46,7 +51,9 @@ def test_demo_measures_evsim_against_dense_pytorch(tmp_path, capsys):
     demo = run_json(capsys, ["demo", "--json", "--rounds", "1", "--no-figure"])
     assert demo["speedup_vs_dense"] > 0 and demo["figure"] is None
     speed = demo["speed"]
-    assert demo["speedup_vs_dense"] == pytest.approx(speed["async_samples_per_s"] / speed["dense_batch1_samples_per_s"])
+    assert demo["mode"] == "step"  # the default: the trained network's time steps
+    assert demo["speedup_vs_dense"] == pytest.approx(speed["event_samples_per_s"] / speed["dense_batch1_samples_per_s"])
+    assert demo["async_speedup_vs_dense"] == pytest.approx(speed["async_samples_per_s"] / speed["dense_batch1_samples_per_s"])
     assert speed["step_equals_dense_predictions"] == 1.0  # the exactness oracle, on the demo's recordings
 
 
