@@ -5,6 +5,7 @@ model and events layers import no torch, no dataset reader, no CLI; only the CLI
 """
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -49,3 +50,33 @@ def test_an_import_in_the_wrong_direction_breaks_a_contract(tmp_path, module, li
     assert re.search(r"Contracts: [0-2] kept, [1-3] broken\.", result.stdout), result.stdout
     broken = result.stdout.split("Broken contracts", 1)[1]
     assert contract in broken and reason in broken, result.stdout
+
+
+CYCLES = """
+import grimp
+graph = grimp.build_graph("evsim", cache_dir=None)
+print(len(graph.modules), "modules")
+for module in sorted(graph.modules):
+    for other in sorted(graph.find_modules_directly_imported_by(module)):
+        if other in graph.modules and other != module and graph.chain_exists(importer=other, imported=module):
+            print("cycle:", module, "->", other)
+"""
+
+
+def import_cycles(staged: Path) -> list[str]:
+    # a fresh interpreter: grimp finds the package through importlib, which would return this
+    # process's evsim (the repository's folder, without training/ and datasets/ inside it)
+    env = {**os.environ, "PYTHONPATH": str(staged)}
+    result = subprocess.run([sys.executable, "-c", CYCLES], cwd=staged, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[0]) > 40, result.stdout  # the whole package, training and datasets included
+    return [line for line in result.stdout.splitlines() if line.startswith("cycle:")]
+
+
+def test_no_import_cycle(tmp_path):
+    """No import cycle anywhere in evsim (imports inside functions included)."""
+    lint_script().stage(tmp_path)
+    assert import_cycles(tmp_path) == []
+    neuron = tmp_path / "evsim" / "model" / "neuron.py"
+    neuron.write_text(neuron.read_text() + "\nimport evsim.model.graph\n")  # graph imports neuron
+    assert "cycle: evsim.model.graph -> evsim.model.neuron" in import_cycles(tmp_path)
