@@ -27,7 +27,7 @@ def lint_script():
 def test_import_contracts_hold():
     result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 kept, 0 broken" in result.stdout
+    assert re.search(r"Contracts: ([3-9]|\d\d+) kept, 0 broken\.", result.stdout), result.stdout
 
 
 @pytest.mark.parametrize("module, line, contract, reason", [
@@ -47,7 +47,7 @@ def test_an_import_in_the_wrong_direction_breaks_a_contract(tmp_path, module, li
     staged.write_text(staged.read_text() + f"\n{line}\n")
     result = lint.lint(tmp_path, capture_output=True, text=True)
     assert result.returncode == 1
-    assert re.search(r"Contracts: [0-2] kept, [1-3] broken\.", result.stdout), result.stdout
+    assert re.search(r"Contracts: \d+ kept, [1-9]\d* broken\.", result.stdout), result.stdout
     broken = result.stdout.split("Broken contracts", 1)[1]
     assert contract in broken and reason in broken, result.stdout
 
