@@ -94,8 +94,20 @@ def _header_claim(path: Path, head: bytes) -> str | None:
     return None
 
 
+FOREIGN_MAGIC = (
+    (b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
+    (b"PK\x03\x04", "zip (or .npz)"), (b"\x1f\x8b", "gzip"), (b"\x93NUMPY", "numpy .npy"),
+)
+"""First bytes of common files that are not event files, to name what a misnamed file is."""
+
+
 def _refuse(path: Path, suffix_says: str, header_says: str | None) -> DataError:
-    if header_says is None:
+    if header_says is None and suffix_says.startswith("N-MNIST"):
+        reason = (f"the name says {suffix_says} but its first record is not an N-MNIST event "
+                  "(x and y must lie on the 34 x 34 sensor)")
+    elif header_says is not None and header_says.startswith("it is"):
+        reason = f"the name says {suffix_says} but {header_says}"
+    elif header_says is None:
         reason = f"the name says {suffix_says} but the file does not start with that format's header"
     else:
         reason = f"the name says {suffix_says} but the header says {header_says}"
@@ -111,6 +123,11 @@ def _open_nmnist(path: Path, head: bytes) -> EventFile:
     claim = _header_claim(path, head)
     if claim is not None:
         raise _refuse(path, "N-MNIST (.bin)", claim)
+    # No header to check, so check the first record: its x and y must lie on the 34 x 34 sensor
+    # (y = 240 marks a timestamp overflow), as no other file's first bytes do by chance.
+    if len(head) >= 2 and (head[0] >= SENSOR_SIZE[0] or (head[1] >= SENSOR_SIZE[1] and head[1] != 240)):
+        looks = next((name for magic, name in FOREIGN_MAGIC if head.startswith(magic)), None)
+        raise _refuse(path, "N-MNIST (.bin)", None if looks is None else f"it is a {looks} file")
     return EventFile(path, "N-MNIST", SENSOR_SIZE, "format", lambda n: _nmnist_chunks(path, n))
 
 
@@ -216,6 +233,8 @@ def open_event_file(path, infer_sensor_size: bool = True) -> EventFile:
     bounded memory) unless ``infer_sensor_size`` is False, which leaves ``sensor_size`` None.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a folder, not an event file (name one of its files; `evsim stream` also takes folders)")
     if not path.is_file():
         raise DataError(path, "no such file")
     try:

@@ -123,7 +123,8 @@ class WindowCounts:
         return cls(read=int(count), used=int(count), dropped={})
 
     def to_dict(self) -> dict:
-        return {"events_read": self.read, "events_used": self.used, "events_dropped": dict(self.dropped),
+        # the keys every JSON output uses for these (README: JSON keys)
+        return {"events": self.read, "input_events": self.used, "events_dropped": dict(self.dropped),
                 "time_origin_us": self.origin_us}
 
 

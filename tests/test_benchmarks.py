@@ -54,7 +54,7 @@ def test_bench_json(capsys, model_path, nmnist_root):
 @pytest.fixture(scope="module")
 def report_dir(model_path, nmnist_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    assert main(["report", *data_args(model_path, nmnist_root), "--timesteps", "5,10", "--workers", "1", "--out", str(out)]) == 0
+    assert main(["report", *data_args(model_path, nmnist_root), "--latencies", "5,10", "--threads", "1", "--out", str(out)]) == 0
     return out
 
 
@@ -76,7 +76,7 @@ def test_report_files(report_dir):
 
 def test_report_agrees_with_run(capsys, report_dir, model_path, nmnist_root):
     report = json.loads((report_dir / "report.json").read_text())
-    assert main(["run", *data_args(model_path, nmnist_root), "--workers", "1", "--json"]) == 0
+    assert main(["run", *data_args(model_path, nmnist_root), "--threads", "1", "--json"]) == 0
     run = json.loads(capsys.readouterr().out)
     full = report["latency"][-1]
     assert full["accuracy"] == run["accuracy"]
@@ -144,7 +144,7 @@ def test_truncation_needs_whole_microsecond_bins():
 @pytest.mark.parametrize("bad", ["0", "5,x", ""])
 def test_report_rejects_bad_timesteps(model_path, nmnist_root, tmp_path, bad):
     with pytest.raises(SystemExit) as exc:
-        main(["report", *data_args(model_path, nmnist_root), "--timesteps", bad, "--out", str(tmp_path)])
+        main(["report", *data_args(model_path, nmnist_root), "--latencies", bad, "--out", str(tmp_path)])
     assert exc.value.code == 2
 
 

@@ -19,6 +19,7 @@ from numba import njit
 
 from evsim.analysis.inputs import sample_inputs
 from evsim.engine import kernels
+from evsim.errors import InputError
 
 
 @njit(cache=True, nogil=True)
@@ -76,6 +77,8 @@ def prepare_inputs(samples, network, seed: int = 0) -> BenchInputs:
 def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0, progress=None) -> dict:
     """Time ``network`` (an evsim Network) in step and async mode against the dense PyTorch model
     of the same graph and weights, at batch 1 and 64, on the same ``samples``."""
+    if rounds < 1 or threads < 1 or len(samples) < 1:
+        raise InputError(f"need at least one round, thread and sample; got {rounds}, {threads}, {len(samples)}")
     import torch
 
     from evsim.training import SpikingNetwork
@@ -94,7 +97,7 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
     compile_s = time.perf_counter() - compile_start
 
     frames = torch.from_numpy(inputs.frames)
-    timings = {"step": 0.0, "async": 0.0, "step_1thread": 0.0, "dense_batch1": 0.0, "dense_batch64": 0.0}
+    timings = {k: [] for k in ("step", "async", "step_1thread", "dense_batch1", "dense_batch64")}  # seconds per round
     predictions = {}
     synops = 0
     rss = {}
@@ -105,7 +108,7 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
         for _ in range(rounds):
             start = time.perf_counter()
             results = list(network.run_many(inputs.engine_inputs, workers=threads))
-            timings["step"] += time.perf_counter() - start
+            timings["step"].append(time.perf_counter() - start)
             predictions["step"] = np.array([r.prediction for r in results])
             synops = sum(r.synops for r in results)
             rss["step"] = peak_rss_mb()
@@ -113,32 +116,34 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
             start = time.perf_counter()
             for x in inputs.engine_inputs:
                 network.run(x)
-            timings["step_1thread"] += time.perf_counter() - start
+            timings["step_1thread"].append(time.perf_counter() - start)
 
             start = time.perf_counter()
             async_results = list(network.run_many(inputs.engine_inputs, workers=threads, mode="async"))
-            timings["async"] += time.perf_counter() - start
+            timings["async"].append(time.perf_counter() - start)
             predictions["async"] = np.array([r.prediction for r in async_results])
             async_synops = sum(r.synops for r in async_results)
             rss["async"] = peak_rss_mb()
 
             start = time.perf_counter()
             outs = [dense(frames[:, i : i + 1]) for i in range(n)]
-            timings["dense_batch1"] += time.perf_counter() - start
+            timings["dense_batch1"].append(time.perf_counter() - start)
             predictions["dense_batch1"] = torch.cat(outs).argmax(1).numpy()
             rss["dense_batch1"] = peak_rss_mb()
 
             start = time.perf_counter()
             outs = [dense(frames[:, i : i + 64]) for i in range(0, n, 64)]
-            timings["dense_batch64"] += time.perf_counter() - start
+            timings["dense_batch64"].append(time.perf_counter() - start)
             predictions["dense_batch64"] = torch.cat(outs).argmax(1).numpy()
             rss["dense_batch64"] = peak_rss_mb()
             if progress:
                 progress()
 
-    rate = {k: rounds * n / v for k, v in timings.items()}
+    rate = {k: rounds * n / sum(v) for k, v in timings.items()}
+    # the spread across rounds shows how steady the machine was (a busy one varies by 10x)
+    spread = {k: {"min": min(n / t for t in v), "max": max(n / t for t in v)} for k, v in timings.items()}
     ceiling = ceiling_synops_per_s(_typical_run(network))
-    synops_per_s_1thread = rounds * synops / timings["step_1thread"]
+    synops_per_s_1thread = rounds * synops / sum(timings["step_1thread"])
     best_dense = max(rate["dense_batch1"], rate["dense_batch64"])
     return {
         "model": network.name,
@@ -153,12 +158,16 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
         "dense_batch1_samples_per_s": rate["dense_batch1"],
         "dense_batch64_samples_per_s": rate["dense_batch64"],
         "dense_batch64_actual_batch": min(64, n),
+        "spread_samples_per_s": {name: spread[key] for name, key in (
+            ("event_samples_per_s", "step"), ("event_1thread_samples_per_s", "step_1thread"),
+            ("async_samples_per_s", "async"), ("dense_batch1_samples_per_s", "dense_batch1"),
+            ("dense_batch64_samples_per_s", "dense_batch64"))},
         "speedup_vs_dense_batch1": rate["step"] / rate["dense_batch1"],
         "speedup_vs_dense_batch64": rate["step"] / rate["dense_batch64"],
         "speedup_vs_best_dense": rate["step"] / best_dense,
         "synops_per_sample": synops / n,
         "async_synops_per_sample": async_synops / n,
-        "synops_per_s": rounds * synops / timings["step"],
+        "synops_per_s": rounds * synops / sum(timings["step"]),
         "synops_per_s_per_core": synops_per_s_1thread,
         "ceiling_synops_per_s": ceiling,
         "fraction_of_ceiling": synops_per_s_1thread / ceiling,

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from evsim.cli.common import add_data_arguments, load_split, print_json
+from evsim.cli.common import (
+    add_data_arguments,
+    add_model_argument,
+    add_output_arguments,
+    add_threads_argument,
+    load_split,
+    positive_int,
+    print_json,
+    progress_disabled,
+    require_torch,
+)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="throughput of evsim (step, async) vs dense PyTorch (batch 1, 64) on the same inputs")
-    p.add_argument("--model", required=True, help="model file or bundled model name")
-    add_data_arguments(p)
-    p.set_defaults(limit=64)
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the samples (default 3)")
-    p.add_argument("--threads", type=int, default=2, help="threads for both simulators (default 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p = subparsers.add_parser(
+        "bench",
+        help="throughput of evsim (step, async) vs dense PyTorch (batch 1, 64) on the same inputs (needs torch)",
+        description="Time evsim's step and asynchronous modes against the dense PyTorch simulation of the same "
+                    "network (batch 1 and batch 64) on the same samples, in one process, interleaved round by "
+                    "round; every rate is printed with its spread across rounds. Needs torch (the 'train' extra).",
+    )
+    add_model_argument(p)
+    add_data_arguments(p, limit_default=64)
+    p.add_argument("--rounds", type=positive_int, default=3, help="interleaved timing rounds over the samples (default 3)")
+    add_threads_argument(p, what="threads of both simulators")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding of static images (default 0)")
+    add_output_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -23,29 +38,42 @@ def main(args) -> int:
     import evsim
     from evsim.analysis.bench import benchmark
 
+    require_torch("evsim bench (the dense PyTorch side)")
     network = evsim.load(args.model)
     samples = load_split(args, network)
-    with tqdm(total=args.rounds, desc="evsim bench", unit="round", disable=None, leave=False) as bar:
+    with tqdm(total=args.rounds, desc="evsim bench", unit="round", disable=progress_disabled(args), leave=False) as bar:
         report = benchmark(network, samples, rounds=args.rounds, threads=args.threads, seed=args.seed, progress=bar.update)
     report["model"] = str(args.model)
     report["dataset"] = args.dataset
+    report["data"] = str(args.data)
     if args.json:
         print_json(report)
         return 0
-    print(f"model {report['model']}: {report['samples']} {args.dataset} samples x {report['rounds']} rounds, T={report['timesteps']}, {report['threads']} threads")
-    rows = [
-        ("evsim step mode", report["event_samples_per_s"]),
-        ("evsim async mode", report["async_samples_per_s"]),
-        ("dense PyTorch, batch 1", report["dense_batch1_samples_per_s"]),
-        (f"dense PyTorch, batch {report['dense_batch64_actual_batch']}", report["dense_batch64_samples_per_s"]),
-    ]
-    for name, rate in rows:
-        print(f"  {name:<26} {rate:10.1f} samples/s")
-    print(f"speedup vs dense: {report['speedup_vs_dense_batch1']:.1f}x (batch 1), {report['speedup_vs_dense_batch64']:.1f}x (batch {report['dense_batch64_actual_batch']})")
-    print(
-        f"synops/s: {report['synops_per_s'] / 1e9:.2f} G ({report['threads']} threads); per core {report['synops_per_s_per_core'] / 1e9:.2f} G"
-        f" = {100 * report['fraction_of_ceiling']:.0f} % of the bare scatter-add ceiling ({report['ceiling_synops_per_s'] / 1e9:.2f} G/s)"
-    )
-    print(f"compile (or cache load) {report['compile_or_cache_load_s']:.2f} s, kept apart from the run times")
-    print("accuracy " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in report["accuracy"].items()))
+    print(format_bench(report))
     return 0
+
+
+def format_bench(r: dict) -> str:
+    threads = f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}"
+    big = r["dense_batch64_actual_batch"]
+    lines = [f"model {r['model']}: {r['samples']} {r['dataset']} samples x {r['rounds']} rounds, T={r['timesteps']}; "
+             f"samples/s (mean over rounds; slowest .. fastest round)"]
+    rows = [
+        (f"evsim step mode, batch 1, {threads}", "event_samples_per_s"),
+        ("evsim step mode, batch 1, 1 thread", "event_1thread_samples_per_s"),
+        (f"evsim async mode, batch 1, {threads}", "async_samples_per_s"),
+        (f"dense PyTorch, batch 1, {threads}", "dense_batch1_samples_per_s"),
+        (f"dense PyTorch, batch {big}, {threads}", "dense_batch64_samples_per_s"),
+    ]
+    for name, key in rows:
+        spread = r["spread_samples_per_s"][key]
+        lines.append(f"  {name:<38} {r[key]:10.1f}   ({spread['min']:.1f} .. {spread['max']:.1f})")
+    lines.append(f"speedup of evsim step mode (batch 1) vs dense PyTorch: {r['speedup_vs_dense_batch1']:.2f}x at batch 1, "
+                 f"{r['speedup_vs_dense_batch64']:.2f}x at batch {big} ({threads} each)")
+    lines.append(
+        f"synops/s (step mode): {r['synops_per_s'] / 1e9:.2f} G ({threads}); per core {r['synops_per_s_per_core'] / 1e9:.2f} G"
+        f" = {100 * r['fraction_of_ceiling']:.0f} % of the bare scatter-add ceiling ({r['ceiling_synops_per_s'] / 1e9:.2f} G/s)"
+    )
+    lines.append(f"compile (or cache load) {r['compile_or_cache_load_s']:.2f} s, kept apart from the run times")
+    lines.append("accuracy " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in r["accuracy"].items()))
+    return "\n".join(lines)

@@ -1,7 +1,15 @@
-"""Arguments and input plumbing shared by the subcommands that run a model on a dataset."""
+"""The vocabulary every subcommand shares: argument types, the model/data/output arguments, and
+the input plumbing of the commands that run a model on a dataset.
+
+One word, one meaning across commands: ``--threads`` are threads in this process, ``--workers``
+are processes; ``--json`` prints one JSON object and nothing else on stdout; ``--no-progress``
+hides the progress bars (they go to stderr, and only on a terminal anyway); ``--dataset``
+defaults to the dataset the model records, ``--data`` to :func:`evsim.datasets.samples.default_root`.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -9,29 +17,128 @@ from pathlib import Path
 import numpy as np
 
 from evsim.datasets.samples import DATASETS
+from evsim.errors import InputError, require
+
+DEFAULT_THREADS = 2
 
 
+# --- argument types -----------------------------------------------------------------------
 
-def add_data_arguments(parser) -> None:
-    parser.add_argument("--dataset", required=True, choices=DATASETS)
-    parser.add_argument("--data", type=Path, default=None, help="dataset folder (default: $EVSIM_DATA/<dataset> or ../shared/data/<dataset>)")
-    parser.add_argument("--split", choices=("test", "train"), default="test")
-    parser.add_argument("--limit", type=int, default=None, help="run a fixed subset of this many samples")
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (counts: threads, rounds, samples, time steps, epochs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# --- shared arguments ---------------------------------------------------------------------
+
+
+def add_model_argument(parser, required: bool = True, default=None) -> None:
+    parser.add_argument(
+        "--model", required=required, default=default,
+        help="model file (.npz written by `evsim train`) or the name of a bundled model "
+             "(lenet-nmnist, lenet-mnist)" + (f"; default {default}" if default else ""),
+    )
+
+
+def add_data_arguments(parser, limit_default: int | None = None) -> None:
+    parser.add_argument("--dataset", choices=DATASETS, default=None,
+                        help="dataset to run on (default: the one the model was trained on)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset folder (default: $EVSIM_DATA/<dataset> or ../shared/data/<dataset> when it "
+                             "exists; for nmnist otherwise the recordings bundled with evsim)")
+    parser.add_argument("--split", choices=("test", "train"), default="test", help="dataset split (default test)")
+    parser.add_argument("--limit", type=positive_int, default=limit_default,
+                        help="run a fixed random subset of this many samples"
+                             + (f" (default {limit_default})" if limit_default else " (default: all)"))
+
+
+def add_threads_argument(parser, default: int | None = DEFAULT_THREADS, what: str = "threads running samples in parallel") -> None:
+    shown = f"default {default}" if default is not None else "default: torch's choice"
+    parser.add_argument("--threads", type=positive_int, default=default, metavar="N", help=f"{what} ({shown})")
+
+
+def add_output_arguments(parser, progress: bool = True) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of text")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (they go to stderr, and only on a terminal)" if progress
+                        else "accepted by every command; this one shows no progress")
+
+
+def progress_disabled(args) -> bool | None:
+    """tqdm's ``disable``: off on request or with --json, else only on a terminal (None)."""
+    return True if (args.no_progress or args.json) else None
+
+
+# --- the model's own data -------------------------------------------------------------------
+
+
+def model_dataset(args, network) -> str:
+    """``--dataset``, or the dataset the model records; refuses a dataset of other inputs."""
+    from evsim.datasets.samples import same_inputs
+
+    trained_on = network.graph.meta.get("dataset")
+    dataset = args.dataset or trained_on
+    if dataset is None:
+        raise InputError(f"model {args.model} does not record its dataset; pass --dataset")
+    if trained_on and not same_inputs(trained_on, dataset):
+        raise InputError(f"model {args.model} was trained on {trained_on}, not {dataset}")
+    return dataset
 
 
 def load_split(args, network):
-    """The requested split, encoded the way the model was trained."""
-    from evsim.datasets.samples import default_root, load_samples, same_inputs
-    from evsim.errors import InputError
+    """The requested split of the model's dataset, encoded the way the model was trained.
 
-    trained_on = network.graph.meta.get("dataset")
-    if trained_on and not same_inputs(trained_on, args.dataset):
-        raise InputError(f"model {args.model} was trained on {trained_on}, not {args.dataset}")
-    root = args.data if args.data is not None else default_root(args.dataset)
-    samples = load_samples(args.dataset, root, args.split, limit=args.limit, encoding=network.encoding)
+    Sets ``args.dataset`` and ``args.data`` to what was used, for the report.
+    """
+    from evsim.datasets.samples import default_root, load_samples
+
+    args.dataset = model_dataset(args, network)
+    if args.data is None:
+        args.data = default_root(args.dataset)
+    samples = load_samples(args.dataset, args.data, args.split, limit=args.limit, encoding=network.encoding)
     if tuple(samples.input_shape) != tuple(network.input_shape):
         raise InputError(f"{args.dataset} inputs are {samples.input_shape}, the model takes {network.input_shape}")
     return samples
+
+
+# --- torch, for the commands that run the dense model ------------------------------------
+
+
+def require_torch(purpose: str):
+    return require("torch", "train", purpose)
+
+
+def torch_device(name: str | None, purpose: str) -> str:
+    """A torch device this machine has: ``name`` checked, or cuda when available, else cpu."""
+    torch = require_torch(purpose)
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only torch" if torch.version.cuda is None else "no visible GPU"
+            raise InputError(f"--device {name}: this machine has {build}; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices (0 .. {torch.cuda.device_count() - 1})")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise InputError(f"--device {name!r}: evsim runs torch on cpu, cuda or mps")
+    return str(device)
+
+
+# --- output -------------------------------------------------------------------------------
 
 
 def print_json(obj) -> None:
@@ -44,4 +151,6 @@ def _jsonable(value):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evsim.cli.common import print_json
+from evsim.cli.common import add_model_argument, add_output_arguments, add_threads_argument, positive_int, print_json
+
+DEMO_FIGURE = Path("runs") / "evsim-demo.png"  # runs/ is git-ignored: the demo leaves a checkout clean
 
 
 def register(subparsers) -> None:
@@ -19,18 +21,18 @@ def register(subparsers) -> None:
                     "synaptic operation and spike, and measures evsim against dense PyTorch on the same "
                     "recordings. Needs no network and no data folder.",
     )
-    p.add_argument("--model", default=DEMO_MODEL, help=f"model file or bundled model name (default {DEMO_MODEL})")
+    add_model_argument(p, required=False, default=DEMO_MODEL)
     p.add_argument("--data", type=Path, default=DEMO_DATA, help="N-MNIST folder (default: the bundled recordings)")
-    p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--figure", type=Path, default=Path("evsim-demo.png"), help="PNG to write (default evsim-demo.png)")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="dataset split (default test)")
+    p.add_argument("--figure", type=Path, default=DEMO_FIGURE, help=f"PNG to write (default {DEMO_FIGURE})")
     p.add_argument("--no-figure", action="store_true", help="write no PNG")
     p.add_argument("--no-dense", action="store_true", help="skip the speed comparison with dense PyTorch")
-    p.add_argument("--rounds", type=int, default=3, help="timing rounds of the speed comparison (default 3)")
-    p.add_argument("--threads", type=int, default=2, help="threads of both simulators in the speed comparison")
+    p.add_argument("--rounds", type=positive_int, default=3, help="timing rounds of the speed comparison (default 3)")
+    add_threads_argument(p, what="threads of both simulators in the speed comparison")
     p.add_argument("--mode", choices=("step", "async"), default="step",
                    help="the mode whose figures lead (default step: the trained network's time steps, exactly "
                         "evsim run); the other mode's accuracy, synops and speed are shown beside them")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_output_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -42,7 +44,7 @@ def main(args) -> int:
     if args.rounds < 1 or args.threads < 1:
         raise InputError("--rounds and --threads must be positive")
     result = run_demo(evsim.load(args.model), args.data, args.split, args.rounds, args.threads,
-                      compare_dense=not args.no_dense, progress=not args.json, mode=args.mode)
+                      compare_dense=not args.no_dense, progress=not (args.json or args.no_progress), mode=args.mode)
     result["model"] = str(args.model)
     result["figure"] = None
     if not args.no_figure:

@@ -8,10 +8,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from evsim.cli.common import add_output_arguments
+
 
 @dataclass(frozen=True)
 class EventSummary:
-    path: str
+    file: str
     events: int
     t_first_us: int | None
     t_last_us: int | None
@@ -39,7 +41,7 @@ def summarise_events(path, events: np.ndarray, sensor_size) -> EventSummary:
         x_range = (int(events["x"].min()), int(events["x"].max()))
         y_range = (int(events["y"].min()), int(events["y"].max()))
     return EventSummary(
-        path=str(path),
+        file=str(path),
         events=n,
         t_first_us=t_first,
         t_last_us=t_last,
@@ -59,7 +61,7 @@ def summarise_events(path, events: np.ndarray, sensor_size) -> EventSummary:
 def format_summary(s: EventSummary) -> str:
     width, height, polarities = s.sensor_size
     lines = [
-        ("file", s.path),
+        ("file", s.file),
         ("events", f"{s.events:,}"),
         ("sensor", f"{width} x {height}, {polarities} polarities"),
     ]
@@ -96,5 +98,5 @@ def register(subparsers) -> None:
         "ranges, ON/OFF balance and mean event rate.",
     )
     parser.add_argument("file", help="event file; its suffix selects the format (.bin: N-MNIST)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_output_arguments(parser, progress=False)
     parser.set_defaults(func=run)

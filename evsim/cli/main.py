@@ -9,6 +9,9 @@ import sys
 
 from evsim.errors import EvsimError
 
+# Optional dependencies and the extra that installs each: a missing one is one line naming it.
+EXTRAS = {"torch": "train", "matplotlib": "plot", "tonic": "data", "aedat": "data", "scipy": "data"}
+
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func``.
 COMMAND_MODULES = (
     "evsim.cli.info",
@@ -19,6 +22,7 @@ COMMAND_MODULES = (
     "evsim.cli.bench",
     "evsim.cli.report",
     "evsim.cli.demo",
+    "evsim.cli.nir",
 )
 
 
@@ -29,12 +33,20 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
+    def error(self, message: str):
+        # one line, like every other evsim error (argparse would print the whole usage first)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="evsim",
         description="Event-driven simulation of deep spiking neural networks.",
     )
+    import evsim
+
+    parser.add_argument("--version", action="version", version=f"evsim {evsim.__version__}",
+                        help="print evsim's version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -47,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except EvsimError as exc:
         print(f"evsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        if root not in EXTRAS:
+            raise
+        print(f"evsim {args.command}: error: this needs {root}, which is not installed: "
+              f"pip install 'evsim[{EXTRAS[root]}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"evsim {args.command}: interrupted", file=sys.stderr)

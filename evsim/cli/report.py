@@ -4,9 +4,21 @@ report.md (+ report.json) and PNG figures."""
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 
-from evsim.cli.common import add_data_arguments, load_split
+from pathlib import Path
+
+from evsim.cli.common import (
+    add_data_arguments,
+    add_model_argument,
+    add_output_arguments,
+    add_threads_argument,
+    load_split,
+    print_json,
+    progress_disabled,
+)
+from evsim.errors import InputError
 
 
 def timestep_list(text: str) -> list[int]:
@@ -26,13 +38,16 @@ def register(subparsers) -> None:
         description="Measure the paper's section 5 analyses (fig. 9-11, tables 8-9) for one model with the event "
         "engine and write report.md, report.json and PNG figures (needs matplotlib: the 'plot' extra).",
     )
-    p.add_argument("--model", required=True, help="model file (.npz from `evsim train`) or bundled model name")
+    add_model_argument(p)
     add_data_arguments(p)
-    p.add_argument("--out", required=True, help="folder for report.md, report.json and the figures")
-    p.add_argument("--timesteps", type=timestep_list, default=None,
-                   help="latencies T' to run, e.g. 10,20,50 (default: 10 %%-100 %% of the model's T; its T is always run)")
-    p.add_argument("--workers", type=int, default=2, help="threads running samples in parallel (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding (static images)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for report.md, report.json and the figures (created; may exist, not as a file)")
+    p.add_argument("--latencies", type=timestep_list, default=None, metavar="T1,T2,...",
+                   help="latencies T' in time steps to run, e.g. 10,20,50 (default: 10 %%-100 %% of the model's T; "
+                        "its T is always run)")
+    add_threads_argument(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding of static images (default 0)")
+    add_output_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -44,8 +59,8 @@ def command_line(args) -> str:
     words += ["--split", args.split]
     if args.limit is not None:
         words += ["--limit", str(args.limit)]
-    if args.timesteps:
-        words += ["--timesteps", ",".join(map(str, args.timesteps))]
+    if args.latencies:
+        words += ["--latencies", ",".join(map(str, args.latencies))]
     words += ["--seed", str(args.seed), "--out", str(args.out)]
     return shlex.join(words)
 
@@ -56,14 +71,23 @@ def main(args) -> int:
     import evsim
     from evsim.analysis.report import analyse, default_timesteps, pyplot, write_report
 
-    pyplot()  # fail before the measurements, not after, when matplotlib is missing
+    # fail before the measurements, not after: matplotlib missing, or --out not a folder
+    pyplot()
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file; name a folder (it is created if missing)")
     network = evsim.load(args.model)
     samples = load_split(args, network)
-    steps = sorted(set(args.timesteps or default_timesteps(network.graph)) | {network.timesteps})
-    with tqdm(total=len(samples) * len(steps), desc="evsim report", unit="sample", disable=None, leave=False) as bar:
-        analysis = analyse(network, samples, steps, workers=args.workers, seed=args.seed, progress=bar.update)
+    steps = sorted(set(args.latencies or default_timesteps(network.graph)) | {network.timesteps})
+    with tqdm(total=len(samples) * len(steps), desc="evsim report", unit="sample", disable=progress_disabled(args),
+              leave=False) as bar:
+        analysis = analyse(network, samples, steps, workers=args.threads, seed=args.seed, progress=bar.update)
     analysis["data"]["model"] = str(args.model)
+    analysis["data"]["data"] = str(args.data)
     paths = write_report(analysis, args.out, command_line(args))
+    if args.json:
+        # report.json as written (non-finite values made null there), plus where the files are
+        print_json({**json.loads(paths["json"].read_text()), "files": {name: str(path) for name, path in paths.items()}})
+        return 0
     d = analysis["data"]
     print(f"{d['dataset']} {d['split']}, {d['samples']} samples; latencies T' = {', '.join(map(str, steps))}")
     for row in analysis["latency"]:

@@ -5,20 +5,32 @@ from __future__ import annotations
 import time
 
 from evsim.analysis.inputs import sample_inputs
-from evsim.cli.common import add_data_arguments, load_split, print_json
+from evsim.cli.common import (
+    add_data_arguments,
+    add_model_argument,
+    add_output_arguments,
+    add_threads_argument,
+    load_split,
+    print_json,
+    progress_disabled,
+)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run",
         help="event-driven inference on a dataset: accuracy, synaptic operations, spikes, energy estimate",
+        description="Run a model event-driven over a dataset split (by default the model's own dataset) and "
+                    "report accuracy, synaptic operations and spikes per layer, the dense-equivalent MACs, an "
+                    "energy estimate and the throughput.",
     )
-    p.add_argument("--model", required=True, help="model file (.npz from `evsim train`) or bundled model name")
+    add_model_argument(p)
     add_data_arguments(p)
-    p.add_argument("--mode", choices=("step", "async"), default="step", help="time in steps (exact vs the dense model) or continuous µs")
-    p.add_argument("--workers", type=int, default=2, help="threads running samples in parallel (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding (static images)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--mode", choices=("step", "async"), default="step",
+                   help="step: the trained time steps, equal to the dense model (default); async: continuous time in µs")
+    add_threads_argument(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding of static images (default 0)")
+    add_output_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -32,12 +44,20 @@ def main(args) -> int:
     samples = load_split(args, network)
     summary = Summary()
     started = time.perf_counter()
-    with tqdm(total=len(samples), desc=f"evsim run ({args.mode})", unit="sample", disable=None, leave=False) as bar:
+    dropped: dict[str, int] = {}
+    read = 0
+    with tqdm(total=len(samples), desc=f"evsim run ({args.mode})", unit="sample", disable=progress_disabled(args),
+              leave=False) as bar:
         inputs = sample_inputs(samples, network, args.seed)
-        for result, label in zip(network.run_many(inputs, workers=args.workers, mode=args.mode, progress=bar.update), samples.labels):
+        for result, label in zip(network.run_many(inputs, workers=args.threads, mode=args.mode, progress=bar.update), samples.labels):
             summary.add(result, int(label))
+            read += result.window.read
+            for reason, n in result.window.dropped.items():
+                dropped[reason] = dropped.get(reason, 0) + n
     elapsed = time.perf_counter() - started
     report = run_report(summary, network, args, elapsed)
+    report["events_per_sample"] = read / summary.samples
+    report["events_dropped"] = dropped
     if args.json:
         print_json(report)
     else:
@@ -64,8 +84,11 @@ def run_report(summary, network, args, elapsed: float) -> dict:
     return {
         "model": str(args.model),
         "dataset": args.dataset,
+        "data": str(args.data),
         "split": args.split,
         "mode": args.mode,
+        "batch": 1,
+        "threads": args.threads,
         "timesteps": network.timesteps,
         "samples": n,
         "accuracy": summary.accuracy,
@@ -83,9 +106,11 @@ def run_report(summary, network, args, elapsed: float) -> dict:
 
 def print_run_report(r: dict) -> None:
     acc = "n/a" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f} %"
-    print(f"model {r['model']}  ({r['dataset']} {r['split']}, {r['samples']} samples, T={r['timesteps']}, {r['mode']} mode)")
+    print(f"model {r['model']}  ({r['dataset']} {r['split']} from {r['data']}, {r['samples']} samples, T={r['timesteps']}, {r['mode']} mode)")
     print(f"accuracy            {acc}")
-    print(f"input events/sample {r['input_events_per_sample']:,.0f}")
+    dropped = ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in r["events_dropped"].items())
+    print(f"input events/sample {r['input_events_per_sample']:,.0f} used of {r['events_per_sample']:,.0f} read"
+          + (f" (dropped in all: {dropped})" if dropped else ""))
     print(f"synops/sample       {r['synops_per_sample']:,.0f}  (dense SNN MACs {r['dense_macs_per_sample']:,.0f}; ANN MACs {r['ann_macs_per_sample']:,.0f})")
     print(f"spikes/sample       {r['spikes_per_sample']:,.0f}")
     print(f"{'layer':<10} {'neurons':>9} {'spikes/sample':>14} {'synops/sample':>15}")
@@ -96,4 +121,5 @@ def print_run_report(r: dict) -> None:
             f"energy estimate ({precision}, 45 nm): SNN {e['snn_event_driven_pj'] / 1e6:.3f} µJ vs ANN {e['ann_pj'] / 1e6:.3f} µJ"
             f" per sample ({e['ann_over_snn']:.1f}x)"
         )
-    print(f"throughput          {r['samples_per_second']:.1f} samples/s")
+    print(f"throughput          {r['samples_per_second']:.1f} samples/s (evsim {r['mode']} mode, batch 1, "
+          f"{r['threads']} thread{'s' if r['threads'] != 1 else ''})")

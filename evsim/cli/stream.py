@@ -174,7 +174,7 @@ def _run_many(files: list[Path], args, options) -> int:
                              initargs=(str(args.model),)) as pool:
         futures = [pool.submit(_stream_in_worker, str(path), options) for path in files]
         index = {future: i for i, future in enumerate(futures)}
-        with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None) as bar:
+        with tqdm(total=len(files), unit="file", file=sys.stderr, disable=True if args.no_progress else None) as bar:
             try:
                 for future in as_completed(futures):
                     reports[index[future]] = future.result()
@@ -224,6 +224,7 @@ def register(subparsers) -> None:
     parser.add_argument("--mode", choices=("step", "async"), default="step",
                         help="step: the trained time steps, exact (default); async: continuous time")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar over several files (it goes to stderr)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"),
                       help="keep the central W x H pixels (must be the model's input size)")

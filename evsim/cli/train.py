@@ -6,8 +6,10 @@ torch is imported only when the command runs, so the engine works without it.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from evsim.cli.common import add_output_arguments, add_threads_argument, positive_int, print_json, require_torch, torch_device
 from evsim.datasets.samples import DATASETS
 from evsim.errors import InputError
 
@@ -31,13 +33,14 @@ def register(subparsers) -> None:
         description="Train a network of the paper (tables 4, 5) with spike-based backpropagation and "
         "export it as an evsim model file. A checkpoint is written after every epoch.",
     )
-    p.add_argument("--arch", required=True, choices=ARCHS)
-    p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--data", type=Path, help="dataset folder (default: the data root's <dataset>/)")
-    p.add_argument("--epochs", type=int, required=True)
-    p.add_argument("--timesteps", "-T", type=int, required=True, help="simulation steps per sample")
-    p.add_argument("--out", type=Path, required=True, help="model file to write (.npz)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--arch", required=True, choices=ARCHS, help="network architecture of the paper (tables 4, 5)")
+    p.add_argument("--dataset", required=True, choices=DATASETS, help="dataset to train on")
+    p.add_argument("--data", type=Path, help="dataset folder (default: $EVSIM_DATA/<dataset> or ../shared/data/<dataset>; "
+                                             "for nmnist otherwise the bundled recordings)")
+    p.add_argument("--epochs", type=positive_int, required=True, help="epochs to train")
+    p.add_argument("--timesteps", "-T", type=positive_int, required=True, help="simulation steps per sample")
+    p.add_argument("--out", type=Path, required=True, help="model file to write (.npz), e.g. runs/my-lenet.npz")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="samples per mini-batch (default 32)")
     p.add_argument("--lr", type=float, help="learning rate (default: 0.01 for SGD, 0.001 for Adam)")
     p.add_argument("--milestones", type=milestones,
                    help="comma-separated epochs where the lr drops (default: 70,100,125 SGD; 40,80,120 Adam)")
@@ -46,15 +49,15 @@ def register(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)")
     p.add_argument("--dropout", type=float, default=0.2, help="dropout ratio of LIF populations (default 0.2)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="default: adam for nmnist, sgd otherwise")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, batches and input coding (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     p.add_argument("--init", type=Path, help="start from this model file's weights (fine-tuning), not random ones")
     p.add_argument("--checkpoint", type=Path, help="checkpoint file (default: <out>.checkpoint.pt)")
-    p.add_argument("--limit", type=int, help="train on a fixed random subset of N samples")
-    p.add_argument("--test-limit", type=int, help="test on a fixed random subset of N samples")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--limit", type=positive_int, help="train on a fixed random subset of N samples")
+    p.add_argument("--test-limit", type=positive_int, help="test on a fixed random subset of N samples")
+    add_threads_argument(p, default=None, what="torch CPU threads")
+    p.add_argument("--device", help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    add_output_arguments(p)
     sparse = p.add_argument_group("sparse models", "activity penalties on the engine's cost of a sample, "
                                   "S = synaptic operations per sample as the engine counts them")
     sparse.add_argument("--synops-penalty", type=float, default=0.0, metavar="COEF",
@@ -77,11 +80,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    require_torch("evsim train")
     from evsim.datasets.samples import default_root
     from evsim.training.regularizers import ActivityPenalty, parse_bound
     from evsim.training.trainer import TrainConfig, configure_torch, train
 
     configure_torch(args.threads)
+    device = torch_device(args.device, "evsim train")
     if not 0.0 <= args.dropout < 1.0:
         raise InputError(f"--dropout must lie in [0, 1), got {args.dropout}")
     config = TrainConfig(
@@ -102,7 +107,7 @@ def run(args) -> int:
         seed=args.seed,
         limit=args.limit,
         test_limit=args.test_limit,
-        device=args.device,
+        device=device,
         checkpoint=args.checkpoint,
         resume=args.resume,
         init=args.init,
@@ -115,7 +120,14 @@ def run(args) -> int:
         augment=args.augment,
         keep=args.keep,
     )
-    history = train(config, log=lambda line: print(line, flush=True), progress=not args.no_progress)
+    # with --json the epoch lines go to stderr, so that stdout holds the one JSON object
+    log_file = sys.stderr if args.json else sys.stdout
+    history = train(config, log=lambda line: print(line, file=log_file, flush=True),
+                    progress=not (args.no_progress or args.json))
+    if args.json:
+        print_json({"model": str(args.out), "arch": args.arch, "dataset": args.dataset, "data": str(config.data),
+                    "timesteps": args.timesteps, "device": device, "batch": args.batch_size, "epochs": history})
+        return 0
     if history and args.keep == "best-val":
         from evsim.training.trainer import best_by_validation
 

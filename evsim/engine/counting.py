@@ -97,8 +97,8 @@ class RunResult:
     def __repr__(self) -> str:
         window = ""
         if self.window is not None:
-            dropped = sum(self.window.dropped.values())
-            window = f", events_read={self.window.read:,}" + (f" ({dropped:,} dropped)" if dropped else "")
+            dropped = ", ".join(f"{n:,} {reason}" for reason, n in self.window.dropped.items())
+            window = f", events={self.window.read:,}" + (f" (dropped: {dropped})" if dropped else "")
         return (f"RunResult(prediction={self.prediction}, synops={self.synops:,}, spikes={self.spikes:,}, "
                 f"input_events={self.input_events:,}{window}, layers=[{', '.join(l.name for l in self.layers)}])")
 

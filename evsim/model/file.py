@@ -60,8 +60,12 @@ def model_path(path_or_name) -> Path:
 def load_model(path_or_name) -> ModelFile:
     """Read and validate a model file (a path, or a bundled model's name); raise ModelError on anything malformed."""
     path = model_path(path_or_name)
+    if path.is_dir():
+        raise ModelError("is a folder, not a model file (.npz)", path)
     if not path.is_file():
         raise ModelError("no such model file", path)
+    if not zipfile.is_zipfile(path):  # else numpy answers a text file with advice to unpickle it
+        raise ModelError("not an evsim model file: a model is the .npz archive `evsim train` writes", path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
