@@ -18,6 +18,7 @@ import numpy as np
 
 from evsim.analysis.bench import benchmark
 from evsim.analysis.streaming import MODES, stream_file, warm_up
+from evsim.engine.asynchronous import step_width_us
 from evsim.engine.counting import energy_estimates
 from evsim.paths import BUNDLED_DATA
 
@@ -50,10 +51,13 @@ def run_demo(network, data: Path = DEMO_DATA, split: str = "test", rounds: int =
                       for path in tqdm(recordings.files, desc=f"streaming ({m} mode)", unit="recording",
                                        disable=not progress, leave=False)]
     reports = by_mode[mode]
+    # the figures are the model's input window's, exactly what `evsim run` reports in that mode;
+    # only the timeline and the streaming speed cover the whole recording
+    windows = [r["window"] for r in reports]
     n = len(reports)
-    predictions = np.array([-1 if r["prediction"] is None else r["prediction"] for r in reports])
-    synops = sum(r["synops"] for r in reports)
-    spikes = sum(r["spikes"] for r in reports)
+    predictions = np.array([-1 if w["prediction"] is None else w["prediction"] for w in windows])
+    synops = sum(w["synops"] for w in windows)
+    spikes = sum(w["spikes"] for w in windows)
     ann_macs = sum(layer.dense_macs_per_step for layer in network.layers)  # the ANN: one pass
     dense_macs = ann_macs * network.timesteps  # the clock-driven SNN: that pass at every step
     streaming_seconds = sum(r["wall_s"] for r in reports)
@@ -64,27 +68,31 @@ def run_demo(network, data: Path = DEMO_DATA, split: str = "test", rounds: int =
         "data": str(data),
         "split": split,
         "mode": mode,
+        "window_us": step_width_us(network) * network.timesteps,
         "modes": {m: _summary(r, labels) for m, r in by_mode.items()},
         "samples": n,
         "accuracy": float(np.mean(predictions == labels)),
         "correct": int(np.sum(predictions == labels)),
         "events_per_sample": sum(r["events"] for r in reports) / n,
+        "input_events_per_sample": sum(w["input_events"] for w in windows) / n,
         "synops_per_sample": synops / n,
         "spikes_per_sample": spikes / n,
         "dense_macs_per_sample": dense_macs,
         "ann_macs_per_sample": ann_macs,
         "layers": [
             {"name": layer.name, "kind": layer.kind,
-             "spikes_per_sample": sum(r["spikes_per_layer"].get(layer.name, 0) for r in reports) / n,
-             "synops_per_sample": sum(r["synops_per_layer"].get(layer.name, 0) for r in reports) / n}
+             "spikes_per_sample": sum(w["spikes_per_layer"].get(layer.name, 0) for w in windows) / n,
+             "synops_per_sample": sum(w["synops_per_layer"].get(layer.name, 0) for w in windows) / n}
             for layer in network.layers
         ],
         "energy_estimate": energy_estimates(synops / n, ann_macs, dense_macs),
         "streaming_samples_per_s_1thread": n / streaming_seconds if streaming_seconds > 0 else None,
         "realtime_factor": sum(r["duration_us"] for r in reports) * 1e-6 / streaming_seconds if streaming_seconds > 0 else None,
         "recordings": [
-            {"file": Path(r["file"]).relative_to(data).as_posix(), "label": int(label), "prediction": r["prediction"],
-             "events": r["events"], "synops": r["synops"], "decision_time_us": r["decision_time_us"]}
+            {"file": Path(r["file"]).relative_to(data).as_posix(), "label": int(label),
+             "prediction": r["window"]["prediction"], "events": r["events"],
+             "input_events": r["window"]["input_events"], "synops": r["window"]["synops"],
+             "decision_time_us": r["decision_time_us"]}
             for r, label in zip(reports, labels)
         ],
         "shown": {"file": reports[shown]["file"], "label": int(labels[shown]), "timeline": reports[shown]["timeline"]},
@@ -94,15 +102,18 @@ def run_demo(network, data: Path = DEMO_DATA, split: str = "test", rounds: int =
 
 
 def _summary(reports: list[dict], labels) -> dict:
-    """One mode's streams of every recording: accuracy, work and one-thread streaming speed."""
+    """One mode's streams of every recording: accuracy and work over the input window, and the
+    one-thread streaming speed over the whole recordings."""
     n = len(reports)
-    predictions = np.array([-1 if r["prediction"] is None else r["prediction"] for r in reports])
+    windows = [r["window"] for r in reports]
+    predictions = np.array([-1 if w["prediction"] is None else w["prediction"] for w in windows])
     seconds = sum(r["wall_s"] for r in reports)
     return {
         "accuracy": float(np.mean(predictions == labels)),
         "correct": int(np.sum(predictions == labels)),
-        "synops_per_sample": sum(r["synops"] for r in reports) / n,
-        "spikes_per_sample": sum(r["spikes"] for r in reports) / n,
+        "input_events_per_sample": sum(w["input_events"] for w in windows) / n,
+        "synops_per_sample": sum(w["synops"] for w in windows) / n,
+        "spikes_per_sample": sum(w["spikes"] for w in windows) / n,
         "streaming_samples_per_s_1thread": n / seconds if seconds > 0 else None,
         "realtime_factor": sum(r["duration_us"] for r in reports) * 1e-6 / seconds if seconds > 0 else None,
     }
@@ -133,7 +144,7 @@ def _speed(data, split, network, rounds, threads, compare_dense, progress, mode)
         "speed": {k: bench[k] for k in (
             "threads", "rounds", "async_samples_per_s", "event_samples_per_s", "dense_batch1_samples_per_s",
             "dense_batch64_samples_per_s", "dense_batch64_actual_batch", "speedup_vs_dense_batch64",
-            "step_equals_dense_predictions")},
+            "step_equals_dense_predictions", "spread_samples_per_s")},
     }
 
 
@@ -144,7 +155,8 @@ def format_demo(d: dict) -> str:
         f"({'bundled with evsim' if d['data'] == str(DEMO_DATA) else d['data']}) streamed through {d['model']} "
         f"in {MODE_NAMES[d['mode']]}",
         f"accuracy            {100 * d['accuracy']:.2f} % ({d['correct']} of {d['samples']})",
-        f"input events        {d['events_per_sample']:,.0f} per recording",
+        f"input events        {d['input_events_per_sample']:,.0f} per recording in the model's "
+        f"{d['window_us'] / 1000:g} ms input window from the first event (of {d['events_per_sample']:,.0f} recorded)",
         f"synaptic ops        {d['synops_per_sample']:,.0f} per recording (dense clock-driven SNN: "
         f"{d['dense_macs_per_sample']:,.0f} MACs; ANN: {d['ann_macs_per_sample']:,.0f} MACs)",
         f"spikes              {d['spikes_per_sample']:,.0f} per recording: "
@@ -158,16 +170,21 @@ def format_demo(d: dict) -> str:
     for m, summary in d["modes"].items():
         lines.append(
             f"{m + ' mode':<19} accuracy {100 * summary['accuracy']:.2f} %, {summary['synops_per_sample']:,.0f} synops "
-            f"per recording, streaming {summary['streaming_samples_per_s_1thread']:.1f} recordings/s on one thread "
-            f"({summary['realtime_factor']:.1f}x real time)")
+            f"per recording; streamed from the files (decoding included), batch 1, 1 thread: "
+            f"{summary['streaming_samples_per_s_1thread']:.1f} recordings/s ({summary['realtime_factor']:.1f}x real time)")
     speed = d.get("speed")
     if speed is None:
         lines.append(d.get("speed_note", "dense comparison skipped"))
     else:
+        def rate(key: str) -> str:  # mean over the rounds, with the slowest and fastest round
+            spread = speed["spread_samples_per_s"][key]
+            return f"{speed[key]:.1f}/s ({spread['min']:.1f} .. {spread['max']:.1f})"
+
         lines.append(
-            f"speed, same recordings, {speed['threads']} threads: evsim step mode {speed['event_samples_per_s']:.1f}/s, "
-            f"evsim async mode {speed['async_samples_per_s']:.1f}/s, dense PyTorch {speed['dense_batch1_samples_per_s']:.1f}/s "
-            f"(batch 1) / {speed['dense_batch64_samples_per_s']:.1f}/s (batch {speed['dense_batch64_actual_batch']})")
+            f"speed in memory, same recordings, {speed['threads']} threads, {speed['rounds']} rounds (slowest .. fastest): "
+            f"evsim step mode batch 1 {rate('event_samples_per_s')}, evsim async mode batch 1 {rate('async_samples_per_s')}, "
+            f"dense PyTorch batch 1 {rate('dense_batch1_samples_per_s')}, batch {speed['dense_batch64_actual_batch']} "
+            f"{rate('dense_batch64_samples_per_s')}")
         lines.append(
             f"speedup vs dense    {d['step_speedup_vs_dense']:.2f}x step mode, {d['async_speedup_vs_dense']:.2f}x "
             f"async mode (dense PyTorch at batch 1)")

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from evsim.datasets.formats import open_event_file
-from evsim.engine.asynchronous import Stream
+from evsim.engine.asynchronous import Stream, step_width_us
 from evsim.engine.step import StepStream
-from evsim.errors import DataError, InputError, require
+from evsim.errors import DataError, EvsimError, InputError, require
 from evsim.events import make_events, sensor_size
 
 MODES = ("step", "async")
@@ -175,9 +175,11 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
     first event; ``on_point(point)`` with each read-out as it happens; the report's ``timeline``
     lists them all unless ``keep_timeline`` is False (then it is None). Errors found before
     any event is read (format, sensor size) raise; a DataError met while streaming ends the
-    stream and is returned in the report's ``error`` with what was processed up to it. In step
-    mode the report's ``window`` holds the model's window alone (its first T steps): exactly
-    ``evsim run``'s step-mode prediction and counters for this recording.
+    stream and is returned in the report's ``error`` with what was processed up to it. The
+    report's ``window`` holds the model's input window alone (evsim.events.window_events: from the
+    first event, the model's ``window_us``): exactly ``evsim run``'s (``Network.run``'s)
+    prediction and counters for this recording in the same mode; the top-level figures cover
+    the whole recording.
     """
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
@@ -191,6 +193,9 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
     step = mode == "step"
     # times reach the stream as recording time (the first event read is 0), before any crop
     stream = StepStream(network, origin_us=0) if step else Stream(network)
+    # async mode: the state at the window's end is taken on the way (step mode keeps its own)
+    window_end_us = step_width_us(network) * network.timesteps
+    window = None
     timeline = Timeline(keep_timeline)
     origin = None
     end_us = 0
@@ -223,15 +228,22 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
                     chunk = fit.transform(chunk)
                 times = chunk["t"]
                 # An event at or after a mark shows that every event before it has arrived.
-                while next_mark <= chunk_end_us:
-                    cut = int(np.searchsorted(times, next_mark, side="left"))
+                while True:
+                    take_window = not step and window is None and window_end_us <= next_mark
+                    at = window_end_us if take_window else next_mark
+                    if at > chunk_end_us:
+                        break
+                    cut = int(np.searchsorted(times, at, side="left"))
                     stream.feed(chunk[:cut])
+                    chunk, times = chunk[cut:], times[cut:]
+                    if take_window:
+                        window = stream.result(at_us=window_end_us)
+                        continue
                     if step:
                         stream.advance_to(next_mark)
                     else:
                         stream.flush()
                     mark(next_mark)
-                    chunk, times = chunk[cut:], times[cut:]
                     next_mark += every_us
                 stream.feed(chunk)
                 events_read, end_us = events_read + read, chunk_end_us
@@ -245,6 +257,8 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
     else:
         # read out at the last event read, which a crop may have kept from the network
         result = stream.result(at_us=float(end_us) if origin is not None else None)
+        if window is None and origin is not None:  # the recording ended inside the window
+            window = stream.result(at_us=window_end_us)
     if origin is not None and (timeline.last is None or timeline.last["time_us"] < end_us):
         mark(float(end_us), result.output)
     wall = time.perf_counter() - started
@@ -276,11 +290,20 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
     if step:
         report["steps"] = stream.steps_done
         report["window"] = _counts(stream.window_result())
+    elif window is not None:
+        report["window"] = _counts(window)
     if error is not None:
         report["error"] = str(error)
     return report
 
 
+def stream_report(path, network, **options) -> dict:
+    """:func:`stream_file`'s report, or for a file that cannot be streamed ``{"file", "error"}``:
+    how one file of many fails, without stopping the others."""
+    try:
+        return stream_file(path, network, **options)
+    except EvsimError as exc:
+        return {"file": str(path), "error": str(exc)}
 
 
 def _counts(result) -> dict:
