@@ -39,16 +39,47 @@ def assert_png(path: Path) -> None:
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
+def float64_reference(model_path, nmnist_root, limit):
+    """The dense float64 model on the first ``limit`` test recordings: predictions, labels, per-layer
+    spike counts, the synaptic operations the per-kind formula gives, and each sample's top-two
+    output gap (a float32 run may only disagree where that gap is a rounding-level tie)."""
+    from evsim.datasets.samples import load_samples
+    from evsim.training.network import dense_forward
+    from test_engine_exact import expected_synops
+
+    model = load_model(model_path)
+    graph = model.graph
+    samples = load_samples("nmnist", nmnist_root, "test", limit=limit, encoding=graph.encoding)
+    frames = samples.inputs(np.arange(len(samples)), graph.timesteps, np.random.default_rng(0))
+    weights64 = {k: v.astype(np.float64) for k, v in model.weights.items()}
+    output, counts = dense_forward(graph, weights64, frames.astype(np.float64))
+    synops = []
+    for i in range(len(samples)):
+        events = {"input": np.abs(frames[:, i]).sum(0), **{name: c[i] for name, c in counts.items()}}
+        synops.append(sum(expected_synops(graph, pop, events) for pop in graph.populations))
+    top2 = np.sort(output, axis=1)[:, -2:]
+    return {"predictions": output.argmax(1), "labels": np.asarray(samples.labels), "synops": np.array(synops),
+            "gaps": top2[:, 1] - top2[:, 0], "counts": counts}
+
+
 def test_bench_json(capsys, model_path, nmnist_root):
     assert main(["bench", *data_args(model_path, nmnist_root), "--rounds", "1", "--threads", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    for key in ("event_samples_per_s", "async_samples_per_s", "dense_batch1_samples_per_s", "dense_batch64_samples_per_s",
-                "speedup_vs_dense_batch1", "synops_per_sample", "ceiling_synops_per_s", "accuracy"):
-        assert key in report
     assert report["samples"] == 3 and report["timesteps"] == TIMESTEPS and report["dataset"] == "nmnist"
     assert report["dense_batch64_actual_batch"] == 3
-    assert report["step_equals_dense_predictions"] == 1.0  # same inputs, same network
-    assert report["synops_per_sample"] > 0
+    ref = float64_reference(model_path, nmnist_root, 3)
+    assert ref["synops"].min() > 0
+    # float32 runs: a spike may flip on a rounding-level tie, which moves a count by a few
+    # operations; a miscounted projection moves it by percent
+    assert report["synops_per_sample"] == pytest.approx(ref["synops"].mean(), rel=1e-3)
+    ties = int((ref["gaps"] < 1e-5).sum())
+    accuracy = float(np.mean(ref["predictions"] == ref["labels"]))
+    for mode in ("step", "dense_batch1", "dense_batch64"):
+        assert abs(report["accuracy"][mode] - accuracy) <= ties / 3, mode
+    assert report["step_equals_dense_predictions"] >= 1 - ties / 3
+    assert report["async_synops_per_sample"] > 0
+    speedup = report["event_samples_per_s"] / report["dense_batch1_samples_per_s"]
+    assert report["speedup_vs_dense_batch1"] == pytest.approx(speedup, rel=1e-9) and speedup > 0
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +119,8 @@ def test_report_agrees_with_run(capsys, report_dir, model_path, nmnist_root):
     assert activity["input"]["spikes"] == pytest.approx(run["input_events_per_sample"])
     for layer in run["layers"]:
         if layer["name"] in activity:
-            assert activity[layer["name"]]["spikes"] == pytest.approx(layer["spikes"])
-            assert activity[layer["name"]]["relative_to_input"] == pytest.approx(layer["spikes"] / run["input_events_per_sample"])
+            assert activity[layer["name"]]["spikes"] == pytest.approx(layer["spikes_per_sample"])
+            assert activity[layer["name"]]["relative_to_input"] == pytest.approx(layer["spikes_per_sample"] / run["input_events_per_sample"])
     energy = report["compute"]["energy"]["int32"]
     assert energy["snn_event_driven_pj"] == pytest.approx(0.1 * run["synops_per_sample"])
 
