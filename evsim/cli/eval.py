@@ -68,7 +68,7 @@ def run(args) -> int:
         "loss": result.loss,
         "timesteps": timesteps,
         "seconds": result.seconds,
-        "samples_per_second": result.samples_per_second,
+        "samples_per_s": result.samples_per_second,
     }
     if args.json:
         print_json(report)

@@ -72,9 +72,9 @@ def run_report(summary, network, args, elapsed: float) -> dict:
     layers = [
         {
             "name": name,
-            "synops": summary.layer_synops[name] / n,
-            "spikes": summary.layer_spikes[name] / n,
             "neurons": summary.layer_neurons[name],
+            "spikes_per_sample": summary.layer_spikes[name] / n,
+            "synops_per_sample": summary.layer_synops[name] / n,
         }
         for name in summary.layer_synops
     ]
@@ -98,7 +98,7 @@ def run_report(summary, network, args, elapsed: float) -> dict:
         "dense_macs_per_sample": dense_macs,
         "ann_macs_per_sample": ann_macs,
         "energy_estimate": energy_estimates(synops, ann_macs, dense_macs),
-        "samples_per_second": n / elapsed if elapsed > 0 else None,
+        "samples_per_s": n / elapsed if elapsed > 0 else None,
         "seconds": elapsed,
         "layers": layers,
     }
@@ -115,11 +115,11 @@ def print_run_report(r: dict) -> None:
     print(f"spikes/sample       {r['spikes_per_sample']:,.0f}")
     print(f"{'layer':<10} {'neurons':>9} {'spikes/sample':>14} {'synops/sample':>15}")
     for layer in r["layers"]:
-        print(f"{layer['name']:<10} {layer['neurons']:>9,} {layer['spikes']:>14,.1f} {layer['synops']:>15,.0f}")
+        print(f"{layer['name']:<10} {layer['neurons']:>9,} {layer['spikes_per_sample']:>14,.1f} {layer['synops_per_sample']:>15,.0f}")
     for precision, e in r["energy_estimate"].items():
         print(
             f"energy estimate ({precision}, 45 nm): SNN {e['snn_event_driven_pj'] / 1e6:.3f} µJ vs ANN {e['ann_pj'] / 1e6:.3f} µJ"
             f" per sample ({e['ann_over_snn']:.1f}x)"
         )
-    print(f"throughput          {r['samples_per_second']:.1f} samples/s (evsim {r['mode']} mode, batch 1, "
+    print(f"throughput          {r['samples_per_s']:.1f} samples/s (evsim {r['mode']} mode, batch 1, "
           f"{r['threads']} thread{'s' if r['threads'] != 1 else ''})")
