@@ -35,6 +35,10 @@ class InputError(EvsimError):
     """Input spikes or events that do not fit the network they are fed to."""
 
 
+class ClusterError(EvsimError):
+    """A Ray cluster that cannot be reached, or that lost a task more often than it retries."""
+
+
 class MissingExtra(EvsimError):
     """An optional dependency that a reader or option needs is not installed."""
 

@@ -33,8 +33,8 @@ EXPECTED_SKIPS = {
 }
 """Skip reasons CI accepts (prefix match), with why. Anything else that skips under CI is a failure."""
 
-REQUIRED_IN_CI = ("torch", "hypothesis", "expelliarmus", "matplotlib", "tonic", "aedat", "scipy")
-"""What `.ci/run` installs ([train,plot,data,dev]); tests importorskip them for lighter local installs."""
+REQUIRED_IN_CI = ("torch", "hypothesis", "expelliarmus", "matplotlib", "tonic", "aedat", "scipy", "ray")
+"""What `.ci/run` installs ([train,plot,data,cluster,dev]); tests importorskip them for lighter local installs."""
 
 _unexpected_skips: list[str] = []
 

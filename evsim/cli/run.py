@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--mode", choices=("step", "async"), default="step",
                    help="step: the trained time steps, equal to the dense model (default); async: continuous time in µs")
     add_threads_argument(p)
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run on a Ray cluster, one task of --threads threads per chunk of samples: local (Ray "
+                        "started here) or the head's HOST:PORT, ray://HOST:PORT or auto (needs evsim[cluster])")
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding of static images (default 0)")
     add_output_arguments(p)
     p.set_defaults(func=main)
@@ -48,8 +51,15 @@ def main(args) -> int:
     read = 0
     with tqdm(total=len(samples), desc=f"evsim run ({args.mode})", unit="sample", disable=progress_disabled(args),
               leave=False) as bar:
-        inputs = sample_inputs(samples, network, args.seed)
-        for result, label in zip(network.run_many(inputs, workers=args.threads, mode=args.mode, progress=bar.update), samples.labels):
+        if args.cluster:
+            from evsim.analysis.cluster import run_on_cluster
+
+            results = run_on_cluster(network, samples, args.cluster, mode=args.mode, threads=args.threads,
+                                     seed=args.seed, progress=bar.update)
+        else:
+            inputs = sample_inputs(samples, network, args.seed)
+            results = network.run_many(inputs, workers=args.threads, mode=args.mode, progress=bar.update)
+        for result, label in zip(results, samples.labels):
             summary.add(result, int(label))
             read += result.window.read
             for reason, n in result.window.dropped.items():

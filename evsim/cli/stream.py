@@ -115,6 +115,8 @@ def run(args) -> int:
     files = expand_inputs(args.files)
     options = dict(every_us=args.every * 1000.0, crop=args.crop, downsample=args.downsample,
                    chunk_events=args.chunk_events, keep_timeline=args.json, mode=args.mode)
+    if args.cluster:
+        return _run_on_cluster(files, args, options)
     if len(files) == 1:
         return _run_one(files[0], load(args.model), args, options)
     return _run_many(files, args, options)
@@ -190,6 +192,37 @@ def _run_many(files: list[Path], args, options) -> int:
                     if reports[i] is None:
                         reports[i] = (future.result() if not future.cancelled()
                                       else {"file": str(files[i]), "interrupted": True})
+    return _finish(reports, printed, interrupted, args)
+
+
+def _run_on_cluster(files: list[Path], args, options) -> int:
+    from tqdm import tqdm
+
+    from evsim.analysis.cluster import stream_on_cluster
+    from evsim.engine.network import load
+
+    # one thread per task: a file streams on one thread, and Ray runs a task on every CPU
+    reports = stream_on_cluster(load(args.model), files, args.cluster, options, threads=1)
+    done: list[dict] = []
+    interrupted = False
+    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=True if args.no_progress else None) as bar:
+        try:
+            for report in reports:  # in file order
+                done.append(report)
+                bar.update()
+                if not args.json:
+                    bar.write(format_row(report), file=sys.stdout)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            reports.close()
+    printed = 0 if args.json else len(done)
+    done += [{"file": str(path), "interrupted": True} for path in files[len(done):]]
+    return _finish(done, printed, interrupted, args)
+
+
+def _finish(reports: list[dict], printed: int, interrupted: bool, args) -> int:
+    """The rows not printed yet (or the JSON object), the errors, and the exit status."""
     if args.json:
         print(json.dumps({"model": str(args.model), "files": reports, "interrupted": interrupted}))
     else:
@@ -234,4 +267,8 @@ def register(subparsers) -> None:
                         help="events decoded per chunk (memory bound; results do not depend on it)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
                         help=f"worker processes for several files (default {DEFAULT_WORKERS})")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="stream the files on a Ray cluster instead, every node reading them under the same "
+                             "path: local (Ray started here) or the head's HOST:PORT, ray://HOST:PORT or auto "
+                             "(needs evsim[cluster])")
     parser.set_defaults(func=run)
