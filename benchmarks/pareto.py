@@ -15,7 +15,8 @@ For each model (a path or a bundled name), on the real recordings of the shared 
 
 ``--bench`` adds the step-mode and async speedups of an ``evsim bench --json`` report per model
 (same order). The JSON keeps every model's figures; the figure plots validation accuracy against
-synops per sample (log scale), one point per model.
+synops per sample (log scale), one point per model, and with ``--trajectory CHECKPOINT`` the
+per-epoch validation figures the trainer logged in a run's checkpoint (dense forward), as a line.
 """
 
 from __future__ import annotations
@@ -98,13 +99,27 @@ def add_bench(result: dict, path: Path) -> None:
     }
 
 
-def figure(results: list[dict], out: Path) -> None:
+def trajectory(checkpoint: Path) -> dict:
+    """A run's per-epoch validation accuracy and synops, from its checkpoint's history."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    history = state["history"]
+    penalty = state["config"].get("penalty", {})
+    return {"checkpoint": str(checkpoint), "synops_penalty": penalty.get("synops"),
+            "epochs": [h["epoch"] for h in history],
+            "val_accuracy": [h["val_accuracy"] for h in history],
+            "val_synops": [h["val_synops"] for h in history]}
+
+
+def figure(results: list[dict], trajectories: list[dict], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    for i, run in enumerate(trajectories):
+        ax.plot(np.array(run["val_synops"]) / 1e6, 100 * np.array(run["val_accuracy"]), "-", marker=".",
+                color=f"C{i + 2}", alpha=0.6, lw=1, label=f"epochs 1-{run['epochs'][-1]}, penalty {run['synops_penalty']:g}/synop")
     for r in results:
         x = r["synops_per_sample"] / 1e6
         ax.scatter([x], [100 * r["val_accuracy_engine"]], color="C0")
@@ -132,6 +147,8 @@ def main() -> None:
     parser.add_argument("--bench", action="append", type=Path, help="an `evsim bench --json` report per model")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pareto.json"))
     parser.add_argument("--figure", type=Path)
+    parser.add_argument("--trajectory", action="append", type=Path, default=[],
+                        help="a training checkpoint whose per-epoch validation figures to draw")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     configure_torch(args.threads)
@@ -149,9 +166,10 @@ def main() -> None:
               f"{result['synops_per_sample'] / 1e6:.2f} M synops, {result['spikes_per_sample'] / 1e3:.1f} k spikes, "
               f"conv1 {result['conv1_spikes_per_input_event']:.2f} spikes per input event", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    trajectories = [trajectory(path) for path in args.trajectory]
+    args.out.write_text(json.dumps({"models": results, "trajectories": trajectories}, indent=1) + "\n")
     if args.figure:
-        figure(results, args.figure)
+        figure(results, trajectories, args.figure)
 
 
 if __name__ == "__main__":
