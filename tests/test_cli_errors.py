@@ -315,3 +315,41 @@ def test_the_guide_and_the_demo_write_into_runs():
     guide = text[text.index("## A short guide"):text.index("## Layout")]
     outputs = re.findall(r"--(?:out|figure) (\S+)", guide)
     assert outputs and all(path.startswith("runs/") for path in outputs), outputs
+
+
+@pytest.mark.slow
+def test_train_and_eval_print_one_json_object(capsys, elsewhere, mnist_root):
+    pytest.importorskip("torch")
+    code, out, err = run_cli(capsys, "train", "--arch", "lenet", "--dataset", "mnist", "--data", mnist_root,
+                             "--epochs", 1, "--timesteps", 2, "--limit", 16, "--test-limit", 8,
+                             "--out", "runs/m.npz", "--json")
+    assert code == 0, err
+    trained = json.loads(out)  # the epoch lines went to stderr
+    assert trained["model"] == "runs/m.npz" and [e["epoch"] for e in trained["epochs"]] == [1]
+    assert "epoch 1/1" in err and (elsewhere / "runs/m.npz").is_file()
+    code, out, err = run_cli(capsys, "eval", "--model", "runs/m.npz", "--data", mnist_root, "--limit", 8, "--json")
+    assert code == 0, err
+    evaluated = json.loads(out)
+    assert evaluated["dataset"] == "mnist" and evaluated["timesteps"] == 2 and evaluated["samples"] == 8
+    assert evaluated["mode"] == "dense" and evaluated["batch"] == 32 and evaluated["samples_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_the_demo_says_where_each_speed_was_measured(tmp_path):
+    """The demo shows a streaming rate (from the files, one thread) and in-memory rates (several
+    threads): each line must say which it is, with the mode, batch and spread across rounds."""
+    pytest.importorskip("torch")
+    import evsim
+    from evsim.analysis.demo import format_demo, run_demo
+
+    for digit in ("1", "7"):  # two recordings keep it short
+        (tmp_path / "Test" / digit).mkdir(parents=True)
+        source = sorted((NMNIST / "Test" / digit).glob("*.bin"))[0]
+        (tmp_path / "Test" / digit / source.name).symlink_to(source)
+    text = format_demo(run_demo(evsim.load("lenet-nmnist"), tmp_path, rounds=2, threads=1, progress=False))
+    streaming = [line for line in text.splitlines() if "streamed from the files" in line]
+    assert len(streaming) == 2 and all("batch 1, 1 thread" in line for line in streaming)
+    [memory] = [line for line in text.splitlines() if line.startswith("speed in memory")]
+    assert "1 thread, 2 rounds (slowest .. fastest)" in memory
+    for label in ("evsim step mode batch 1", "evsim async mode batch 1", "dense PyTorch batch 1", "batch 2 "):
+        assert re.search(re.escape(label) + r" ?\d+\.\d/s \(\d+\.\d \.\. \d+\.\d\)", memory), label

@@ -181,7 +181,8 @@ def format_demo(d: dict) -> str:
             return f"{speed[key]:.1f}/s ({spread['min']:.1f} .. {spread['max']:.1f})"
 
         lines.append(
-            f"speed in memory, same recordings, {speed['threads']} threads, {speed['rounds']} rounds (slowest .. fastest): "
+            f"speed in memory, same recordings, {speed['threads']} thread{'s' if speed['threads'] != 1 else ''}, "
+            f"{speed['rounds']} rounds (slowest .. fastest): "
             f"evsim step mode batch 1 {rate('event_samples_per_s')}, evsim async mode batch 1 {rate('async_samples_per_s')}, "
             f"dense PyTorch batch 1 {rate('dense_batch1_samples_per_s')}, batch {speed['dense_batch64_actual_batch']} "
             f"{rate('dense_batch64_samples_per_s')}")
