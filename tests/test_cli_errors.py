@@ -185,6 +185,7 @@ MISSING = {
     ],
     "matplotlib": [["report", "--model", "lenet-nmnist", "--out", "report"]],
     "tonic": [["stream", str(BUNDLED_DATA / "nmnist/Test/7/00001.bin"), "--model", "lenet-nmnist", "--crop", "34", "34"]],
+    "aedat": [["info", str(Path(__file__).parent / "data/dvs/sample.aedat4")]],
 }
 
 
