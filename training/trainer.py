@@ -29,6 +29,7 @@ from evsim.errors import DataError, InputError, ModelError
 from evsim.model.graph import Graph
 from evsim.model.file import load_model
 from evsim.training.architectures import build
+from evsim.training.distributed import Distributed, join
 from evsim.datasets.augment import EventAugment
 from evsim.datasets.samples import SIMULATED, SampleSet, load_samples, split_validation
 from evsim.training.network import SpikingNetwork, save_trained
@@ -67,6 +68,7 @@ class TrainConfig:
     val: int = 0  # training samples held out for validation (stratified by label)
     augment: bool = False  # augment real event recordings (evsim.datasets.augment)
     keep: str = "last"  # the exported model: the last epoch's, or the best by validation accuracy
+    distributed: bool = False  # one rank of a DDP process group started by torchrun (evsim.training.distributed)
 
     def resolved(self) -> "TrainConfig":
         optimizer = self.optimizer or ("adam" if SIMULATED.get(self.dataset, self.dataset) == "nmnist" else "sgd")
@@ -156,10 +158,13 @@ def run_epoch(
     description: str = "",
     stepwise: bool = False,
     penalty: ActivityPenalty = ActivityPenalty(),
+    distributed: Distributed | None = None,
 ) -> EpochResult:
     """One pass over ``samples``: training when ``optimizer`` is given (shuffled), else evaluation.
 
     The loss adds ``penalty``'s terms; the result counts every sample's synops and spikes either way.
+    With ``distributed`` this process runs its rank's share of every mini-batch, and the result
+    is the whole pass's (evsim.training.distributed).
     """
     training = optimizer is not None
     network.train(training)
@@ -168,6 +173,12 @@ def run_epoch(
     if stepwise and penalty.active:
         raise InputError("the activity penalty needs the layer-major forward")
     forward = network.forward_stepwise if stepwise else network.forward
+    if distributed is not None:
+        if stepwise:
+            raise InputError("distributed training runs the layer-major forward")
+        rng = distributed.generator(rng)  # after the shared shuffle: each rank codes its own samples
+        if training:
+            forward = distributed.model  # DDP's forward arranges the gradients' all-reduce
     fans = fan_outs(network.graph, param.dtype, param.device)
     total_loss, total_penalty, total_synops, total_events, correct, seen = 0.0, 0.0, 0.0, 0.0, 0, 0
     total_spikes: dict[str, float] = {}
@@ -175,7 +186,12 @@ def run_epoch(
     bar = _progress_bar(len(samples), description, progress)
     for first in range(0, len(order), batch_size):
         batch = order[first : first + batch_size]
-        frames = torch.from_numpy(samples.inputs(batch, timesteps, rng))
+        if distributed is not None:
+            batch = distributed.batch(batch)
+        if len(batch) == 0:  # a last mini-batch smaller than the ranks: this one still joins the all-reduce
+            frames = torch.zeros((timesteps, 0, *samples.input_shape))
+        else:
+            frames = torch.from_numpy(samples.inputs(batch, timesteps, rng))
         inputs = frames.to(device=param.device, dtype=param.dtype)
         labels = torch.from_numpy(samples.labels[batch]).to(param.device)
         activity: dict[str, torch.Tensor] = {}
@@ -186,7 +202,10 @@ def run_epoch(
             extra = penalty_sum(penalty, synops, activity) if penalty.active else None
         if training:
             optimizer.zero_grad(set_to_none=True)
-            (loss if extra is None else loss + extra).backward()
+            objective = loss if extra is None else loss + extra
+            if distributed is not None:
+                objective = objective * distributed.world  # DDP averages over ranks; the loss is a sum
+            objective.backward()
             optimizer.step()
         total_loss += float(loss.detach())
         if extra is not None:
@@ -199,10 +218,17 @@ def run_epoch(
         correct += int((output.argmax(1) == labels).sum())
         seen += len(batch)
         if bar is not None:
-            bar.update(len(batch))
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{100 * correct / seen:.2f}%", refresh=False)
+            bar.update(min(batch_size, len(order) - first))
+            bar.set_postfix(loss=f"{total_loss / max(seen, 1):.4f}", acc=f"{100 * correct / max(seen, 1):.2f}%", refresh=False)
     if bar is not None:
         bar.close()
+    if distributed is not None:
+        names = sorted(total_spikes)
+        summed = distributed.sum([total_loss, total_penalty, total_synops, total_events, correct, seen,
+                                  *(total_spikes[name] for name in names)])
+        total_loss, total_penalty, total_synops, total_events = summed[:4]
+        correct, seen = int(summed[4]), int(summed[5])
+        total_spikes = dict(zip(names, summed[6:]))
     n = max(seen, 1)
     return EpochResult(total_loss / n, correct / n, seen, time.perf_counter() - start, total_synops / n,
                        total_penalty / n, {name: value / n for name, value in total_spikes.items()}, total_events / n)
@@ -238,6 +264,20 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
     synops break ties); the checkpoint always holds the last epoch.
     """
     config = config.resolved()
+    distributed = None
+    if config.distributed:
+        distributed = join(config.device)
+        config = dataclasses.replace(config, device=distributed.device)
+        if not distributed.main:  # rank 0 speaks and writes for all
+            log, progress = (lambda line: None), False
+    try:
+        return _train(config, log, progress, distributed)
+    finally:
+        if distributed is not None:
+            distributed.close()
+
+
+def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
     train_set = load_samples(config.dataset, config.data, "train", config.limit, augment=config.dataset in ("cifar10", "svhn"))
     test_set = load_samples(config.dataset, config.data, "test", config.test_limit, encoding=train_set.encoding)
     val_set = None
@@ -267,6 +307,10 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
     if config.resume:
         start_epoch, history = load_checkpoint(config.checkpoint, network, optimizer, schedule, graph)
         log(f"resumed from {config.checkpoint} after epoch {start_epoch}")
+    if distributed is not None:
+        distributed.wrap(network)
+        log(f"distributed: {distributed.world} ranks ({distributed.backend}), {config.batch_size} samples per "
+            f"mini-batch in all, about {config.batch_size // distributed.world} per rank")
     split = f"{len(train_set)} train / {len(val_set)} validation / {len(test_set)} test" if val_set else f"{len(train_set)} train / {len(test_set)} test"
     log(f"{config.arch} on {config.dataset}: {network.parameter_count:,} weights, T={config.timesteps}, "
         f"{split} samples, {config.optimizer} lr={config.lr} "
@@ -278,13 +322,14 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
         f"{config.checkpoint} the last epoch")
     for epoch in range(start_epoch, config.epochs):
         lr = optimizer.param_groups[0]["lr"]
-        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout masks
+        rank = 0 if distributed is None else distributed.rank
+        torch.manual_seed(config.seed * 1_000_003 + epoch + (rank << 40))  # dropout masks, each rank its own
         fit = run_epoch(network, train_set, config.timesteps, config.batch_size,
                         np.random.default_rng([config.seed, epoch]), optimizer, progress,
-                        f"epoch {epoch + 1}/{config.epochs}", penalty=penalty)
+                        f"epoch {epoch + 1}/{config.epochs}", penalty=penalty, distributed=distributed)
         schedule.step()
-        val = evaluate(network, val_set, config.timesteps, config.batch_size, config.seed, progress, penalty) if val_set else None
-        test = evaluate(network, test_set, config.timesteps, config.batch_size, config.seed, progress, penalty)
+        val = evaluate(network, val_set, config.timesteps, config.batch_size, config.seed, progress, penalty, distributed) if val_set else None
+        test = evaluate(network, test_set, config.timesteps, config.batch_size, config.seed, progress, penalty, distributed)
         record = {
             "epoch": epoch + 1, "lr": lr,
             "train_loss": fit.loss, "train_accuracy": fit.accuracy,
@@ -303,6 +348,8 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
             f"synops {fit.synops / 1e6:.2f} M penalty {fit.penalty:.4f} {validation}"
             f"| test loss {test.loss:.4f} acc {100 * test.accuracy:.2f}% (best {100 * best:.2f}%) "
             f"| {fit.seconds:.0f} s train ({fit.samples_per_second:.1f} samples/s), {test.seconds:.0f} s test")
+        if distributed is not None and not distributed.main:
+            continue  # rank 0 writes the model and the checkpoint
         if config.keep == "last" or best_by_validation(history) == epoch + 1:
             meta = {"val_accuracy": val.accuracy, "val_samples": len(val_set), "val_synops": val.synops} if val is not None else {}
             save_trained(config.out, network, epochs=epoch + 1, accuracy=test.accuracy,
@@ -332,12 +379,13 @@ def initial_weights(path, graph: Graph):
 
 
 def evaluate(network: SpikingNetwork, samples: SampleSet, timesteps: int, batch_size: int = 32,
-             seed: int = 0, progress: bool = False, penalty: ActivityPenalty = ActivityPenalty()) -> EpochResult:
+             seed: int = 0, progress: bool = False, penalty: ActivityPenalty = ActivityPenalty(),
+             distributed: Distributed | None = None) -> EpochResult:
     """Accuracy, loss, synops and ``penalty``'s terms on ``samples``, with a fixed Poisson seed so
-    epochs compare fairly."""
+    epochs compare fairly (split over the ranks with ``distributed``)."""
     with torch.no_grad():
         return run_epoch(network, samples, timesteps, batch_size, np.random.default_rng([seed, TEST_SEED]),
-                         progress=progress, description=samples.split, penalty=penalty)
+                         progress=progress, description=samples.split, penalty=penalty, distributed=distributed)
 
 
 def save_checkpoint(path: Path, network, optimizer, schedule, epoch: int, history: list, config: TrainConfig) -> None:

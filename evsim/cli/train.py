@@ -6,6 +6,7 @@ torch is imported only when the command runs, so the engine works without it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,10 @@ def register(subparsers) -> None:
     p.add_argument("--test-limit", type=positive_int, help="test on a fixed random subset of N samples")
     add_threads_argument(p, default=None, what="torch CPU threads")
     p.add_argument("--device", help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    p.add_argument("--distributed", action="store_true",
+                   help="one process of a data-parallel run started by torchrun (DDP: gloo on CPU, NCCL on GPUs): "
+                        "torchrun --nproc-per-node N -m evsim.cli train ... --distributed; --batch-size is the "
+                        "whole mini-batch, split over the processes; rank 0 logs and writes the files")
     add_output_arguments(p)
     sparse = p.add_argument_group("sparse models", "activity penalties on the engine's cost of a sample, "
                                   "S = synaptic operations per sample as the engine counts them")
@@ -119,11 +124,14 @@ def run(args) -> int:
         val=args.val,
         augment=args.augment,
         keep=args.keep,
+        distributed=args.distributed,
     )
     # with --json the epoch lines go to stderr, so that stdout holds the one JSON object
     log_file = sys.stderr if args.json else sys.stdout
     history = train(config, log=lambda line: print(line, file=log_file, flush=True),
                     progress=not (args.no_progress or args.json))
+    if args.distributed and int(os.environ["RANK"]) != 0:
+        return 0  # rank 0 reports for all
     if args.json:
         print_json({"model": str(args.out), "arch": args.arch, "dataset": args.dataset, "data": str(config.data),
                     "timesteps": args.timesteps, "device": device, "batch": args.batch_size, "epochs": history})
