@@ -45,12 +45,12 @@ def main() -> None:
             state.reset()
             start = time.perf_counter()
             n_out = kernels.run_population_steps(
-                state.V, layer.unit, state.t_last, state.stamp, state.touched, network._leak_tables[i],
-                math.log(layer.leak), layer.threshold, layer.fires, layer.projections, layer.weights, layer.routes,
-                ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_offsets[i], totals[i],
+                state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, network._leak_tables[i],
+                math.log(layer.leak), *layer.firing, layer.fires, layer.projections, layer.weights, layer.routes,
+                ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_count[i], ws.out_offsets[i], totals[i],
             )
             seconds[i] += time.perf_counter() - start
-            queues[layer.name] = SpikeEvents(ws.out_offsets[i], ws.out_index[i][:n_out], ws.ones[:n_out])
+            queues[layer.name] = SpikeEvents(ws.out_offsets[i], ws.out_index[i][:n_out], ws.out_count[i][:n_out])
     n = len(inputs)
     print(f"{args.model}: {n} N-MNIST {args.split} recordings, step mode, one core")
     print(f"{'layer':<8} {'in events':>11} {'synops':>13} {'spikes':>10} {'ms/sample':>10} {'share':>7} {'G synops/s':>11}")

@@ -31,9 +31,9 @@ def test_kinds_and_their_rules():
     ({"leak": 1.5}, "need 0 < leak <= 1"),
     ({"threshold": -1.0}, "positive threshold"),
     ({"threshold": float("inf")}, "positive threshold"),
-    ({"reset": "subtract"}, "unknown reset rule 'subtract'"),
-    ({"spikes_per_step": 2}, "2 spikes per step is not supported"),
-    ({"lower_bound": -1.0}, "lower bound is not supported"),
+    ({"reset": "exponential"}, "unknown reset rule 'exponential'"),
+    ({"spikes_per_step": 0}, "spikes_per_step must be a positive integer"),
+    ({"lower_bound": 1.0}, "lower bound must be finite and <= 0"),
 ])
 def test_dynamics_the_engine_does_not_implement_are_refused(changes, message):
     with pytest.raises(ModelError, match=message):

@@ -111,6 +111,9 @@ class SpikingNetwork(nn.Module):
             return F.linear(spikes.flatten(1), self.weight(proj.weight))
         if proj.op == "avgpool":
             return F.avg_pool2d(spikes, proj.kernel, proj.stride)
+        if proj.op == "sumpool":
+            # divisor 1: the window's exact sum, not an average scaled back up
+            return F.avg_pool2d(spikes, proj.kernel, proj.stride, divisor_override=1)
         return spikes  # identity
 
     def _current(self, pop: Population, spikes: dict[str, torch.Tensor], lead: int) -> torch.Tensor:
@@ -167,10 +170,20 @@ class SpikingNetwork(nn.Module):
                 if not pop.fires:
                     membranes[pop.name] = LeakAsIdentity.apply(v, pop.leak)
                     continue
-                spikes = StepSpike.apply(v, pop.threshold, windows[pop.name])
-                fired = spikes.detach()
+                neuron = pop.neuron
+                if neuron.is_default_rule:
+                    spikes = StepSpike.apply(v, pop.threshold, windows[pop.name])
+                    fired = spikes.detach()
+                    v = v * (1.0 - fired)
+                else:
+                    threshold = threshold_tensor(pop, v)
+                    spikes = StepSpike.apply(v, threshold, windows[pop.name], neuron)
+                    fired = spikes.detach()
+                    v = v - fired * threshold if neuron.reset == "subtract" else v * (fired == 0)
+                    if neuron.lower_bound is not None:
+                        v = torch.clamp(v, min=neuron.lower_bound)
                 trains[pop.name].append(fired)
-                membranes[pop.name] = LeakAsIdentity.apply(v * (1.0 - fired), pop.leak)
+                membranes[pop.name] = LeakAsIdentity.apply(v, pop.leak)
                 if pop.name in masks:
                     spikes = spikes * masks[pop.name]
                 now[pop.name] = spikes
@@ -190,19 +203,37 @@ class _Window:
 
 
 def window_scale(pop: Population, spikes: torch.Tensor) -> torch.Tensor | float:
-    """``factor * surrogate`` per neuron from the window's spikes ``[T, B, ...]`` (0/1 floats)."""
+    """``factor * surrogate`` per neuron from the window's spikes ``[T, B, ...]`` (counts)."""
     surrogate, corrected = surrogate_of(pop)
+    surrogate = _per_neuron(surrogate, pop, spikes)
     return leak_correction(spikes, pop.leak).mul_(surrogate) if corrected else surrogate
 
 
-def surrogate_of(pop: Population) -> tuple[float, bool]:
+def surrogate_of(pop: Population) -> tuple[float | np.ndarray, bool]:
     """The straight-through slope and whether the leak correction applies (evsim.model.neuron)."""
     return pop.neuron.surrogate()
 
 
+def threshold_tensor(pop: Population, like: torch.Tensor) -> torch.Tensor | float:
+    """The population's threshold: a float, or a tensor of its shape (per-neuron thresholds)
+    in ``like``'s dtype and device, as the engine holds them in its precision."""
+    return _per_neuron(pop.threshold if not pop.neuron.per_neuron_threshold else np.asarray(pop.threshold), pop, like)
+
+
+def _per_neuron(value, pop: Population, like: torch.Tensor):
+    if isinstance(value, np.ndarray):
+        return torch.as_tensor(value.reshape(pop.shape), dtype=like.dtype, device=like.device)
+    return value
+
+
 def fire(pop: Population, current: torch.Tensor) -> torch.Tensor:
+    """A firing population's spikes ``[T, B, ...]`` (counts for multi-spike neurons) from its
+    currents, with the paper's gradient (evsim.training.neurons)."""
     surrogate, corrected = surrogate_of(pop)
-    return FiringRecurrence.apply(current, pop.threshold, pop.leak, surrogate, corrected)
+    if pop.neuron.is_default_rule:
+        return FiringRecurrence.apply(current, pop.threshold, pop.leak, surrogate, corrected)
+    return FiringRecurrence.apply(current, threshold_tensor(pop, current), pop.leak,
+                                  _per_neuron(surrogate, pop, current), corrected, pop.neuron)
 
 
 def dense_forward(

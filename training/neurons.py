@@ -34,6 +34,18 @@ forward spikes and ``g_s[t]`` the gradient arriving at the spikes::
 
 For the output integrator the membrane leak is likewise treated as noise (section 3.1.2), so
 ``d output / d I[t] = 1 / T`` for every step.
+
+The neuron variants (evsim.model.neuron: reset by subtraction, several spikes per step, ``>=``,
+a lower bound, per-neuron thresholds) run the spec's dynamics in the same fused loop; ``s[t]``
+is then the spike count. Their gradient is the paper's where it applies: the same surrogate
+(``1 / threshold`` per neuron, leak-corrected with the counts), applied at the steps where the
+neuron fired. What changes is the path through the membrane::
+
+    g_U[t] = g_s[t] * factor * surrogate * fired[t]  +  g_U[t+1] * keep[t]
+
+    keep[t] = 1 - fired[t]   reset to zero (the paper: the reset cuts the path)
+    keep[t] = 1              reset by subtraction (V - n * theta, the count treated as a constant)
+    keep[t] = 0              where the lower bound clamped the membrane (it no longer depends on V)
 """
 
 from __future__ import annotations
@@ -56,14 +68,33 @@ def leak_correction(spikes: torch.Tensor, leak: float) -> torch.Tensor:
     return factor.masked_fill_(count == 0, 0.0)
 
 
+def spike_count(membrane: torch.Tensor, threshold, rule) -> torch.Tensor:
+    """Step 3 of evsim.model.neuron for a multi-spike rule: the spike count of every neuron."""
+    q = membrane / threshold
+    n = torch.floor(q) if rule.fire_test == ">=" else torch.ceil(q).sub_(1.0)
+    return n.clamp_(min=0.0, max=rule.spikes_per_step)
+
+
+def fire_test(membrane: torch.Tensor, threshold, rule, out=None) -> torch.Tensor:
+    """Step 3 for a one-spike rule: which neurons fire (bool)."""
+    if rule is not None and rule.fire_test == ">=":
+        return torch.ge(membrane, threshold, out=out)
+    return torch.gt(membrane, threshold, out=out)
+
+
 class FiringRecurrence(torch.autograd.Function):
     """Currents ``[T, B, ...]`` -> spikes ``[T, B, ...]`` of a firing population (see module doc).
 
     ``surrogate`` is the straight-through slope; ``corrected`` switches on the leak correction.
+    ``rule`` is the population's evsim.model.neuron.Neuron when its firing rule is not the
+    paper's (None: the paper's); ``threshold`` and ``surrogate`` may then be tensors of the
+    population's shape (per-neuron thresholds).
     """
 
     @staticmethod
-    def forward(ctx, current, threshold: float, leak: float, surrogate: float, corrected: bool):
+    def forward(ctx, current, threshold, leak: float, surrogate, corrected: bool, rule=None):
+        if rule is not None:
+            return FiringRecurrence._forward_rule(ctx, current, threshold, leak, surrogate, corrected, rule)
         fired = torch.empty_like(current, dtype=torch.bool)  # keeps a channels-last layout
         membrane = torch.zeros_like(current[0])
         for t in range(current.shape[0]):
@@ -79,7 +110,44 @@ class FiringRecurrence(torch.autograd.Function):
             else:
                 scale = torch.full_like(current[0], surrogate)
             ctx.save_for_backward(fired, scale)
+            ctx.keep = None
         return spikes
+
+    @staticmethod
+    def _forward_rule(ctx, current, threshold, leak, surrogate, corrected, rule):
+        """The spec's steps 2-5 (and 1, at the end of each step) for any firing rule."""
+        fired = torch.empty_like(current, dtype=torch.bool)
+        counts = torch.empty_like(current)
+        keep = torch.empty_like(current, dtype=torch.bool) if ctx.needs_input_grad[0] else None
+        membrane = torch.zeros_like(current[0])
+        for t in range(current.shape[0]):
+            membrane.add_(current[t])
+            if rule.single_spike:
+                fire_test(membrane, threshold, rule, out=fired[t])
+                counts[t] = fired[t]
+            else:
+                counts[t] = spike_count(membrane, threshold, rule)
+                torch.gt(counts[t], 0.0, out=fired[t])
+            if rule.reset == "subtract":
+                membrane.sub_(counts[t] * threshold)
+            else:
+                membrane.masked_fill_(fired[t], 0.0)
+            if keep is not None:
+                keep[t] = ~fired[t] if rule.reset == "zero" else True
+            if rule.lower_bound is not None:
+                if keep is not None:
+                    keep[t] &= membrane >= rule.lower_bound
+                membrane.clamp_(min=rule.lower_bound)
+            if leak != 1.0:
+                membrane.mul_(leak)
+        if ctx.needs_input_grad[0]:
+            if corrected:
+                scale = leak_correction(counts, leak).mul_(surrogate)
+            else:
+                scale = torch.ones_like(current[0]).mul_(surrogate)
+            ctx.save_for_backward(fired, scale)
+            ctx.keep = keep
+        return counts
 
     @staticmethod
     def backward(ctx, grad_spikes):
@@ -87,10 +155,15 @@ class FiringRecurrence(torch.autograd.Function):
         grad = grad_spikes * scale  # g_s[t] * factor * surrogate, for every t at once
         last = grad.shape[0] - 1
         grad[last].mul_(fired[last])
-        for t in range(last - 1, -1, -1):
-            # where the neuron fired the reset cuts the path to later steps; elsewhere it passes
-            torch.where(fired[t], grad[t], grad[t + 1], out=grad[t])
-        return grad, None, None, None, None
+        if ctx.keep is None:
+            for t in range(last - 1, -1, -1):
+                # where the neuron fired the reset cuts the path to later steps; elsewhere it passes
+                torch.where(fired[t], grad[t], grad[t + 1], out=grad[t])
+        else:
+            keep = ctx.keep
+            for t in range(last - 1, -1, -1):
+                grad[t].mul_(fired[t]).add_(grad[t + 1] * keep[t])
+        return grad, None, None, None, None, None
 
 
 class OutputIntegrator(torch.autograd.Function):
@@ -113,23 +186,28 @@ class OutputIntegrator(torch.autograd.Function):
 class StepSpike(torch.autograd.Function):
     """One step of a firing population, for the step-by-step reference forward.
 
-    Returns the spikes of the pre-reset membrane ``V``. The leak correction depends on the whole
+    Returns the spikes (counts, for a multi-spike ``rule``) of the pre-reset membrane ``V``. The leak correction depends on the whole
     window, which is known only after the last step; ``window`` is a small record whose
     ``scale`` (factor x surrogate) the reference forward fills in once the loop is over, before
     any backward can run.
     """
 
     @staticmethod
-    def forward(ctx, membrane, threshold: float, window):
-        fired = membrane > threshold
+    def forward(ctx, membrane, threshold, window, rule=None):
+        if rule is None or rule.single_spike:
+            fired = fire_test(membrane, threshold, rule)
+            counts = fired.to(membrane.dtype)
+        else:
+            counts = spike_count(membrane, threshold, rule)
+            fired = counts > 0
         ctx.save_for_backward(fired)
         ctx.window = window
-        return fired.to(membrane.dtype)
+        return counts
 
     @staticmethod
     def backward(ctx, grad_spikes):
         (fired,) = ctx.saved_tensors
-        return grad_spikes * ctx.window.scale * fired, None, None
+        return grad_spikes * ctx.window.scale * fired, None, None, None
 
 
 class LeakAsIdentity(torch.autograd.Function):

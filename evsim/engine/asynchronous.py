@@ -15,7 +15,12 @@ reaches it meanwhile is discarded. This is the continuous-time counterpart of th
 step-mode neuron, which fires at most once per step and loses whatever arrives in the rest of the
 step after its threshold crossing - on average half a step. Without it an asynchronous neuron
 fires on every crossing and the trained network runs with about twice the spikes (measured on
-N-MNIST: 2.0x synops, accuracy 3.6 points lower; see benchmarks/RESULTS.md). State (membranes, last-update times) carries over from one chunk to the next, so a
+N-MNIST: 2.0x synops, accuracy 3.6 points lower; see benchmarks/RESULTS.md). Only such neurons
+(reset to zero, one spike per step: ``Neuron.async_refractory``) get the refractory period; a
+neuron that resets by subtraction or fires several spikes per step keeps in step mode the charge
+that arrives after it fired, so here it keeps it too: at every arrival that reaches it, it fires
+under its own rule (evsim.model.neuron: its spike count, its reset, its lower bound), and a
+residual still above threshold fires at its next arrival. State (membranes, last-update times) carries over from one chunk to the next, so a
 recording of any length streams in constant memory, and the result does not depend on where the
 chunks are cut.
 """
@@ -119,28 +124,29 @@ class Stream:
         bounds = np.stack([ends - sizes, ends], axis=1)
         heads = bounds[:, 0].copy()
         capacity = max(1024, 4 * len(index)) if layer.fires else 1
-        out_times, out_indices = [], []
+        out_times, out_indices, out_counts = [], [], []
         state = self.states[i]
+        refractory_us = self.refractory_us if layer.neuron.async_refractory else 0.0
         while True:
             out_time = np.empty(capacity + layer.unit, dtype=np.float64)  # + slack for kernels._fire
             out_index = np.empty(capacity + layer.unit, dtype=np.int32)
+            out_count = np.empty(capacity + layer.unit, dtype=self.network.dtype)
             n, self.tag = kernels.run_population_async(
                 state.V, layer.unit, state.t_last, state.stamp, state.touched, self.tag,
-                self.log_leak_per_us[i], layer.threshold, layer.fires, self.delays_us[layer.name],
-                self.refractory_us, self.refractory_end[i], self.unit_refractory_end[i],
+                self.log_leak_per_us[i], *layer.firing, layer.fires, self.delays_us[layer.name],
+                refractory_us, self.refractory_end[i], self.unit_refractory_end[i],
                 layer.projections, layer.weights, layer.routes, bounds, heads, time, index, sign,
-                out_time, out_index, self.counters[i],
+                out_time, out_index, out_count, self.counters[i],
             )
             out_times.append(out_time[:n])
             out_indices.append(out_index[:n])
+            out_counts.append(out_count[:n])
             if np.all(heads >= bounds[:, 1]):
                 break
             capacity *= 2
         if not layer.fires:
             return TimedEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, self.network.dtype))
-        t_out = np.concatenate(out_times)
-        i_out = np.concatenate(out_indices)
-        return TimedEvents(t_out, i_out, np.ones(len(i_out), dtype=self.network.dtype))
+        return TimedEvents(np.concatenate(out_times), np.concatenate(out_indices), np.concatenate(out_counts))
 
     def output(self, at_us: float | None = None) -> np.ndarray:
         """The output membranes leaked to ``at_us`` (default: the last event), divided by T.

@@ -19,6 +19,16 @@ Layouts (chosen so that one event's fan-out is a few contiguous runs of adds):
   (``routes``) to its one target neuron, instead of decoding its coordinates.
 
 Projection table rows (int64): see the ``P_*`` column indices below.
+
+Events carry a multiplier (``ev_sign``): +1 or -1 for input events, and the spike count ``n`` of
+a multi-spike neuron (evsim.model.neuron), which emits one event per step however many spikes it
+fires. Its weights are added once, scaled by ``n``; its synaptic operations count ``|n|`` per
+weight reached (the spikes delivered, as sinabs and the dense model count them).
+
+The firing rule of a population other than the paper's (reset by subtraction, several spikes per
+step, ``>=``, a lower bound, per-neuron thresholds) is a float64 row ``rule`` (``R_*`` columns
+below) and a ``thresholds`` array (empty: one threshold for the population); the rule itself is
+specified in evsim.model.neuron. Populations with the paper's rule take the branch-free fast path.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import math
 import numpy as np
 from numba import njit
 
-OP_CONV, OP_LINEAR, OP_AVGPOOL, OP_IDENTITY = 0, 1, 2, 3
+OP_CONV, OP_LINEAR, OP_AVGPOOL, OP_IDENTITY, OP_SUMPOOL = 0, 1, 2, 3, 4
 
 P_OP, P_SRC_C, P_SRC_H, P_SRC_W, P_DST_C, P_DST_H, P_DST_W = 0, 1, 2, 3, 4, 5, 6
 P_KERNEL, P_STRIDE, P_PADDING, P_WEIGHT_OFFSET, P_ROUTE_OFFSET = 7, 8, 9, 10, 11
@@ -37,6 +47,12 @@ PROJECTION_COLUMNS = 12
 # counters[...] layout, one row per population run
 C_INPUT_EVENTS, C_SYNOPS, C_NEURON_UPDATES, C_SPIKES = 0, 1, 2, 3
 COUNTER_COLUMNS = 4
+
+# rule[...] layout: the firing rule (evsim.model.neuron) as numbers
+R_DEFAULT, R_INCLUSIVE, R_MAX_SPIKES, R_SUBTRACT, R_HAS_FLOOR, R_FLOOR = 0, 1, 2, 3, 4, 5
+RULE_COLUMNS = 6
+"""R_DEFAULT 1: the paper's rule (fast path); R_INCLUSIVE 1: ``>=``; R_MAX_SPIKES: spikes per
+step (0: unbounded); R_SUBTRACT 1: reset by subtraction; R_HAS_FLOOR 1: clamp at R_FLOOR."""
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -86,6 +102,67 @@ def _clamp_refractory(v, refractory_end, now, threshold):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _discard_refractory(v, refractory_end, now):
+    """Zero the neurons of ``v`` still refractory at ``now`` (the charge reaching them is lost)."""
+    for i in range(v.shape[0]):
+        if now < refractory_end[i]:
+            v[i] = 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _spike_count(x, thr, inclusive, cap):
+    """How many spikes a membrane ``x`` fires against threshold ``thr`` (evsim.model.neuron, step 3)."""
+    if cap == 1:
+        if inclusive:
+            return 1.0 if x >= thr else 0.0
+        return 1.0 if x > thr else 0.0
+    q = x / thr
+    n = math.floor(q) if inclusive else math.ceil(q) - 1.0
+    if n < 0.0:
+        return 0.0
+    if cap > 0 and n > cap:
+        return float(cap)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _fire_rule(v, base, threshold, thresholds, rule, out_index, out_count, n_out):
+    """Fire, reset and clamp the neurons of ``v`` (neurons ``base ...``) under a general ``rule``.
+
+    Emits one event per neuron that fires, with its spike count in ``out_count``. Returns the
+    new event count, the spikes emitted, and whether a neuron still passes the threshold test
+    after its reset (a subtracting neuron can: it may fire again with no new input).
+    """
+    inclusive = rule[R_INCLUSIVE] != 0.0
+    cap = int(rule[R_MAX_SPIKES])
+    subtract = rule[R_SUBTRACT] != 0.0
+    has_floor = rule[R_HAS_FLOOR] != 0.0
+    floor_value = rule[R_FLOOR]
+    per_neuron = thresholds.shape[0] > 0
+    spikes = 0
+    again = False
+    for co in range(v.shape[0]):
+        thr = thresholds[base + co] if per_neuron else threshold
+        x = v[co]
+        n = _spike_count(x, thr, inclusive, cap)
+        if n > 0.0:
+            out_index[n_out] = base + co
+            out_count[n_out] = n
+            n_out += 1
+            spikes += int(n)
+            if subtract:
+                x = x - n * thr
+                if _spike_count(x, thr, inclusive, cap) > 0.0:
+                    again = True
+            else:
+                x = 0.0
+        if has_floor and x < floor_value:
+            x = floor_value
+        v[co] = x
+    return n_out, spikes, again
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _fire(v, base, threshold, out_index, n_out):
     """Emit a spike for every neuron of ``v`` (neurons ``base ...``) above threshold and reset it.
 
@@ -126,7 +203,8 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
     Each *unit* reached is first brought up to time ``now`` (lazy leak) and listed as touched
     under ``tag``: a unit is a pixel (``unit == C``) or, in populations fed only by pooling,
     a single neuron (``unit == 1``), since a pooling event reaches one channel only. The projection kind is decided once, outside the per-event loops. Returns the
-    number of synaptic operations performed (one per weight added) and the new touched count.
+    number of synaptic operations performed (one per weight added and spike an event carries)
+    and the new touched count.
     """
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
     synops = 0
@@ -134,6 +212,7 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
         for e in range(lo, hi):
             j = ev_index[e]
             sign = ev_sign[e]
+            spikes = int(abs(sign))
             c = j % src_c
             pix = j // src_c
             y = pix // src_w
@@ -160,7 +239,7 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
                     base = (oy * dst_w + ox0) * C
                     wrow = row + (k - 1 - kx_hi) * C
                     _add_run(V[base : base + n], weights[wrow : wrow + n], sign)
-                    synops += n
+                    synops += n * spikes
                 else:
                     for kx in range(k):
                         ox_num = x + pad - kx
@@ -174,10 +253,10 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
                             n_touched = _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
                         wrow = row + (k - 1 - kx) * C
                         _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
-                        synops += C
-    elif op == OP_AVGPOOL and roff >= 0:
+                        synops += C * spikes
+    elif (op == OP_AVGPOOL or op == OP_SUMPOOL) and roff >= 0:
         # tiled pooling: each source neuron feeds one target, looked up in ``routes`` (-1: none)
-        share = 1.0 / (k * k)
+        share = 1.0 / (k * k) if op == OP_AVGPOOL else 1.0
         for e in range(lo, hi):
             neuron = routes[roff + ev_index[e]]
             if neuron < 0:
@@ -186,9 +265,9 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
             if stamp[u] != tag:
                 n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
             V[neuron] += ev_sign[e] * share
-            synops += 1
-    elif op == OP_AVGPOOL:
-        share = 1.0 / (k * k)
+            synops += int(abs(ev_sign[e]))
+    elif op == OP_AVGPOOL or op == OP_SUMPOOL:
+        share = 1.0 / (k * k) if op == OP_AVGPOOL else 1.0
         for e in range(lo, hi):
             j = ev_index[e]
             c = j % src_c
@@ -207,14 +286,16 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
                     if stamp[u] != tag:
                         n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
                     V[neuron] += ev_sign[e] * share
-                    synops += 1
+                    synops += int(abs(ev_sign[e]))
     elif op == OP_LINEAR:
+        spikes = 0
         for e in range(lo, hi):
             j = ev_index[e]
             if stamp[0] != tag:
                 n_touched = _touch(V, C, 0, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
             _add_run(V[:C], weights[woff + j * C : woff + (j + 1) * C], ev_sign[e])
-        synops += (hi - lo) * C
+            spikes += int(abs(ev_sign[e]))
+        synops += spikes * C
     else:  # OP_IDENTITY
         for e in range(lo, hi):
             j = ev_index[e]
@@ -222,34 +303,46 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
             if stamp[u] != tag:
                 n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
             V[j] += ev_sign[e]
-        synops += hi - lo
+            synops += int(abs(ev_sign[e]))
     return synops, n_touched
 
 
 @njit(cache=True, nogil=True)
 def run_population_steps(
-    V, unit, t_last, stamp, touched_list, leak_table, log_leak, threshold, fires,
+    V, unit, t_last, stamp, touched_list, carry, leak_table, log_leak, threshold, thresholds, rule, fires,
     projections, weights, routes, ev_offsets, ev_index, ev_sign,
-    out_index, out_offsets, counters,
+    out_index, out_count, out_offsets, counters,
 ):
     """Run one population over all time steps of a window (step mode).
 
     ``ev_offsets[q, t]:ev_offsets[q, t + 1]`` are the events that projection ``q`` delivers at
     step ``t`` (indices into ``ev_index``/``ev_sign``). All events of a step are accumulated
     before any threshold test, as in the dense model; only touched pixels are tested.
-    Fills ``out_index`` (which needs ``unit`` elements of slack, see _fire) with spikes (channels-last neuron index) and ``out_offsets[t + 1]`` with
-    the running spike count. ``V`` holds each neuron's potential after its last update, before
-    the leak of the steps since ``t_last``; ``stamp`` must start below 0.
+    Fills ``out_index`` (which needs ``unit`` elements of slack, see _fire) with spikes
+    (channels-last neuron index), ``out_count`` with each event's spike count, and
+    ``out_offsets[t + 1]`` with the running event count. ``V`` holds each neuron's potential
+    after its last update, before the leak of the steps since ``t_last``; ``stamp`` must start
+    below 0. ``carry[1 : 1 + carry[0]]`` lists the units that must be visited at the next step
+    although no event may reach them: a subtracting neuron still above threshold after its reset
+    fires again, as the dense model's does (empty for the paper's rule, kept across calls).
     """
     n_proj = projections.shape[0]
     timesteps = ev_offsets.shape[1] - 1
+    fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
     n_out = 0
+    spikes = 0
     synops = 0
     n_in = 0
     updates = 0
+    n_carry = carry[0]
     out_offsets[0] = 0
     for t in range(timesteps):
         n_touched = 0
+        for i in range(n_carry):
+            u = carry[1 + i]
+            if stamp[u] != t:
+                n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak)
+        n_carry = 0
         for q in range(n_proj):
             geometry = _geometry(projections[q])
             lo = ev_offsets[q, t]
@@ -260,17 +353,31 @@ def run_population_steps(
                 t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
             )
             synops += added
-        if fires:
+        if fires and fast:
             for i in range(n_touched):
                 base = touched_list[i] * unit
                 if _any_above(V[base : base + unit], threshold):
                     n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+        elif fires:
+            for i in range(n_touched):
+                base = touched_list[i] * unit
+                n_out, fired, again = _fire_rule(
+                    V[base : base + unit], base, threshold, thresholds, rule, out_index, out_count, n_out
+                )
+                spikes += fired
+                if again:
+                    carry[1 + n_carry] = touched_list[i]
+                    n_carry += 1
         updates += n_touched * unit
         out_offsets[t + 1] = n_out
+    carry[0] = n_carry
+    if fast:
+        out_count[:n_out] = 1.0
+        spikes = n_out
     counters[C_INPUT_EVENTS] += n_in
     counters[C_SYNOPS] += synops
     counters[C_NEURON_UPDATES] += updates
-    counters[C_SPIKES] += n_out
+    counters[C_SPIKES] += spikes
     return n_out
 
 
@@ -289,10 +396,10 @@ def leak_to(V, t_last, C, t_end, log_leak):
 
 @njit(cache=True, nogil=True)
 def run_population_async(
-    V, unit, t_last, stamp, touched_list, tag, log_leak_per_us, threshold, fires, delay_us,
+    V, unit, t_last, stamp, touched_list, tag, log_leak_per_us, threshold, thresholds, rule, fires, delay_us,
     refractory_us, refractory_end, unit_refractory_end,
     projections, weights, routes, ev_bounds, heads, ev_time, ev_index, ev_sign,
-    out_time, out_index, counters,
+    out_time, out_index, out_count, counters,
 ):
     """Run one population over time-sorted events in continuous time (asynchronous mode).
 
@@ -305,13 +412,19 @@ def run_population_async(
     ``refractory_us``: charge reaching it before ``refractory_end`` is discarded (its membrane
     stays at 0), so it fires at most once per refractory period, as a step-mode neuron fires at
     most once per step (``unit_refractory_end`` is the latest end in each unit, which lets
-    units with no refractory neuron take the fast test). Stops early when ``out_*`` could overflow; ``heads``
-    then says where to resume. Returns ``(spikes written, next tag)``; ``tag`` numbers arrivals
+    units with no refractory neuron take the fast test; a ``refractory_us`` of 0 turns it off).
+    A population with another firing rule than the paper's (``rule``, ``thresholds``) fires,
+    resets and clamps its reached neurons under that rule at each arrival, one event per neuron
+    with its spike count in ``out_count``; a subtracting neuron left above threshold fires again
+    at the next arrival that reaches it. Stops early when ``out_*`` could overflow; ``heads``
+    then says where to resume. Returns ``(events written, next tag)``; ``tag`` numbers arrivals
     across calls so that state carries over from one chunk of a stream to the next.
     """
     n_proj = projections.shape[0]
     empty_table = np.zeros(0, dtype=V.dtype)
+    fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
     n_out = 0
+    spikes = 0
     synops = 0
     n_in = 0
     updates = 0
@@ -345,7 +458,23 @@ def run_population_async(
             n_in += e - heads[r]
             heads[r] = e
         tag += 1
-        if fires:
+        if fires and not fast:
+            for i in range(n_touched):
+                u = touched_list[i]
+                base = u * unit
+                if now < unit_refractory_end[u]:
+                    _discard_refractory(V[base : base + unit], refractory_end[base : base + unit], now)
+                n_before = n_out
+                n_out, fired, _ = _fire_rule(
+                    V[base : base + unit], base, threshold, thresholds, rule, out_index, out_count, n_out
+                )
+                spikes += fired
+                out_time[n_before:n_out] = now + delay_us
+                if refractory_us > 0.0 and n_out > n_before:
+                    for n in range(n_before, n_out):
+                        refractory_end[out_index[n]] = now + refractory_us
+                    unit_refractory_end[u] = now + refractory_us
+        elif fires:
             for i in range(n_touched):
                 u = touched_list[i]
                 base = u * unit
@@ -367,10 +496,13 @@ def run_population_async(
                             refractory_end[out_index[n]] = now + refractory_us
                         unit_refractory_end[u] = now + refractory_us
         updates += n_touched * unit
+    if fast:
+        out_count[:n_out] = 1.0
+        spikes = n_out
     counters[C_INPUT_EVENTS] += n_in
     counters[C_SYNOPS] += synops
     counters[C_NEURON_UPDATES] += updates
-    counters[C_SPIKES] += n_out
+    counters[C_SPIKES] += spikes
     return n_out, tag
 
 
@@ -382,6 +514,6 @@ def _max_reach(proj):
         return proj[P_DST_C]
     if op == OP_CONV:
         return proj[P_KERNEL] * proj[P_KERNEL] * proj[P_DST_C]
-    if op == OP_AVGPOOL:
+    if op == OP_AVGPOOL or op == OP_SUMPOOL:
         return proj[P_KERNEL] * proj[P_KERNEL]
     return 1

@@ -16,7 +16,9 @@ from evsim.engine.counting import dense_macs_per_step
 from evsim.model.graph import Graph
 from evsim.model.neuron import Neuron
 
-_OPS = {"conv": kernels.OP_CONV, "linear": kernels.OP_LINEAR, "avgpool": kernels.OP_AVGPOOL, "identity": kernels.OP_IDENTITY}
+_OPS = {"conv": kernels.OP_CONV, "linear": kernels.OP_LINEAR, "avgpool": kernels.OP_AVGPOOL,
+        "sumpool": kernels.OP_SUMPOOL, "identity": kernels.OP_IDENTITY}
+_POOLING = (kernels.OP_AVGPOOL, kernels.OP_SUMPOOL)
 
 
 def as_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -43,6 +45,8 @@ class Layer:
     weights: np.ndarray  # all projections' weights, flat
     routes: np.ndarray  # int32 lookup tables of tiled pooling projections, flat
     dense_macs_per_step: int
+    rule: np.ndarray  # the firing rule as kernels.R_* numbers
+    thresholds: np.ndarray  # per-neuron thresholds, channels-last (empty: one for the population)
 
     def __repr__(self) -> str:
         ops = ", ".join(sorted({op for op, code in _OPS.items() if code in set(self.projections[:, kernels.P_OP].tolist())}))
@@ -73,10 +77,17 @@ class Layer:
         return int(np.prod(self.shape))
 
     @property
+    def firing(self) -> tuple:
+        """The kernels' firing arguments: the population's threshold (unused when per neuron),
+        the per-neuron thresholds (empty when not), and the firing rule."""
+        threshold = 0.0 if self.neuron.per_neuron_threshold else float(self.neuron.threshold)
+        return threshold, self.thresholds, self.rule
+
+    @property
     def unit(self) -> int:
         """Neurons per touch unit: one pixel's channels, or single neurons when only pooling
         feeds the layer (a pooling event reaches one channel, so the rest need no test)."""
-        if all(row[kernels.P_OP] == kernels.OP_AVGPOOL for row in self.projections):
+        if all(row[kernels.P_OP] in _POOLING for row in self.projections):
             return 1
         return self.chw[0]
 
@@ -102,7 +113,7 @@ def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtyp
         table[q, kernels.P_PADDING] = proj.padding
         table[q, kernels.P_WEIGHT_OFFSET] = offset
         table[q, kernels.P_ROUTE_OFFSET] = -1
-        if proj.op == "avgpool" and proj.stride == proj.kernel:
+        if proj.op in ("avgpool", "sumpool") and proj.stride == proj.kernel:
             table[q, kernels.P_ROUTE_OFFSET] = route_offset
             routes.append(pooling_routes(src, dst, proj.kernel))
             route_offset += routes[-1].size
@@ -119,7 +130,30 @@ def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtyp
         weights=np.concatenate(flat) if flat else np.zeros(1, dtype=dtype),
         routes=np.concatenate(routes) if routes else np.zeros(1, dtype=np.int32),
         dense_macs_per_step=dense_macs_per_step(graph, population),
+        rule=firing_rule(population.neuron),
+        thresholds=channels_last_thresholds(population.neuron, population.shape, dtype),
     )
+
+
+def firing_rule(neuron: Neuron) -> np.ndarray:
+    """The neuron's firing rule (evsim.model.neuron) as the kernels' ``rule`` row."""
+    rule = np.zeros(kernels.RULE_COLUMNS, dtype=np.float64)
+    rule[kernels.R_DEFAULT] = neuron.is_default_rule
+    rule[kernels.R_INCLUSIVE] = neuron.fire_test == ">="
+    rule[kernels.R_MAX_SPIKES] = neuron.spikes_per_step or 0
+    rule[kernels.R_SUBTRACT] = neuron.reset == "subtract"
+    rule[kernels.R_HAS_FLOOR] = neuron.lower_bound is not None
+    rule[kernels.R_FLOOR] = neuron.lower_bound or 0.0
+    return rule
+
+
+def channels_last_thresholds(neuron: Neuron, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Per-neuron thresholds in the engine's channels-last order, in the engine's precision as the
+    dense model holds them; empty when the population has one threshold."""
+    if not neuron.per_neuron_threshold or not neuron.fires:
+        return np.zeros(0, dtype=dtype)
+    c, h, w = as_chw(shape)
+    return np.ascontiguousarray(neuron.thresholds(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel().astype(dtype))
 
 
 def pooling_routes(src: tuple[int, int, int], dst: tuple[int, int, int], kernel: int) -> np.ndarray:
@@ -138,7 +172,9 @@ def pooling_routes(src: tuple[int, int, int], dst: tuple[int, int, int], kernel:
 
 @dataclass
 class LayerState:
-    """A layer's neuron state: membranes per neuron; last update time, tag and touch list per unit.
+    """A layer's neuron state: membranes per neuron; last update time, tag and touch list per unit;
+    the units to visit at the next step without input (``carry[0]`` of them, from ``carry[1]``;
+    see kernels.run_population_steps).
 
     The step runtime keeps times in whole steps (int64), the asynchronous one in µs (float64).
     """
@@ -147,6 +183,7 @@ class LayerState:
     t_last: np.ndarray
     stamp: np.ndarray
     touched: np.ndarray
+    carry: np.ndarray
 
     @classmethod
     def allocate(cls, layer: Layer, dtype, time_dtype) -> "LayerState":
@@ -155,9 +192,11 @@ class LayerState:
             t_last=np.zeros(layer.units, dtype=time_dtype),
             stamp=np.full(layer.units, -1, dtype=np.int64),
             touched=np.zeros(layer.units, dtype=np.int64),
+            carry=np.zeros(layer.units + 1, dtype=np.int64),
         )
 
     def reset(self) -> None:
         self.V.fill(0)
         self.t_last.fill(0)
         self.stamp.fill(-1)
+        self.carry[0] = 0

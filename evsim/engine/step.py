@@ -28,20 +28,20 @@ class Workspace:
     states: list[LayerState]
     out_index: list[np.ndarray]
     out_offsets: list[np.ndarray]
-    ones: np.ndarray
+    out_count: list[np.ndarray]  # the spike count of each output event (1 but for multi-spike neurons)
 
     @classmethod
     def allocate(cls, layers: list[Layer], timesteps: int, dtype) -> "Workspace":
-        out_index, out_offsets = [], []
-        capacity = 1
+        out_index, out_offsets, out_count = [], [], []
         for layer in layers:
-            # a neuron fires at most once per step, so T * size bounds a layer's queue
+            # a neuron emits at most one event per step (its spike count rides on it), so T * size
+            # bounds a layer's queue
             cap = timesteps * layer.size if layer.fires else 1
-            capacity = max(capacity, cap)
             out_index.append(np.zeros(cap + layer.unit, dtype=np.int32))  # + slack for kernels._fire
+            out_count.append(np.zeros(cap + layer.unit, dtype=dtype))
             out_offsets.append(np.zeros(timesteps + 1, dtype=np.int64))
         states = [LayerState.allocate(layer, dtype, np.int64) for layer in layers]
-        return cls(states, out_index, out_offsets, np.ones(capacity, dtype=dtype))
+        return cls(states, out_index, out_offsets, out_count)
 
 
 def leak_table(layer: Layer, timesteps: int, dtype) -> np.ndarray:
@@ -61,11 +61,12 @@ def run_steps(layers: list[Layer], leak_tables: list[np.ndarray], ws: Workspace,
         state = ws.states[i]
         state.reset()
         counters = np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)
-        n_out = run_layer(layer, state, leak_tables[i], queues, ws.out_index[i], ws.out_offsets[i], counters)
+        n_out = run_layer(layer, state, leak_tables[i], queues, ws.out_index[i], ws.out_count[i], ws.out_offsets[i],
+                          counters)
         if layer.fires:
-            queues[layer.name] = SpikeEvents(ws.out_offsets[i], ws.out_index[i][:n_out], ws.ones[:n_out])
+            queues[layer.name] = SpikeEvents(ws.out_offsets[i], ws.out_index[i][:n_out], ws.out_count[i][:n_out])
             if record_spikes:
-                spike_counts[layer.name] = _to_chw_counts(ws.out_index[i][:n_out], layer)
+                spike_counts[layer.name] = _to_chw_counts(ws.out_index[i][:n_out], ws.out_count[i][:n_out], layer)
         else:
             kernels.leak_to(state.V, state.t_last, layer.unit, timesteps, math.log(layer.leak))
             output = state.V.astype(np.float64) / timesteps
@@ -74,14 +75,15 @@ def run_steps(layers: list[Layer], leak_tables: list[np.ndarray], ws: Workspace,
 
 
 def run_layer(layer: Layer, state: LayerState, table: np.ndarray, queues: dict[str, SpikeEvents],
-              out_index: np.ndarray, out_offsets: np.ndarray, counters: np.ndarray) -> int:
+              out_index: np.ndarray, out_count: np.ndarray, out_offsets: np.ndarray, counters: np.ndarray) -> int:
     """One layer over the steps of its sources' queues (step ``t`` of the call is time ``t`` of
-    ``state``); fills ``out_index``/``out_offsets`` and adds to ``counters``; the spike count."""
+    ``state``); fills ``out_index``/``out_count``/``out_offsets`` and adds to ``counters``; the
+    number of output events."""
     ev_offsets, ev_index, ev_sign = gather(queues, layer.sources)
     return kernels.run_population_steps(
-        state.V, layer.unit, state.t_last, state.stamp, state.touched, table, math.log(layer.leak),
-        layer.threshold, layer.fires, layer.projections, layer.weights, layer.routes,
-        ev_offsets, ev_index, ev_sign, out_index, out_offsets, counters,
+        state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, table, math.log(layer.leak),
+        *layer.firing, layer.fires, layer.projections, layer.weights, layer.routes,
+        ev_offsets, ev_index, ev_sign, out_index, out_count, out_offsets, counters,
     )
 
 
@@ -96,9 +98,10 @@ def gather(queues: dict[str, SpikeEvents], sources: tuple[str, ...]):
     return offsets, np.concatenate([p.index for p in parts]), np.concatenate([p.sign for p in parts])
 
 
-def _to_chw_counts(index: np.ndarray, layer: Layer) -> np.ndarray:
+def _to_chw_counts(index: np.ndarray, count: np.ndarray, layer: Layer) -> np.ndarray:
     c, h, w = layer.chw
-    counts = np.bincount(index, minlength=layer.size).reshape(h, w, c).transpose(2, 0, 1)
+    spikes = np.rint(np.bincount(index, weights=count, minlength=layer.size)).astype(np.int64)
+    counts = spikes.reshape(h, w, c).transpose(2, 0, 1)
     return counts.reshape(layer.shape)
 
 
@@ -252,12 +255,12 @@ class StepStream:
             # the kernel numbers this batch's steps from 0: times relative to its first step
             state.t_last -= start
             state.stamp.fill(-1)
-            n_out = run_layer(layer, state, self.tables[i], queues, ws.out_index[i], ws.out_offsets[i],
-                              self.counters[i])
+            n_out = run_layer(layer, state, self.tables[i], queues, ws.out_index[i], ws.out_count[i],
+                              ws.out_offsets[i], self.counters[i])
             state.t_last += start
             if layer.fires:
                 queues[layer.name] = SpikeEvents(ws.out_offsets[i][: stop - start + 1], ws.out_index[i][:n_out],
-                                                 ws.ones[:n_out])
+                                                 ws.out_count[i][:n_out])
         self.input_events += len(index)
         self.steps_done = stop
         if stop == self.timesteps:

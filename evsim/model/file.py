@@ -20,7 +20,10 @@ from evsim.model.graph import Graph
 from evsim.paths import BUNDLED_MODELS
 
 FORMAT_NAME = "evsim-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 adds the neuron variants' keys (evsim.model.neuron); a version 1 file has none and
+reads as the default neuron, so both are read."""
+READABLE_VERSIONS = (1, 2)
 GRAPH_KEY = "__graph__"
 
 
@@ -80,10 +83,10 @@ def load_model(path_or_name) -> ModelFile:
         raise ModelError(f"graph description is not valid JSON ({exc})", path) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise ModelError("not an evsim model file (format name missing)", path)
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise ModelError(
             f"model format version {header.get('version')!r} is not supported "
-            f"(this evsim reads version {FORMAT_VERSION})",
+            f"(this evsim reads versions {', '.join(map(str, READABLE_VERSIONS))})",
             path,
         )
     try:

@@ -4,11 +4,17 @@ A network is a list of neuron *populations* in topological order. Each populatio
 current from one or more *projections* (synapses from an earlier population, or from the input),
 and the currents of all its projections sum into one membrane, which is how a residual block's two
 paths meet in its second LIF. A population's dynamics are its :class:`~evsim.model.neuron.Neuron`
-(``population.neuron``; kinds ``lif``, ``pool``, ``output``, defined in evsim.model.neuron).
+(``population.neuron``; kinds ``lif``, ``pool``, ``output``, and the firing variants, all defined
+in evsim.model.neuron; a population carries the neuron's fields under the same names).
 
-Projection ops: ``conv`` (weight ``[C_out, C_in, K, K]``, stride, padding, no bias), ``linear``
-(weight ``[N_out, N_in]`` over the source flattened in ``C, H, W`` order), ``avgpool`` (a fixed
-``kernel x kernel`` window of weight ``1 / kernel**2``) and ``identity`` (weight 1, same shape).
+Projection ops: ``conv`` (weight ``[C_out, C_in, K, K]``, stride, padding), ``linear`` (weight
+``[N_out, N_in]`` over the source flattened in ``C, H, W`` order), ``avgpool`` (a fixed
+``kernel x kernel`` window of weight ``1 / kernel**2``), ``sumpool`` (the same window, weight 1)
+and ``identity`` (weight 1, same shape).
+
+No projection has a bias. A bias is input to every neuron at every step, which an event-driven
+engine can only pay for at dense cost; evsim refuses one (:func:`refuse_bias`, for importers)
+rather than simulate it at a cost its counters would hide.
 
 The graph is plain data (JSON in the model file); weights live beside it, keyed by name.
 """
@@ -18,11 +24,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from evsim.errors import ModelError
-from evsim.model.neuron import Neuron
+from evsim.model.neuron import NEURON_FIELDS, Neuron
 
 INPUT = "input"
-PROJECTION_OPS = ("conv", "linear", "avgpool", "identity")
+PROJECTION_OPS = ("conv", "linear", "avgpool", "sumpool", "identity")
+POOLING_OPS = ("avgpool", "sumpool")
 
 
 @dataclass(frozen=True)
@@ -51,13 +60,18 @@ class Population:
     kind: str
     shape: tuple[int, ...]
     inputs: tuple[Projection, ...]
-    threshold: float = 1.0
+    # the fields of evsim.model.neuron.Neuron, with its defaults (the paper's LIF)
+    threshold: float | tuple[float, ...] = 1.0
     leak: float = 0.99
+    reset: str = "zero"
+    spikes_per_step: int | None = 1
+    lower_bound: float | None = None
+    fire_test: str = ">"
 
     @property
     def neuron(self) -> Neuron:
-        """This population's dynamics (the file stores kind, threshold and leak)."""
-        return Neuron(kind=self.kind, threshold=self.threshold, leak=self.leak)
+        """This population's dynamics (its fields named as the Neuron's)."""
+        return Neuron(**{name: getattr(self, name) for name in NEURON_FIELDS})
 
     @property
     def fires(self) -> bool:
@@ -70,10 +84,8 @@ class Population:
     def to_dict(self) -> dict:
         return {
             "name": self.name,
-            "kind": self.kind,
+            **self.neuron.to_dict(),
             "shape": list(self.shape),
-            "threshold": self.threshold,
-            "leak": self.leak,
             "inputs": [p.to_dict() for p in self.inputs],
         }
 
@@ -130,10 +142,8 @@ class Graph:
             pops = tuple(
                 Population(
                     name=str(p["name"]),
-                    kind=str(p["kind"]),
                     shape=tuple(int(s) for s in p["shape"]),
-                    threshold=float(p["threshold"]),
-                    leak=float(p["leak"]),
+                    **_neuron_fields(p),
                     inputs=tuple(
                         Projection(
                             source=str(q["source"]),
@@ -172,7 +182,7 @@ class Graph:
         for i, pop in enumerate(self.populations):
             if pop.name in seen:
                 raise ModelError(f"duplicate population name {pop.name!r}")
-            pop.neuron.validate(pop.name)
+            pop.neuron.validate(pop.name, pop.size)
             if (pop.kind == "output") != (i == len(self.populations) - 1):
                 raise ModelError("exactly the last population must be the output integrator")
             if not pop.inputs:
@@ -189,6 +199,34 @@ class Graph:
                         f"{expected}, population has {pop.shape}"
                     )
             seen.add(pop.name)
+
+
+def _neuron_fields(data: dict) -> dict:
+    """A population's neuron fields from its JSON: kind, threshold and leak are in every file;
+    the variants' keys are absent from files written before them and take their defaults."""
+    missing = [key for key in ("kind", "threshold", "leak") if key not in data]
+    if missing:
+        raise KeyError(missing[0])
+    neuron = Neuron.from_dict(data)
+    return {name: getattr(neuron, name) for name in NEURON_FIELDS}
+
+
+def refuse_bias(where: str, bias) -> None:
+    """Raise ModelError naming ``where`` if ``bias`` (array-like or None) has a nonzero entry.
+
+    evsim's projections have no bias: a bias is input to every neuron at every step, dense work
+    that event-driven simulation exists to avoid, so a model that needs one is refused rather
+    than run at a cost the counters would not show. All-zero biases (what some exporters write
+    for a layer without one) are accepted.
+    """
+    if bias is None:
+        return
+    values = np.asarray(bias, dtype=np.float64)
+    if values.size and np.any(values != 0):
+        raise ModelError(
+            f"{where}: has a nonzero bias; evsim does not simulate biases (a bias is input to every "
+            "neuron at every step, which costs dense work event by event): fold it away or retrain without one"
+        )
 
 
 def projected_shape(proj: Projection, src: tuple[int, ...], dst: tuple[int, ...], where: str) -> tuple[int, ...]:
