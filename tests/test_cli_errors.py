@@ -305,6 +305,9 @@ def test_run_names_its_mode_batch_and_threads(capsys, elsewhere):
     code, out, err = run_cli(capsys, "run", "--model", "lenet-nmnist", "--limit", 1, "--threads", 1, "--mode", "async")
     assert code == 0, err
     assert re.search(r"samples/s \(evsim async mode, batch 1, 1 thread\)", out), out
+    code, out, err = run_cli(capsys, "stream", SEVEN, "--model", "lenet-nmnist", "--every", 100)
+    assert code == 0, err
+    assert re.search(r"^speed .* \(step mode, batch 1, 1 thread\): [\d.]+x real time$", out, re.M), out
 
 
 # --- 10. nothing written into the repository --------------------------------------------------

@@ -61,7 +61,8 @@ def format_report(report: dict) -> str:
                                 f"{window['input_events']:,} events, {window['synops']:,} synops, "
                                 f"{window['spikes']:,} spikes"))
     factor = report["realtime_factor"]
-    speed = f"{_ms(report['duration_us'])} of recording in {report['wall_s']:.2f} s"
+    speed = (f"{_ms(report['duration_us'])} of recording in {report['wall_s']:.2f} s "
+             f"({report['mode']} mode, batch 1, 1 thread)")
     lines.append(("speed", speed + (f": {factor:,.2f}x real time" if factor is not None else "")))
     if report.get("interrupted"):
         lines.append(("status", "interrupted: the figures cover the part streamed so far"))
@@ -80,7 +81,7 @@ def format_row(report: dict) -> str:
     return (f"{report['file']}: prediction {prediction} margin {report['margin']:.4f} "
             f"stable since {_ms(report['decision_time_us'])}, {report['events']:,} events, "
             f"{report['synops']:,} synops, {report['spikes']:,} spikes, "
-            f"{'n/a' if factor is None else f'{factor:,.1f}'}x real time{status}")
+            f"{'n/a' if factor is None else f'{factor:,.1f}'}x real time ({report['mode']} mode, 1 thread){status}")
 
 
 # --- the command --------------------------------------------------------------------------
