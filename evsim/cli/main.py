@@ -22,7 +22,6 @@ COMMAND_MODULES = (
     "evsim.cli.bench",
     "evsim.cli.report",
     "evsim.cli.demo",
-    "evsim.cli.nir",
 )
 
 
