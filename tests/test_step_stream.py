@@ -176,10 +176,11 @@ def test_cli_default_mode_is_step(capsys, tmp_path, nmnist_root):
     assert main(["stream", str(path), "--model", str(model), "--json", "--mode", "async"]) == 0
     asynchronous = json.loads(capsys.readouterr().out)
     assert (step["mode"], asynchronous["mode"]) == ("step", "async")
-    assert "window" in step and "window" not in asynchronous
+    assert "window" in step and "window" in asynchronous  # both modes: the model's window alone, as evsim run
     events = read_events(path)[0]
     events["t"] -= events["t"][0]
     expected = load(model).run(events)
     assert step["window"]["spikes"] == expected.spikes
+    assert asynchronous["window"]["spikes"] == load(model).run(events, mode="async").spikes
     assert main(["stream", str(path), "--model", str(model)]) == 0
     assert "exactly evsim run's step mode" in capsys.readouterr().out
