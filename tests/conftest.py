@@ -30,11 +30,13 @@ EXPECTED_SKIPS = {
     "no full data folder (set EVSIM_DATA)": "full-data checks need $EVSIM_DATA",
     "no N-MNIST in the data folder": "full-data checks need $EVSIM_DATA/nmnist",
     "no MNIST in the data folder": "full-data checks need $EVSIM_DATA/mnist",
+    # the peers are heavy; tests/test_nir.py checks their recorded runs instead (tests/data/nir)
+    "snntorch and spikingjelly are not installed": "the live NIR peer check needs the peers' virtualenv",
 }
 """Skip reasons CI accepts (prefix match), with why. Anything else that skips under CI is a failure."""
 
-REQUIRED_IN_CI = ("torch", "hypothesis", "expelliarmus", "matplotlib", "tonic", "aedat", "scipy", "ray")
-"""What `.ci/run` installs ([train,plot,data,cluster,dev]); tests importorskip them for lighter local installs."""
+REQUIRED_IN_CI = ("torch", "hypothesis", "expelliarmus", "matplotlib", "tonic", "aedat", "scipy", "h5py", "ray")
+"""What `.ci/run` installs ([train,plot,data,nir,cluster,dev]); tests importorskip them for lighter local installs."""
 
 _unexpected_skips: list[str] = []
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "evsim.cli.bench",
     "evsim.cli.report",
     "evsim.cli.demo",
+    "evsim.cli.nir",
 )
 
 

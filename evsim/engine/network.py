@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,6 +29,7 @@ from evsim.events import (
     to_spike_events,
     window_events,
 )
+from evsim.interop.nir import import_nir
 from evsim.model.file import load_model, model_path
 from evsim.model.graph import Graph
 
@@ -180,6 +182,17 @@ def as_input(inputs):
     return inputs
 
 
-def load(path_or_name, dtype=np.float32) -> Network:
-    """A Network from a model file path, or the name of a model bundled with evsim."""
+def load(path_or_name, dtype=np.float32, *, dt_us: int | None = None, timesteps: int | None = None,
+         semantics: str = "nir", neuron_dt_s: float | None = None) -> Network:
+    """A Network from a model file path, or the name of a model bundled with evsim.
+
+    A ``.nir`` file is imported first (evsim.interop.nir.import_nir): ``dt_us`` and ``timesteps``
+    give its input encoding, ``semantics`` whose reading of the neurons to follow.
+    """
+    if str(path_or_name).lower().endswith(".nir"):
+        model = import_nir(path_or_name, dt_us=dt_us, timesteps=timesteps, semantics=semantics,
+                           neuron_dt_s=neuron_dt_s)
+        return Network(model.graph, model.weights, dtype=dtype, name=Path(path_or_name).stem)
+    if (dt_us, timesteps, neuron_dt_s) != (None, None, None) or semantics != "nir":
+        raise ModelError("dt_us, timesteps, semantics and neuron_dt_s apply to .nir files only")
     return Network.from_file(path_or_name, dtype=dtype)

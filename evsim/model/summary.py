@@ -1,0 +1,59 @@
+"""A model at a glance: one line per population with its shape, inputs and neuron rule."""
+
+from __future__ import annotations
+
+import math
+
+from evsim.model.graph import Graph, Population
+from evsim.model.neuron import Neuron
+
+
+def neuron_rule(neuron: Neuron) -> str:
+    """The per-step rule of a population in a few words (evsim.model.neuron's fields)."""
+    leak = "no leak (IF)" if neuron.leak == 1 else f"leak {neuron.leak:.6g}"
+    if not neuron.fires:
+        return f"integrates, never fires; {leak}"
+    if neuron.per_neuron_threshold:
+        values = neuron.threshold
+        theta = f"per-neuron thresholds {min(values):.6g}..{max(values):.6g}"
+    else:
+        theta = f"threshold {neuron.threshold:.6g}"
+    if neuron.single_spike:
+        spikes = f"one spike if v {neuron.fire_test} th"
+    else:
+        cap = "" if neuron.spikes_per_step is None else f" (at most {neuron.spikes_per_step})"
+        spikes = f"{'floor(v/th)' if neuron.fire_test == '>=' else 'ceil(v/th)-1'} spikes{cap}"
+    reset = "reset to 0" if neuron.reset == "zero" else "reset by subtraction"
+    parts = [f"{theta}, {spikes}", reset, leak]
+    if neuron.lower_bound is not None:
+        parts.append(f"membrane >= {neuron.lower_bound:.6g}")
+    return "; ".join(parts)
+
+
+def projection_text(pop: Population) -> str:
+    texts = []
+    for proj in pop.inputs:
+        if proj.op == "conv":
+            texts.append(f"conv {proj.kernel}x{proj.kernel}/{proj.stride} pad {proj.padding} from {proj.source}")
+        elif proj.op in ("avgpool", "sumpool"):
+            texts.append(f"{proj.op} {proj.kernel}x{proj.kernel}/{proj.stride} from {proj.source}")
+        else:
+            texts.append(f"{proj.op} from {proj.source}")
+    return " + ".join(texts)
+
+
+def describe(graph: Graph) -> list[str]:
+    """The model's input, encoding and one line per population (name, kind, shape, inputs, rule)."""
+    enc = graph.encoding or {}
+    window = enc.get("window_us")
+    binning = f", bins of {window // graph.timesteps} µs" if window else ""
+    lines = [f"input {list(graph.input_shape)}, {graph.timesteps} steps{binning}"]
+    width = max(len(p.name) for p in graph.populations)
+    for pop in graph.populations:
+        lines.append(f"{pop.name:<{width}}  {pop.kind:<6} {str(list(pop.shape)):<14} "
+                     f"{projection_text(pop)}; {neuron_rule(pop.neuron)}")
+    return lines
+
+
+def neuron_count(graph: Graph) -> int:
+    return sum(math.prod(p.shape) for p in graph.populations)
