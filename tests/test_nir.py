@@ -362,3 +362,19 @@ def test_readout_of_an_li_node_folds_its_gain(tmp_path):
     np.testing.assert_allclose(model.weights["9"], np.asarray(graph.nodes["9"].params["weight"]) * 0.5)
     save_model(tmp_path / "li.npz", model.graph, model.weights)
     assert load_model(tmp_path / "li.npz").graph.output.leak == 0.5
+
+
+def test_info_lists_each_layers_neuron_rule(tmp_path, capsys):
+    out = tmp_path / "sinabs.npz"
+    assert main(["import", str(FIXTURES / "sinabs_nmnist" / "model.nir"), "--out", str(out), "--dt-us", "15000",
+                 "-T", "20", "--semantics", "sinabs"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "conv 5x5/2 pad 2 from input; threshold 1, floor(v/th) spikes; reset by subtraction" in printed
+    assert "sumpool 2x2/2 from 1" in printed
+    assert main(["info", str(out), "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    assert [layer["neuron"]["reset"] for layer in layers[:5]] == ["subtract"] * 5
+    assert main(["info", str(FIXTURES / "sinabs_nmnist" / "model.nir")]) == 0
+    assert "SumPool2d" in capsys.readouterr().out

@@ -78,7 +78,57 @@ def format_summary(s: EventSummary) -> str:
     return "\n".join(f"{key:<10} {value}" for key, value in lines)
 
 
+def is_model(file: str) -> bool:
+    """A model file (.npz), a NIR graph (.nir) or a bundled model's name, rather than events."""
+    from evsim.paths import BUNDLED_MODELS
+
+    return file.lower().endswith((".npz", ".nir")) or (BUNDLED_MODELS / f"{file}.npz").exists()
+
+
+def model_summary(file: str) -> dict:
+    """Each layer of a model with its neuron rule; a NIR file's nodes and edges as they are stored."""
+    if file.lower().endswith(".nir"):
+        from evsim.interop.nir import check_graph, read_nir
+
+        graph = read_nir(file)
+        order, shapes = check_graph(graph)
+        return {"file": file, "format": f"NIR {graph.version}".strip(),
+                "nodes": [{"name": n, "type": graph.nodes[n].type, "shape": list(shapes[n])} for n in order],
+                "edges": [list(e) for e in graph.edges],
+                "note": "NIR stores no time step: evsim import FILE --dt-us N --timesteps T [--semantics ...]"}
+    from evsim.model.file import load_model
+    from evsim.model.summary import neuron_rule
+
+    graph = load_model(file).graph
+    return {"file": file, "format": "evsim model", "input_shape": list(graph.input_shape),
+            "timesteps": graph.timesteps, "encoding": graph.encoding,
+            "layers": [{"name": p.name, "kind": p.kind, "shape": list(p.shape),
+                        "inputs": [q.to_dict() for q in p.inputs], "neuron": p.neuron.to_dict(),
+                        "rule": neuron_rule(p.neuron)} for p in graph.populations]}
+
+
+def run_model(args: argparse.Namespace) -> int:
+    summary = model_summary(args.file)
+    if args.json:
+        print(json.dumps(summary))
+    elif "nodes" in summary:
+        print(f"{summary['file']}: {summary['format']}, {len(summary['nodes'])} nodes")
+        for node in summary["nodes"]:
+            print(f"  {node['name']:<12} {node['type']:<10} {node['shape']}")
+        print(summary["note"])
+    else:
+        from evsim.model.file import load_model
+        from evsim.model.summary import describe
+
+        print(f"{summary['file']}: {summary['format']}")
+        for line in describe(load_model(args.file).graph):
+            print(f"  {line}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if is_model(args.file):
+        return run_model(args)
     from evsim.datasets.formats import read_events
 
     events, sensor_size = read_events(args.file)
@@ -93,10 +143,12 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="summarise an event file",
+        help="summarise an event file or a model",
         description="Summarise an event file: event count, time span, sensor size, coordinate "
-        "ranges, ON/OFF balance and mean event rate.",
+        "ranges, ON/OFF balance and mean event rate. Given a model (.npz, a bundled model's name, "
+        "or a NIR .nir graph): each layer with its neuron rule.",
     )
-    parser.add_argument("file", help="event file; its suffix selects the format (.bin: N-MNIST)")
+    parser.add_argument("file", help="event file (its suffix selects the format, .bin: N-MNIST), or a model "
+                        "file (.npz), bundled model name or NIR graph (.nir)")
     add_output_arguments(parser, progress=False)
     parser.set_defaults(func=run)
