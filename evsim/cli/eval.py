@@ -43,7 +43,11 @@ def run(args) -> int:
 
     configure_torch(args.threads)
     device = torch_device(args.device, "evsim eval")
-    network = load_trained(args.model, device)
+    from evsim.model.file import load_model
+    from evsim.training.ann import evaluate_ann, is_ann, load_ann
+
+    ann = is_ann(load_model(args.model).graph)
+    network = load_ann(args.model, device) if ann else load_trained(args.model, device)
     graph = network.graph
     args.dataset = model_dataset(args, network)
     timesteps = args.timesteps if args.timesteps is not None else graph.timesteps
@@ -53,14 +57,17 @@ def run(args) -> int:
     samples = load_samples(args.dataset, args.data, args.split, args.limit, encoding=encoding)
     if tuple(samples.input_shape) != tuple(graph.input_shape):
         raise InputError(f"{args.dataset} inputs are {list(samples.input_shape)}, the model takes {list(graph.input_shape)}")
-    result = evaluate(network, samples, timesteps, args.batch_size, args.seed, progress=not progress_disabled(args))
+    if ann:  # one analog pass per sample: the expected per-step input of the model's coding
+        result = evaluate_ann(network, samples, timesteps, args.batch_size, args.seed, progress=not progress_disabled(args))
+    else:
+        result = evaluate(network, samples, timesteps, args.batch_size, args.seed, progress=not progress_disabled(args))
     report = {
         "model": str(args.model),
         "arch": graph.meta.get("arch"),
         "dataset": args.dataset,
         "data": str(args.data),
         "split": args.split,
-        "mode": "dense",
+        "mode": "ann" if ann else "dense",
         "device": device,
         "batch": args.batch_size,
         "samples": result.samples,
@@ -74,6 +81,6 @@ def run(args) -> int:
         print_json(report)
     else:
         print(f"{args.model}: {args.dataset} {args.split}, {result.samples} samples, T={timesteps}: "
-              f"accuracy {100 * result.accuracy:.2f}% (loss {result.loss:.4f}; dense PyTorch on {device}, "
+              f"accuracy {100 * result.accuracy:.2f}% (loss {result.loss:.4f}; {'ANN' if ann else 'dense PyTorch'} on {device}, "
               f"batch {args.batch_size}: {result.samples_per_second:.1f} samples/s)")
     return 0

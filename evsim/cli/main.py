@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "evsim.cli.info",
     "evsim.cli.train",
     "evsim.cli.eval",
+    "evsim.cli.convert",
     "evsim.cli.run",
     "evsim.cli.stream",
     "evsim.cli.bench",

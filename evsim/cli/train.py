@@ -53,6 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, batches and input coding (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     p.add_argument("--init", type=Path, help="start from this model file's weights (fine-tuning), not random ones")
+    p.add_argument("--ann", action="store_true",
+                   help="train the ANN of the architecture instead (ReLU, average pooling, dropout, no biases; "
+                        "the baseline `evsim convert` turns into an SNN)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint file (default: <out>.checkpoint.pt)")
     p.add_argument("--limit", type=positive_int, help="train on a fixed random subset of N samples")
     p.add_argument("--test-limit", type=positive_int, help="test on a fixed random subset of N samples")
@@ -89,6 +92,9 @@ def run(args) -> int:
     from evsim.datasets.samples import default_root
     from evsim.training.regularizers import ActivityPenalty, parse_bound
     from evsim.training.trainer import TrainConfig, configure_torch, train
+
+    if args.ann:
+        from evsim.training.ann import train_ann as train
 
     configure_torch(args.threads)
     device = torch_device(args.device, "evsim train")
@@ -141,7 +147,8 @@ def run(args) -> int:
 
         chosen = history[best_by_validation(history) - 1]
         print(f"wrote {args.out}: epoch {chosen['epoch']}, the best by validation: val accuracy "
-              f"{100 * chosen['val_accuracy']:.2f}%, {chosen['val_synops'] / 1e6:.2f} M synops per sample; "
+              f"{100 * chosen['val_accuracy']:.2f}%, "
+              + ("" if args.ann else f"{chosen['val_synops'] / 1e6:.2f} M synops per sample; ") +
               f"test accuracy {100 * chosen['test_accuracy']:.2f}%")
     elif history:
         best = max(history, key=lambda h: h["test_accuracy"])
