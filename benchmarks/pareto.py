@@ -140,6 +140,20 @@ def figure(results: list[dict], trajectories: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=120)
 
 
+def markdown(results: list[dict]) -> str:
+    """The Pareto table as RESULTS.md shows it."""
+    lines = ["| model | val dense / engine | test dense / engine | synops per sample | spikes per sample | conv1 spikes per input event | bench step / async |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        bench = r.get("bench")
+        speed = f"{bench['step_speedup_vs_best_dense']:.1f}x / {bench['async_speedup_vs_dense_batch1']:.1f}x" if bench else "-"
+        lines.append(f"| {r['label']} | {100 * r['val_accuracy_dense']:.2f} / {100 * r['val_accuracy_engine']:.2f} % "
+                     f"| {100 * r['test_accuracy_dense']:.2f} / {100 * r['test_accuracy_engine']:.2f} % "
+                     f"| {r['synops_per_sample'] / 1e6:.2f} M | {r['spikes_per_sample'] / 1e3:.1f} k "
+                     f"| {r['conv1_spikes_per_input_event']:.2f} | {speed} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+")
@@ -170,6 +184,7 @@ def main() -> None:
     args.out.write_text(json.dumps({"models": results, "trajectories": trajectories}, indent=1) + "\n")
     if args.figure:
         figure(results, trajectories, args.figure)
+    print(markdown(results))
 
 
 if __name__ == "__main__":
