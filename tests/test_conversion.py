@@ -15,6 +15,7 @@ from evsim.cli.main import main  # noqa: E402
 from evsim.datasets.encoding import poisson_spikes  # noqa: E402
 from evsim.datasets.samples import load_samples  # noqa: E402
 from evsim.engine.network import Network  # noqa: E402
+from evsim.errors import ModelError  # noqa: E402
 from evsim.model.file import load_model, save_model  # noqa: E402
 from evsim.model.graph import INPUT, Graph, Population, Projection  # noqa: E402
 from evsim.training.ann import ANN_META, AnalogNetwork, analog_inputs, run_ann_epoch  # noqa: E402
@@ -170,3 +171,14 @@ def test_convert_refuses_a_spiking_model_and_a_bad_percentile(ann_file, tmp_path
     assert main(["convert", "--model", str(ann_file), "--data", str(MNIST_SAMPLE), "--out", str(tmp_path / "x.npz"),
                  "--percentile", "0"]) == 2
     assert "--percentile" in capsys.readouterr().err
+
+
+def test_the_engine_refuses_an_ann(tmp_path, capsys):
+    graph = one_layer_graph()
+    rng = np.random.default_rng(0)
+    weights = {name: rng.normal(size=shape).astype(np.float32) for name, shape in graph.weight_shapes().items()}
+    path = save_model(tmp_path / "ann.npz", graph, weights)
+    with pytest.raises(ModelError, match="is an ANN"):
+        Network.from_file(path)
+    assert main(["run", "--model", str(path), "--data", str(MNIST_SAMPLE), "--limit", "1", "--no-progress"]) == 2
+    assert "convert it first" in capsys.readouterr().err

@@ -38,6 +38,9 @@ class Network:
     """A trained spiking network ready for event-driven simulation."""
 
     def __init__(self, graph: Graph, weights: dict[str, np.ndarray], dtype=np.float32, name: str = ""):
+        if graph.meta.get("ann"):  # its weights would run with spiking dynamics they were never trained for
+            raise ModelError(f"{name or 'this model'} is an ANN (evsim train --ann), not a spiking network: "
+                             "convert it first (evsim convert --model ANN --out SNN.npz)")
         self.graph = graph
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
