@@ -8,7 +8,8 @@ peers without installing them:
 - ``lenet``: the paper's LeNet shape on 2x34x34 (conv 5x5 20 same-padding, pool 2, conv 5x5 50,
   pool 2, linear 200, linear 10; a spiking population after each conv and linear), no biases;
 - ``sumpool``: a small net with a stride-2 first conv and sum pooling where the peer has it
-  (conv 5x5 s2 p2 8, pool 2, conv 3x3 16, pool 2, linear 10), with biases.
+  (conv 5x5 s2 p2 8, pool 2, conv 3x3 16, pool 2, linear 10), with biases;
+- ``sumpool0`` (``--nets sumpool0``): the same with all biases 0, which evsim imports.
 
 Each ``tests/data/nir/<peer>_<net>/`` holds
 
@@ -114,7 +115,9 @@ def lenet_weights(gain_exp: dict[str, int]) -> dict[str, np.ndarray]:
     return {k: v * np.float32(2.0 ** -gain_exp[k]) for k, v in w.items()}
 
 
-def sumpool_weights(gain_exp: dict[str, int]) -> dict[str, np.ndarray]:
+def sumpool_weights(gain_exp: dict[str, int], bias: bool = True) -> dict[str, np.ndarray]:
+    """``bias=False`` (net ``sumpool0``): the same weights with every bias 0, which evsim imports
+    (it refuses nonzero biases)."""
     rng = np.random.default_rng(SEED + 1)
     w = {
         "conv1": dyadic(rng, (8, 2, 5, 5), 0.5, 0),
@@ -124,6 +127,8 @@ def sumpool_weights(gain_exp: dict[str, int]) -> dict[str, np.ndarray]:
         "fc": dyadic(rng, (10, 144), 0.5, 0),
         "fc.bias": dyadic(rng, (10,), 1.0, 0, 1.0),
     }
+    if not bias:
+        w = {k: v * 0 if k.endswith(".bias") else v for k, v in w.items()}
     return {k: v * np.float32(2.0 ** -gain_exp[k.split(".")[0]]) for k, v in w.items()}
 
 
@@ -174,7 +179,7 @@ def build_snntorch(net: str):
                            pool(), N.Flatten(), m["fc1"], leaky((200,)), m["fc2"], leaky((10,), output=True))
     else:
         m = {"conv1": N.Conv2d(2, 8, 5, stride=2, padding=2), "conv2": N.Conv2d(8, 16, 3), "fc": N.Linear(144, 10)}
-        set_params(m, sumpool_weights(SUMPOOL_GAIN))
+        set_params(m, sumpool_weights(SUMPOOL_GAIN, bias=net == "sumpool"))
         # snntorch's exporter has no sum pooling; AvgPool2d is what it offers
         seq = N.Sequential(m["conv1"], leaky((8, 17, 17)), pool(), m["conv2"], leaky((16, 6, 6)),
                            pool(), N.Flatten(), m["fc"], leaky((10,), output=True))
@@ -245,7 +250,7 @@ def build_norse(net: str):
     else:
         m = {"conv1": N.Conv2d(2, 8, 5, stride=2, padding=2), "conv2": N.Conv2d(8, 16, 3), "fc": N.Linear(144, 10)}
         # LIFBox integrates dt/tau = 1/8 of its input: 8x the weights (and biases)
-        set_params(m, sumpool_weights({k: v - 3 for k, v in SUMPOOL_GAIN.items()}))
+        set_params(m, sumpool_weights({k: v - 3 for k, v in SUMPOOL_GAIN.items()}, bias=net == "sumpool"))
 
         def cell(shape):
             return norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.full(shape, 125.0),
@@ -325,7 +330,7 @@ def build_sinabs(net: str):
                            m["fc1"], iaf(), m["fc2"], iaf())
     else:
         m = {"conv1": N.Conv2d(2, 8, 5, stride=2, padding=2), "conv2": N.Conv2d(8, 16, 3), "fc": N.Linear(144, 10)}
-        set_params(m, sumpool_weights({k: v + 2 for k, v in SUMPOOL_GAIN.items()}))
+        set_params(m, sumpool_weights({k: v + 2 for k, v in SUMPOOL_GAIN.items()}, bias=net == "sumpool"))
         seq = N.Sequential(m["conv1"], iaf(), sl.SumPool2d(2), m["conv2"], iaf(), sl.SumPool2d(2), N.Flatten(),
                            m["fc"], iaf())
     graph = snir.to_nir(seq, torch.zeros(n, 2, 34, 34))
@@ -372,7 +377,7 @@ def build_spikingjelly(net: str):
         m = {"conv1": layer.Conv2d(2, 8, 5, stride=2, padding=2), "conv2": layer.Conv2d(8, 16, 3),
              "fc": layer.Linear(144, 10)}
         # LIF with decay_input integrates x / tau = x / 2: twice the weights
-        set_params(m, sumpool_weights({k: v - 1 for k, v in SUMPOOL_GAIN.items()}))
+        set_params(m, sumpool_weights({k: v - 1 for k, v in SUMPOOL_GAIN.items()}, bias=net == "sumpool"))
 
         def cell():
             return neuron.LIFNode(tau=2.0, decay_input=True)
