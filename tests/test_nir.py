@@ -383,3 +383,111 @@ def test_info_lists_each_layers_neuron_rule(tmp_path, capsys):
     assert [layer["neuron"]["reset"] for layer in layers[:5]] == ["subtract"] * 5
     assert main(["info", str(FIXTURES / "sinabs_nmnist" / "model.nir")]) == 0
     assert "SumPool2d" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- a DAG against the spec
+
+
+def _conv(x, w, stride, pad):
+    c, h, wd = x.shape
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    k = w.shape[2]
+    oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    out = np.zeros((w.shape[0], oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, i * stride:i * stride + k, j * stride:j * stride + k]
+            out[:, i, j] = np.tensordot(w, patch, axes=([1, 2, 3], [0, 1, 2]))
+    return out
+
+
+def _pool(x, k, average):
+    c, h, w = x.shape
+    out = x[:, :h // k * k, :w // k * k].reshape(c, h // k, k, w // k, k).sum((2, 4))
+    return out / (k * k) if average else out
+
+
+def nir_reference(graph, order, x, dt):
+    """The NIR spec's equations, forward Euler at ``dt``, node by node: per-neuron spike counts."""
+    preds = {n: [a for a, b in graph.edges if b == n] for n in order}
+    state, counts = {}, {}
+    for t in range(len(x)):
+        value = {}
+        for name in order:
+            node = graph.nodes[name]
+            p = node.params
+            into = sum(value[q] for q in preds[name]) if preds[name] else None
+            if node.type == "Input":
+                value[name] = x[t].astype(np.float64)
+            elif node.type == "Conv2d":
+                pad = (p["weight"].shape[2] - 1) // 2 if isinstance(p["padding"], str) else int(np.ravel(p["padding"])[0])
+                value[name] = _conv(into, p["weight"], int(np.ravel(p["stride"])[0]), pad)
+            elif node.type in ("AvgPool2d", "SumPool2d"):
+                value[name] = _pool(into, int(np.ravel(p["kernel_size"])[0]), node.type == "AvgPool2d")
+            elif node.type == "Scale":
+                value[name] = into * p["scale"]
+            elif node.type == "Flatten":
+                value[name] = into.reshape(-1)
+            elif node.type == "Affine":
+                value[name] = p["weight"] @ into + p["bias"]
+            elif node.type == "LIF":
+                v = state.get(name, np.zeros_like(into))
+                v = v + dt / p["tau"] * (p["v_leak"] - v + p["r"] * into)
+                s = v > p["v_threshold"]
+                state[name] = np.where(s, p["v_reset"], v)
+                counts[name] = counts.get(name, 0) + s
+                value[name] = s.astype(np.float64)
+            else:  # Output
+                value[name] = into
+    return counts
+
+
+def test_a_residual_dag_with_scale_and_pooling_follows_the_spec():
+    rng = np.random.default_rng(5)
+
+    def dyadic(*shape, exp=3):
+        return (rng.integers(-6, 9, size=shape) * 2.0 ** -exp).astype(np.float32)
+
+    def lif(shape, tau=2e-4):  # dt/tau = 1/2 at dt = 1e-4: leak 0.5, gain r dt/tau = 1
+        return NirNode("", "LIF", {"tau": np.full(shape, tau), "r": np.full(shape, tau / 1e-4),
+                                   "v_leak": np.zeros(shape), "v_reset": np.zeros(shape),
+                                   "v_threshold": np.full(shape, 1.0)})
+
+    nodes = {
+        "in": NirNode("in", "Input", {"shape": np.array([2, 8, 8])}),
+        "c1": NirNode("c1", "Conv2d", {"weight": dyadic(4, 2, 3, 3), "bias": np.zeros(4, np.float32),
+                                       "stride": np.array([1, 1]), "padding": "same",
+                                       "dilation": np.array([1, 1]), "groups": np.int64(1)}),
+        "s1": NirNode("s1", "Scale", {"scale": np.array([2.0, 1.0, 0.5, 4.0])[:, None, None] * np.ones((4, 8, 8))}),
+        "A": lif((4, 8, 8)),
+        "avg": NirNode("avg", "AvgPool2d", {"kernel_size": np.array([2, 2]), "stride": np.array([2, 2]),
+                                            "padding": np.array([0, 0])}),
+        "c2": NirNode("c2", "Conv2d", {"weight": dyadic(4, 4, 3, 3), "bias": np.zeros(4, np.float32),
+                                       "stride": np.array([1, 1]), "padding": np.array([1, 1]),
+                                       "dilation": np.array([1, 1]), "groups": np.int64(1)}),
+        "sum": NirNode("sum", "SumPool2d", {"kernel_size": np.array([2, 2]), "stride": np.array([2, 2]),
+                                            "padding": np.array([0, 0])}),
+        "B": lif((4, 4, 4)),
+        "fl": NirNode("fl", "Flatten", {"start_dim": np.int64(0), "end_dim": np.int64(-1)}),
+        "fc": NirNode("fc", "Affine", {"weight": dyadic(5, 64), "bias": np.zeros(5, np.float32)}),
+        "C": lif((5,)),
+        "out": NirNode("out", "Output", {"shape": np.array([5])}),
+    }
+    nodes = {k: dataclasses.replace(v, name=k) for k, v in nodes.items()}
+    edges = (("in", "c1"), ("c1", "s1"), ("s1", "A"), ("A", "avg"), ("avg", "c2"), ("c2", "B"),
+             ("A", "sum"), ("sum", "B"), ("B", "fl"), ("fl", "fc"), ("fc", "C"), ("C", "out"))
+    graph = dataclasses.replace(read_nir(FIXTURES / "snntorch_lenet" / "model.nir"), nodes=nodes, edges=edges,
+                                metadata={})
+    steps = 8
+    model = nir_to_model(graph, 1000, steps, "nir")
+    b = model.graph.population("B")
+    assert sorted(p.op for p in b.inputs) == ["conv", "sumpool"]  # the two edges into B sum
+    x = rng.integers(0, 3, size=(steps, 2, 8, 8)).astype(np.float32)
+    from evsim.interop.nir import check_graph
+
+    order, _ = check_graph(graph)
+    expected = nir_reference(graph, order, x, 1e-4)
+    result = Network(model.graph, model.weights, dtype=np.float64).run(x, record_spikes=True)
+    for name in ("A", "B", "C"):
+        assert expected[name].sum() > 0, name
+        np.testing.assert_array_equal(result.spike_counts[name].reshape(-1), expected[name].reshape(-1))
