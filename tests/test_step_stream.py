@@ -184,3 +184,16 @@ def test_cli_default_mode_is_step(capsys, tmp_path, nmnist_root):
     assert asynchronous["window"]["spikes"] == load(model).run(events, mode="async").spikes
     assert main(["stream", str(path), "--model", str(model)]) == 0
     assert "exactly evsim run's step mode" in capsys.readouterr().out
+
+
+def test_pooling_fused_into_the_layer_before_gives_identical_results(bundled, recordings, monkeypatch):
+    # kernels.run_population_steps_pooled against the two populations run one after the other
+    from evsim.engine import step
+
+    assert step.pools_into_next(bundled.layers, 0) and step.pools_into_next(bundled.layers, 2)
+    fused = [bundled.run(events, record_spikes=True) for events in recordings]
+    monkeypatch.setattr(step, "pools_into_next", lambda layers, i: False)
+    apart = [bundled.run(events, record_spikes=True) for events in recordings]
+    for a, b in zip(fused, apart):
+        assert np.array_equal(a.output, b.output) and counts(a) == counts(b)
+        assert all(np.array_equal(a.spike_counts[name], b.spike_counts[name]) for name in a.spike_counts)

@@ -180,6 +180,20 @@ def _fire(v, base, threshold, out_index, n_out):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _fire_neurons(V, touched_list, n_touched, threshold, out_index, n_out):
+    """:func:`_fire` for units of one neuron (layers fed by pooling only): the listed neurons,
+    branch-free, with no slice per unit."""
+    for i in range(n_touched):
+        u = touched_list[i]
+        value = V[u]
+        fired = value > threshold
+        out_index[n_out] = u
+        n_out += fired
+        V[u] = 0.0 if fired else value
+    return n_out
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _add_run(v, w, sign):
     # slices, not offsets into whole arrays: LLVM then vectorizes the loop
     for i in range(v.shape[0]):
@@ -353,7 +367,9 @@ def run_population_steps(
                 t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
             )
             synops += added
-        if fires and fast:
+        if fires and fast and unit == 1:
+            n_out = _fire_neurons(V, touched_list, n_touched, threshold, out_index, n_out)
+        elif fires and fast:
             for i in range(n_touched):
                 base = touched_list[i] * unit
                 if _any_above(V[base : base + unit], threshold):
@@ -379,6 +395,80 @@ def run_population_steps(
     counters[C_NEURON_UPDATES] += updates
     counters[C_SPIKES] += spikes
     return n_out
+
+
+@njit(cache=True, nogil=True)
+def run_population_steps_pooled(
+    V, unit, t_last, stamp, touched_list, leak_table, log_leak, threshold,
+    projections, weights, routes, ev_offsets, ev_index, ev_sign,
+    out_index, out_count, out_offsets, counters,
+    pool_V, pool_t_last, pool_stamp, pool_touched, pool_leak_table, pool_log_leak, pool_threshold,
+    pool_routes, pool_share, pool_out_index, pool_out_count, pool_out_offsets, pool_counters,
+):
+    """:func:`run_population_steps` for a population and the tiled pooling fed by it alone, in
+    one pass: each spike goes straight to its pooling target as it fires.
+
+    Both populations fire by the paper's rule (the fast path). The pooling population (units of
+    one neuron) receives the same adds in the same order as when it drains the spike queue in a
+    call of its own, so the two give identical results and counts; the queue of its input spikes
+    is still written (for the population's other readers) but never re-read. ``pool_routes`` is
+    the pooling projection's lookup table, ``pool_share`` its weight (1 / k^2 for average, 1 for
+    sum pooling).
+    """
+    n_proj = projections.shape[0]
+    timesteps = ev_offsets.shape[1] - 1
+    n_out = 0
+    synops = 0
+    n_in = 0
+    updates = 0
+    pool_out = 0
+    pool_synops = 0
+    pool_updates = 0
+    out_offsets[0] = 0
+    pool_out_offsets[0] = 0
+    for t in range(timesteps):
+        n_touched = 0
+        for q in range(n_proj):
+            geometry = _geometry(projections[q])
+            lo = ev_offsets[q, t]
+            hi = ev_offsets[q, t + 1]
+            n_in += hi - lo
+            added, n_touched = _drain(
+                V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi,
+                t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
+            )
+            synops += added
+        n_pool_touched = 0
+        for i in range(n_touched):
+            base = touched_list[i] * unit
+            if _any_above(V[base : base + unit], threshold):
+                first = n_out
+                n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                for e in range(first, n_out):
+                    neuron = pool_routes[out_index[e]]
+                    if neuron < 0:
+                        continue
+                    if pool_stamp[neuron] != t:
+                        n_pool_touched = _touch(pool_V, 1, neuron, pool_t_last, pool_stamp, pool_touched,
+                                                n_pool_touched, t, t, pool_leak_table, pool_log_leak)
+                    pool_V[neuron] += pool_share
+                    pool_synops += 1
+        updates += n_touched * unit
+        out_offsets[t + 1] = n_out
+        pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_threshold, pool_out_index, pool_out)
+        pool_updates += n_pool_touched
+        pool_out_offsets[t + 1] = pool_out
+    out_count[:n_out] = 1.0
+    pool_out_count[:pool_out] = 1.0
+    counters[C_INPUT_EVENTS] += n_in
+    counters[C_SYNOPS] += synops
+    counters[C_NEURON_UPDATES] += updates
+    counters[C_SPIKES] += n_out
+    pool_counters[C_INPUT_EVENTS] += n_out
+    pool_counters[C_SYNOPS] += pool_synops
+    pool_counters[C_NEURON_UPDATES] += pool_updates
+    pool_counters[C_SPIKES] += pool_out
+    return n_out, pool_out
 
 
 @njit(cache=True, nogil=True)

@@ -54,24 +54,81 @@ def run_steps(layers: list[Layer], leak_tables: list[np.ndarray], ws: Workspace,
               timesteps: int, record_spikes: bool = False) -> RunResult:
     """Simulate validated input ``events`` through ``layers``; the output and per-layer counters."""
     queues: dict[str, SpikeEvents] = {INPUT: events}
-    counts = []
+    for state in ws.states:
+        state.reset()
+    counters = [np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64) for _ in layers]
+    run_layers(layers, leak_tables, ws, queues, counters, timesteps)
     spike_counts = {}
     output = None
     for i, layer in enumerate(layers):
-        state = ws.states[i]
-        state.reset()
-        counters = np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)
-        n_out = run_layer(layer, state, leak_tables[i], queues, ws.out_index[i], ws.out_count[i], ws.out_offsets[i],
-                          counters)
-        if layer.fires:
-            queues[layer.name] = SpikeEvents(ws.out_offsets[i], ws.out_index[i][:n_out], ws.out_count[i][:n_out])
-            if record_spikes:
-                spike_counts[layer.name] = _to_chw_counts(ws.out_index[i][:n_out], ws.out_count[i][:n_out], layer)
-        else:
+        if not layer.fires:
+            state = ws.states[i]
             kernels.leak_to(state.V, state.t_last, layer.unit, timesteps, math.log(layer.leak))
             output = state.V.astype(np.float64) / timesteps
-        counts.append(LayerCounts.from_counters(layer, counters, timesteps))
+        elif record_spikes:
+            spike_counts[layer.name] = _to_chw_counts(queues[layer.name].index, queues[layer.name].sign, layer)
+    counts = [LayerCounts.from_counters(layer, c, timesteps) for layer, c in zip(layers, counters)]
     return RunResult(output=output, layers=counts, spike_counts=spike_counts, input_events=len(events))
+
+
+def run_layers(layers: list[Layer], tables: list[np.ndarray], ws: Workspace, queues: dict[str, SpikeEvents],
+               counters: list[np.ndarray], steps: int) -> None:
+    """Every layer in turn over the ``steps`` steps of ``queues`` (which holds the input's);
+    each firing layer's spikes go into ``queues``, its counts into ``counters``.
+
+    A tiled pooling fed by the layer before it alone runs in that layer's pass
+    (kernels.run_population_steps_pooled): the same results, one pass less over the spikes.
+    """
+    i = 0
+    while i < len(layers):
+        layer, state = layers[i], ws.states[i]
+        if pools_into_next(layers, i):
+            pool, pool_state = layers[i + 1], ws.states[i + 1]
+            ev_offsets, ev_index, ev_sign = gather(queues, layer.sources)
+            n_out, n_pool = kernels.run_population_steps_pooled(
+                state.V, layer.unit, state.t_last, state.stamp, state.touched, tables[i], math.log(layer.leak),
+                layer.threshold, layer.projections, layer.weights, layer.routes, ev_offsets, ev_index, ev_sign,
+                ws.out_index[i], ws.out_count[i], ws.out_offsets[i], counters[i],
+                pool_state.V, pool_state.t_last, pool_state.stamp, pool_state.touched, tables[i + 1],
+                math.log(pool.leak), pool.threshold, pool.routes, _pool_share(pool),
+                ws.out_index[i + 1], ws.out_count[i + 1], ws.out_offsets[i + 1], counters[i + 1],
+            )
+            queues[layer.name] = _queue(ws, i, n_out, steps)
+            queues[pool.name] = _queue(ws, i + 1, n_pool, steps)
+            i += 2
+            continue
+        n_out = run_layer(layer, state, tables[i], queues, ws.out_index[i], ws.out_count[i], ws.out_offsets[i],
+                          counters[i])
+        if layer.fires:
+            queues[layer.name] = _queue(ws, i, n_out, steps)
+        i += 1
+
+
+def pools_into_next(layers: list[Layer], i: int) -> bool:
+    """Whether layer ``i + 1`` is a tiled pooling fed by layer ``i`` alone, both firing by the
+    paper's rule (the kernels' fast path), so that the two can run in one pass."""
+    if i + 1 >= len(layers):
+        return False
+    layer, pool = layers[i], layers[i + 1]
+    rows = pool.projections
+    return (layer.fires and pool.fires and _paper_rule(layer) and _paper_rule(pool)
+            and pool.sources == (layer.name,) and len(rows) == 1 and pool.unit == 1
+            and rows[0, kernels.P_OP] in (kernels.OP_AVGPOOL, kernels.OP_SUMPOOL)
+            and rows[0, kernels.P_ROUTE_OFFSET] == 0)
+
+
+def _paper_rule(layer: Layer) -> bool:
+    return bool(layer.rule[kernels.R_DEFAULT] != 0.0) and layer.thresholds.shape[0] == 0
+
+
+def _pool_share(pool: Layer) -> float:
+    # the weight each spike adds, as kernels._drain gives it for either pooling
+    k = int(pool.projections[0, kernels.P_KERNEL])
+    return 1.0 / (k * k) if pool.projections[0, kernels.P_OP] == kernels.OP_AVGPOOL else 1.0
+
+
+def _queue(ws: Workspace, i: int, n_out: int, steps: int) -> SpikeEvents:
+    return SpikeEvents(ws.out_offsets[i][: steps + 1], ws.out_index[i][:n_out], ws.out_count[i][:n_out])
 
 
 def run_layer(layer: Layer, state: LayerState, table: np.ndarray, queues: dict[str, SpikeEvents],
@@ -249,18 +306,13 @@ class StepStream:
         offsets = np.searchsorted(steps, np.arange(start, stop + 1), side="left").astype(np.int64)
         queues: dict[str, SpikeEvents] = {INPUT: SpikeEvents(offsets, index, sign)}
         self._catch_up(start)
-        ws = self.ws
-        for i, layer in enumerate(self.network.layers):
-            state = ws.states[i]
-            # the kernel numbers this batch's steps from 0: times relative to its first step
+        for state in self.ws.states:
+            # the kernels number this batch's steps from 0: times relative to its first step
             state.t_last -= start
             state.stamp.fill(-1)
-            n_out = run_layer(layer, state, self.tables[i], queues, ws.out_index[i], ws.out_count[i],
-                              ws.out_offsets[i], self.counters[i])
+        run_layers(self.network.layers, self.tables, self.ws, queues, self.counters, stop - start)
+        for state in self.ws.states:
             state.t_last += start
-            if layer.fires:
-                queues[layer.name] = SpikeEvents(ws.out_offsets[i][: stop - start + 1], ws.out_index[i][:n_out],
-                                                 ws.out_count[i][:n_out])
         self.input_events += len(index)
         self.steps_done = stop
         if stop == self.timesteps:
