@@ -136,7 +136,7 @@ def test_a_text_file_as_model_says_it_is_not_a_model(capsys, elsewhere):
     assert "pickle" not in line
     assert_one_line_error(capsys, "run", "--model", elsewhere, match=r"is a folder, not a model file")
     assert_one_line_error(capsys, "run", "--model", "lenet-cifar",
-                          match=r"no model file or bundled model named 'lenet-cifar' \(bundled: lenet-mnist, lenet-nmnist\)")
+                          match=r"no model file or bundled model named 'lenet-cifar' \(bundled: lenet-mnist, lenet-mnist-ann, lenet-nmnist\)")
 
 
 def test_a_png_named_bin_says_what_it_is(capsys, elsewhere):
@@ -357,3 +357,16 @@ def test_the_demo_says_where_each_speed_was_measured(tmp_path):
     assert "1 thread, 2 rounds (slowest .. fastest)" in memory
     for label in ("evsim step mode batch 1", "evsim async mode batch 1", "dense PyTorch batch 1", "batch 2 "):
         assert re.search(re.escape(label) + r" ?\d+\.\d/s \(\d+\.\d \.\. \d+\.\d\)", memory), label
+
+
+def test_the_readme_shows_how_to_install_and_where_other_libraries_come_in():
+    text = README.read_text()
+    install = text[text.index("## Install and first run"):text.index("## Test")]
+    assert "git clone" in install and "pip install torch==2.13.0" in install
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in install
+    guide = text[text.index("## A short guide"):text.index("## Layout")]
+    assert "[Models from other simulators](#models-from-other-simulators)" in guide
+    assert "## Models from other simulators" in text
+    keys = text[text.index("### JSON keys"):]
+    for key in ("`file`", "`events`", "`input_events`", "`events_dropped`", "`samples_per_s`", "`window`"):
+        assert key in keys, key
