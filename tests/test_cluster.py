@@ -3,7 +3,6 @@ also when a worker process dies mid-run; clear errors without Ray or without a c
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 import evsim
-from evsim.analysis.cluster import check_reachable, parse_address, run_on_cluster, stream_on_cluster
+from evsim.analysis.cluster import check_reachable, parse_address, run_on_cluster, start_local, stream_on_cluster
 from evsim.analysis.inputs import InputChunk, sample_inputs
 from evsim.analysis.streaming import stream_report
 from evsim.datasets.samples import load_samples
@@ -46,7 +45,7 @@ def ray_cluster():
     """A local Ray of 2 CPUs for the module; evsim's calls use it as it is (evsim.analysis.cluster.connect)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    start_local(num_cpus=2)
     yield ray
     ray.shutdown()
 
@@ -126,14 +125,32 @@ def test_a_cluster_run_equals_run_many(ray_cluster, network, samples, local_resu
     assert sum(done) == len(samples) and len(done) > 1  # one call per chunk, every sample once
 
 
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _ours(pid: int) -> bool:
+    """Whether ``pid`` descends from this process (our Ray's raylet starts the workers), not
+    from another Ray on the machine."""
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        pid = _parent(pid)
+    return False
+
+
 def _processes() -> dict[int, str]:
+    """Our descendants' titles by pid."""
     titles = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                titles[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            except OSError:
-                pass
+                title = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                if title.startswith("ray::") and _ours(int(entry)):
+                    titles[int(entry)] = title
+            except (OSError, ValueError, IndexError):
+                pass  # a process that ended meanwhile
     return titles
 
 

@@ -55,21 +55,41 @@ def connect(address: str, num_cpus: int | None = None):
         yield ray
         return
     if address == "local":
-        if num_cpus is not None and num_cpus < 1:
-            raise InputError(f"a local cluster needs at least one CPU, got {num_cpus}")
-        options = dict(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+        start_local(num_cpus)
     else:
         check_reachable(address)
-        options = dict(address=address)
-    try:
-        # log_to_driver off: the workers' output must not mix into ours (--json prints one object)
-        ray.init(**options, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterError(f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}") from None
+        try:
+            ray.init(address=address, **QUIET)
+        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds, bare Exception included
+            raise ClusterError(f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}") from None
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+# the workers' output must not mix into ours (--json prints one object and nothing else)
+QUIET = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+LOCAL_STARTS = 3
+
+
+def start_local(num_cpus: int | None = None) -> None:
+    """Start Ray in this process with ``num_cpus`` CPUs (default: all of them), no dashboard.
+
+    Ray gives a starting node a fixed 30 s to register; a machine busy enough can miss that, so a
+    start that timed out is tried again.
+    """
+    ray = _ray()
+    if num_cpus is not None and num_cpus < 1:
+        raise InputError(f"a local cluster needs at least one CPU, got {num_cpus}")
+    for attempt in range(LOCAL_STARTS):
+        try:
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **QUIET)
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for a start that timed out
+            ray.shutdown()  # what did start
+            if attempt == LOCAL_STARTS - 1 or "timed out" not in str(exc):
+                raise ClusterError(f"cannot start Ray here: {_first_line(exc)}") from None
 
 
 def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
