@@ -148,10 +148,13 @@ def network():
     return Network(tiny_graph(), tiny_weights(), dtype=np.float64)
 
 
-def test_events_outside_the_input_are_rejected(network):
-    events = make_events([1, 6], [1, 2], [100, 200], [True, False])
-    with pytest.raises(InputError, match="outside the sensor"):
+@pytest.mark.parametrize("x, y", [(6, 2), (2, 6), (6, 6)], ids=["x", "y", "both"])
+def test_events_outside_the_input_are_rejected(network, x, y):
+    events = make_events([1, x], [1, y], [100, 200], [True, False])
+    with pytest.raises(InputError, match=f"at x={x}, y={y}.* outside the sensor"):
         network.run(events)
+    with pytest.raises(InputError, match="outside"):
+        network.run(events, mode="async")
 
 
 def test_spike_train_of_the_wrong_shape_is_rejected(network):
