@@ -18,6 +18,7 @@ def run_json(capsys, args):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_demo_streams_the_bundled_test_recordings_and_counts_what_evsim_stream_counts(tmp_path, capsys, nmnist_root):
     demo = run_json(capsys, ["demo", "--json", "--no-dense", "--figure", str(tmp_path / "demo.png")])
     files = sorted((nmnist_root / "Test").glob("*/*.bin"))

@@ -229,6 +229,7 @@ def check_case(graph, weights, train, *, drawn=True):
             assert layer.spikes == int(async_events[pop.name].sum()), pop.name
 
 
+@pytest.mark.slow  # 60 drawn networks, both modes, dense reference: about half a minute
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(random_networks())
 @example(pinned_case("overlap"))

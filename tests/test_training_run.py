@@ -177,6 +177,7 @@ def macs_per_step(graph, pop) -> int:
     return total
 
 
+@pytest.mark.slow  # needs the trained fixture: a training epoch
 def test_run_cli_json_reports_the_counters(trained, capsys):
     """`evsim run --json` against the dense float64 model on the same Poisson trains: accuracy,
     spikes and synaptic operations per layer (per-kind formula), input events, dense MACs."""
