@@ -4,6 +4,7 @@ approach activations as T grows, a converted net's predictions approach its ANN'
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,51 @@ def test_the_engine_refuses_an_ann(tmp_path, capsys):
         Network.from_file(path)
     assert main(["run", "--model", str(path), "--data", str(MNIST_SAMPLE), "--limit", "1", "--no-progress"]) == 2
     assert "convert it first" in capsys.readouterr().err
+
+
+def test_the_bundled_ann_loads_by_name_and_scores_what_its_card_says(capsys, mnist_root):
+    from evsim.paths import BUNDLED_MODELS
+
+    cards = (BUNDLED_MODELS / "README.md").read_text()
+    assert (BUNDLED_MODELS / "lenet-mnist-ann.npz").stat().st_size < 5 * 2**20
+    model = load_model("lenet-mnist-ann")
+    assert model.graph.meta["ann"] and model.graph.meta["arch"] == "lenet" and model.graph.meta["dataset"] == "mnist"
+    assert "## `lenet-mnist-ann`" in cards and "evsim convert --model lenet-mnist-ann" in cards
+    assert main(["eval", "--model", "lenet-mnist-ann", "--data", str(mnist_root), "--json", "--threads", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["samples"] == 500 and result["mode"] == "ann"
+    assert f"{100 * result['accuracy']:.2f} % on the 500 vendored test images" in cards
+
+
+@pytest.mark.slow
+def test_report_compare_puts_models_side_by_side_on_the_same_inputs(ann_file, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    snn = tmp_path / "tiny-snn.npz"
+    assert main(["convert", "--model", str(ann_file), "--data", str(MNIST_SAMPLE), "--out", str(snn),
+                 "--timesteps", "20", "--calibration", "100"]) == 0
+    out = tmp_path / "compare"
+    assert main(["report", "--compare", str(snn), str(ann_file), "lenet-mnist", "--data", str(MNIST_SAMPLE),
+                 "--limit", "6", "--latencies", "5,10", "--threads", "1", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    kinds = [m["kind"] for m in result["models"]]
+    assert kinds == ["converted", "ann", "snn"]
+    converted_entry, ann_entry, direct = result["models"]
+    assert [r["timesteps"] for r in converted_entry["analysis"]["latency"]] == [5, 10, 20]
+    assert [r["timesteps"] for r in direct["analysis"]["latency"]] == [5, 10, 25]
+    # the same inputs: the first 5 steps of the same Poisson trains carry the same input spikes
+    assert converted_entry["analysis"]["latency"][0]["input_events"] == direct["analysis"]["latency"][0]["input_events"]
+    # iso-accuracy is the first model's best accuracy; it reaches it where its best is first seen
+    summary = converted_entry["summary"]
+    assert result["iso_accuracy"]["target"] == summary["max_accuracy"]
+    assert summary["iso_accuracy_timesteps"] == summary["max_accuracy_timesteps"]
+    assert 0.0 <= ann_entry["accuracy"] <= 1.0 and ann_entry["ann_macs"] == converted_entry["ann_macs"]
+    markdown = (out / "report.md").read_text()
+    assert "tables 8 and 9" in markdown and "fig. 11" in markdown and "fig. 9" in markdown
+    assert all((out / name).stat().st_size > 0 for name in ("compare_accuracy.png", "compare_compute.png"))
+
+
+def test_report_refuses_compare_with_model_and_a_single_model(capsys):
+    assert main(["report", "--compare", "lenet-mnist", "--data", str(MNIST_SAMPLE), "--out", "/tmp/x"]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert main(["report", "--compare", "lenet-mnist", "lenet-mnist", "--model", "lenet-mnist", "--out", "/tmp/x"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -43,7 +43,7 @@ def add_model_argument(parser, required: bool = True, default=None) -> None:
     parser.add_argument(
         "--model", required=required, default=default,
         help="model file (.npz written by `evsim train`) or the name of a bundled model "
-             "(lenet-nmnist, lenet-mnist)" + (f"; default {default}" if default else ""),
+             "(lenet-nmnist, lenet-mnist; lenet-mnist-ann, an ANN, for evsim eval and convert)" + (f"; default {default}" if default else ""),
     )
 
 
