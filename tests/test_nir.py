@@ -353,6 +353,8 @@ def test_import_and_export_commands(tmp_path, capsys):
     assert_same_model(load_model("lenet-nmnist"), load_model(tmp_path / "back.npz"))
     assert main(["export", str(out), "--out", str(tmp_path / "x.nir")]) == 2
     assert "cannot be written as NIR" in capsys.readouterr().err
+    assert main(["export", "lenet-nmnist", "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_readout_of_an_li_node_folds_its_gain(tmp_path):

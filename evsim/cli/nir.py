@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evsim.cli.common import add_output_arguments, positive_int, print_json
+from evsim.errors import InputError
 from evsim.interop.nir import DEFAULT_NEURON_DT_S, SEMANTICS, export_nir, import_nir
 from evsim.model.file import load_model, save_model
 from evsim.model.summary import describe
@@ -42,7 +43,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_export)
 
 
+def check_out(path: Path) -> None:
+    if path.is_dir():
+        raise InputError(f"--out {path} is a folder; give the file to write")
+
+
 def run_import(args) -> int:
+    check_out(args.out)
     model = import_nir(args.file, dt_us=args.dt_us, timesteps=args.timesteps, semantics=args.semantics,
                        neuron_dt_s=args.neuron_dt)
     save_model(args.out, model.graph, model.weights)
@@ -57,6 +64,7 @@ def run_import(args) -> int:
 
 
 def run_export(args) -> int:
+    check_out(args.out)
     model = load_model(args.model)
     export_nir(model, args.out)
     if args.json:
