@@ -107,3 +107,26 @@ def test_a_rank_takes_strided_samples_and_codes_with_its_own_generator():
     draws = [r.generator(np.random.default_rng(7)).random() for r in ranks]
     assert len(set(draws)) == 3  # one shared seed, a different stream per rank
     assert draws[0] == ranks[0].generator(np.random.default_rng(7)).random()
+
+
+@pytest.mark.slow
+def test_a_distributed_run_writes_its_checkpoint_and_resumes_from_it(test_data_dir, tmp_path, monkeypatch):
+    """One rank in this process (a process group of one), as `evsim train --distributed --resume` runs."""
+    from evsim.training.trainer import TrainConfig, train
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    config = TrainConfig(arch="lenet", dataset="mnist", data=test_data_dir / "mnist", out=tmp_path / "m.npz",
+                         epochs=1, timesteps=3, batch_size=8, limit=16, test_limit=8, device="cpu", distributed=True)
+    lines: list[str] = []
+    first = train(config, log=lines.append, progress=False)
+    assert not dist.is_initialized()  # the group is left when training ends
+    assert any(line.startswith("distributed: 1 ranks (gloo)") for line in lines)
+    assert (tmp_path / "m.npz").is_file() and (tmp_path / "m.npz.checkpoint.pt").is_file()
+    resumed = train(dataclasses.replace(config, epochs=2, resume=True), log=lines.append, progress=False)
+    assert "resumed from" in " ".join(lines)
+    assert [h["epoch"] for h in resumed] == [1, 2] and resumed[0] == first[0]
+    assert torch.load(tmp_path / "m.npz.checkpoint.pt", weights_only=True)["epoch"] == 2
