@@ -1,0 +1,206 @@
+"""Deliberate bugs ("mutants"): each key claim of evsim must make the test suite fail when broken.
+
+For every mutant below, the repository's working tree is copied to a scratch folder, one source
+string is replaced (the mutant), and the tests named for it run there; the mutant is *caught*
+when they fail. The copy is imported instead of the installed evsim (``PYTHONPATH`` points at
+it, and ``evsim/training`` and ``evsim/datasets`` are linked in, as the wheel installs them),
+and every run first checks that it really imports the copy.
+
+Not part of ``pytest`` (each mutant recompiles the Numba kernels and runs tests: minutes in
+all). Run from the repository root, with the dev environment active::
+
+    python tests/mutants.py            # every mutant; exit status 1 if any survives
+    python tests/mutants.py --list     # the mutants and the tests that must catch them
+    python tests/mutants.py conv-synops-stride1 pickle-allowed   # some of them
+
+A mutant whose source string is no longer found (the code moved) is reported as stale and
+counts as a failure of this script: update its ``old`` string.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+IGNORED = shutil.ignore_patterns(".git", ".venv", ".ci-venv", "__pycache__", "*.nbi", "*.nbc", ".pytest_cache",
+                                 ".hypothesis", "runs", "dist", "build", "*.egg-info")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    claim: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest node ids or files; the mutant must make them fail
+
+
+# the pinned cases run first and catch most engine mutants within seconds; the drawn ones follow
+EXACT = ("tests/test_engine_exact.py::test_pinned_cases_fire_in_every_layer",
+         "tests/test_engine_exact.py::test_step_mode_equals_dense_forward_in_float64")
+
+MUTANTS = (
+    # --- no pickle: model files are read with numpy alone, never unpickled
+    Mutant("pickle-allowed", "no pickle", "evsim/model/file.py",
+           "with np.load(path, allow_pickle=False) as npz:", "with np.load(path, allow_pickle=True) as npz:",
+           ("tests/test_engine_io.py::test_pickled_arrays_are_refused_without_being_executed",)),
+    # --- synaptic-operation counts
+    Mutant("conv-synops-stride1", "synop counts", "evsim/engine/kernels.py",
+           "                    synops += n * spikes\n", "                    synops += (n + C * (kx_hi > kx_lo)) * spikes\n",
+           EXACT),
+    Mutant("conv-synops-stride2", "synop counts", "evsim/engine/kernels.py",
+           "                        synops += C * spikes\n", "                        synops += 2 * C * spikes\n",
+           EXACT),
+    Mutant("overlapping-pool-synops", "synop counts", "evsim/engine/kernels.py",
+           "                    V[neuron] += ev_sign[e] * share\n                    synops += int(abs(ev_sign[e]))\n",
+           "                    V[neuron] += ev_sign[e] * share\n                    synops += int(abs(ev_sign[e])) * (1 + (oy > oy_lo))\n",
+           EXACT),
+    Mutant("identity-synops", "synop counts", "evsim/engine/kernels.py",
+           "            V[j] += ev_sign[e]\n            synops += int(abs(ev_sign[e]))\n",
+           "            V[j] += ev_sign[e]\n            synops += 2 * int(abs(ev_sign[e]))\n",
+           EXACT),
+    Mutant("async-synops", "synop counts (asynchronous mode)", "evsim/engine/kernels.py",
+           "            synops += added\n            n_in += e - heads[r]\n",
+           "            synops += added + (e - heads[r])\n            n_in += e - heads[r]\n",
+           EXACT),
+    # --- step mode equals the dense forward
+    Mutant("swap-height-width", "step == dense", "evsim/engine/layers.py",
+           "table[q, kernels.P_SRC_C : kernels.P_SRC_W + 1] = src",
+           "table[q, kernels.P_SRC_C : kernels.P_SRC_W + 1] = (src[0], src[2], src[1])",
+           EXACT),
+    Mutant("leak-off-by-one", "step == dense", "evsim/engine/kernels.py",
+           "            factor = leak_table[int(gap)]", "            factor = leak_table[int(gap) - 1]",
+           EXACT),
+    Mutant("conv-kernel-not-flipped", "step == dense", "evsim/engine/layers.py",
+           "weight.transpose(1, 2, 3, 0)[:, :, ::-1, :]", "weight.transpose(1, 2, 3, 0)",
+           EXACT),
+    # --- the asynchronous stream does not depend on where chunks are cut
+    Mutant("reset-state-per-chunk", "chunk independence", "evsim/engine/asynchronous.py",
+           "        state = self.states[i]\n", "        state = self.states[i]\n        state.reset()\n",
+           ("tests/test_engine_async.py::test_stream_result_does_not_depend_on_chunk_size",)),
+    Mutant("split-simultaneous-events", "chunk independence", "evsim/engine/asynchronous.py",
+           'cut = int(np.searchsorted(events.time, events.time[-1], side="left"))', "cut = len(events)",
+           ("tests/test_engine_async.py::test_stream_result_does_not_depend_on_chunk_size",)),
+    # --- the gradient formula (paper eq. 22-24)
+    Mutant("no-leak-correction", "gradient formula", "training/neurons.py",
+           "factor = trace.mul_(math.log(leak))", "factor = trace.mul_(0.0)",
+           ("tests/test_training.py::test_gradient_of_a_neuron_firing_every_step_is_the_closed_form",
+            "tests/test_training.py::test_gradients_equal_the_authors_formulation")),
+    Mutant("correction-over-T", "gradient formula", "training/neurons.py",
+           "div_(count.clamp(min=1.0))", "div_(spikes.shape[0])",
+           ("tests/test_training.py::test_gradient_of_a_neuron_firing_every_step_is_the_closed_form",
+            "tests/test_training.py::test_gradients_equal_the_authors_formulation")),
+    Mutant("surrogate-ignores-threshold", "gradient formula", "evsim/model/neuron.py",
+           "return 1.0 / self.threshold, True", "return 1.0, True",
+           ("tests/test_training.py::test_gradient_of_a_neuron_firing_every_step_is_the_closed_form",)),
+    # --- readers and the engine's input boundary reject what lies outside the sensor
+    Mutant("engine-no-y-bound", "reader rejection", "evsim/events.py",
+           "bad = (x < 0) | (x >= width) | (y < 0) | (y >= height)", "bad = (x < 0) | (x >= width)",
+           ("tests/test_engine_io.py::test_events_outside_the_input_are_rejected",)),
+    Mutant("nmnist-no-bounds", "reader rejection", "datasets/nmnist.py",
+           "outside = (x[index] >= SENSOR_SIZE[0]) | (y[index] >= SENSOR_SIZE[1])", "outside = x[index] < 0",
+           ("tests/test_formats.py::test_corrupted_word_mid_stream",)),
+    Mutant("prophesee-no-sensor-bounds", "reader rejection", "datasets/prophesee.py",
+           "        bad |= (x >= width) | (y >= height)\n", "        pass\n",
+           ("tests/test_formats.py",)),
+)
+
+
+def scratch_copy(destination: Path) -> None:
+    shutil.copytree(REPO, destination, ignore=IGNORED, symlinks=True)  # copy2: modification times kept
+    # the installed layout: training/ and datasets/ are evsim.training and evsim.datasets
+    for name in ("training", "datasets"):
+        link = destination / "evsim" / name
+        if not link.exists():
+            link.symlink_to(destination / name, target_is_directory=True)
+
+
+NUMBA_CACHE = Path(tempfile.gettempdir()) / "evsim-mutants-numba"
+"""Shared by every mutant: each copy sits at the same path with the original modification times,
+so only a mutated kernel file is compiled again (Numba keys its cache by path and time)."""
+
+
+def environment(copy: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(copy) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["HYPOTHESIS_PROFILE"] = "ci"  # derandomised: a mutant is caught, or not, on every run
+    env.pop("CI", None)
+    env["NUMBA_CACHE_DIR"] = str(NUMBA_CACHE)
+    return env
+
+
+def imports_the_copy(copy: Path, env: dict) -> None:
+    code = ("import evsim, evsim.engine.kernels, evsim.training, evsim.datasets; "
+            "print(evsim.__file__); print(evsim.training.__path__[0]); print(evsim.datasets.__path__[0])")
+    lines = subprocess.run([sys.executable, "-c", code], cwd=copy, env=env, capture_output=True, text=True,
+                           check=True).stdout.split()
+    resolved = [str(Path(line).resolve()) for line in lines]
+    if not all(path.startswith(str(copy.resolve())) for path in resolved):
+        raise SystemExit(f"the scratch copy is not what gets imported: {resolved}")
+
+
+def run_mutant(mutant: Mutant, workspace: Path) -> tuple[str, str]:
+    """('caught' | 'SURVIVED' | 'STALE', detail)."""
+    copy = workspace / "copy"
+    shutil.rmtree(copy, ignore_errors=True)
+    scratch_copy(copy)
+    target = copy / mutant.path
+    source = target.read_text()
+    if source.count(mutant.old) != 1:
+        return "STALE", f"{mutant.path}: the string to replace occurs {source.count(mutant.old)} times"
+    target.write_text(source.replace(mutant.old, mutant.new))
+    env = environment(copy)
+    imports_the_copy(copy, env)
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", *mutant.tests]
+    done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
+    tail = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+    shutil.rmtree(copy, ignore_errors=True)
+    if done.returncode == 1:
+        return "caught", (tail[0] if tail else summary)
+    if done.returncode == 0:
+        return "SURVIVED", summary
+    return "SURVIVED", f"pytest exit status {done.returncode} (not a test failure): {summary}\n{done.stderr[-2000:]}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and the tests that must catch them")
+    args = parser.parse_args(argv)
+    known = {m.name: m for m in MUTANTS}
+    unknown = [n for n in args.names if n not in known]
+    if unknown:
+        parser.error(f"unknown mutant(s): {', '.join(unknown)} (see --list)")
+    chosen = [known[n] for n in args.names] if args.names else list(MUTANTS)
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:28s} {m.claim:34s} {m.path}: {' '.join(m.tests)}")
+        return 0
+    failures = 0
+    workspace = Path(tempfile.gettempdir()) / "evsim-mutants"  # a fixed path, for the Numba cache
+    shutil.rmtree(workspace, ignore_errors=True)
+    workspace.mkdir()
+    try:
+        for m in chosen:
+            start = time.perf_counter()
+            status, detail = run_mutant(m, workspace)
+            failures += status != "caught"
+            print(f"{status:8s} {m.name:28s} ({m.claim}; {time.perf_counter() - start:.0f} s) {detail}", flush=True)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+    print(f"{len(chosen) - failures} of {len(chosen)} mutants caught")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
