@@ -148,7 +148,10 @@ def test_engine_reproduces_the_trained_model_in_float32(trained):
     dense_out, _ = dense_forward(model.graph, model.weights, trains, dtype=torch.float32)
     engine = evsim.load(out, dtype=np.float32)
     engine_pred = np.array([engine.run(trains[:, i]).prediction for i in range(len(test_set))])
-    np.testing.assert_array_equal(engine_pred, dense_out.argmax(1))
+    # float32 sums in another order may break a rounding-level tie between the two top classes, nothing more
+    top2 = np.sort(dense_out, axis=1)[:, -2:]
+    differ = engine_pred != dense_out.argmax(1)
+    assert np.all(top2[differ, 1] - top2[differ, 0] < 1e-5), np.flatnonzero(differ)
 
     weights64 = {k: v.astype(np.float64) for k, v in model.weights.items()}
     dense64, counts = dense_forward(model.graph, weights64, trains[:, :10].astype(np.float64), dtype=torch.float64)
