@@ -68,6 +68,7 @@ def main(args) -> int:
     report = run_report(summary, network, args, elapsed)
     report["events_per_sample"] = read / summary.samples
     report["events_dropped"] = dropped
+    report["cluster"] = args.cluster
     if args.json:
         print_json(report)
     else:
@@ -132,4 +133,5 @@ def print_run_report(r: dict) -> None:
             f" per sample ({e['ann_over_snn']:.1f}x)"
         )
     print(f"throughput          {r['samples_per_s']:.1f} samples/s (evsim {r['mode']} mode, batch 1, "
-          f"{r['threads']} thread{'s' if r['threads'] != 1 else ''})")
+          f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}"
+          + (f" per task on the Ray cluster {r['cluster']}, Ray's start included)" if r["cluster"] else ")"))
