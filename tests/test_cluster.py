@@ -211,6 +211,7 @@ def test_evsim_run_on_a_cluster_reports_what_the_local_run_does(ray_cluster, mon
         assert main(["run", "--model", "lenet-nmnist", "--limit", "6", "--threads", "1", "--json", *extra]) == 0
         report = json.loads(capsys.readouterr().out)
         reports.append({key: value for key, value in report.items() if key not in ("seconds", "samples_per_s")})
+    assert reports[0].pop("cluster") is None and reports[1].pop("cluster") == "local"
     assert reports[0] == reports[1]
 
 
