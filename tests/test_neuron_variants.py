@@ -6,8 +6,9 @@ several spikes per step, ``>=`` or ``>``, and sum pooling.
   the engine's per-neuron spike counts in float64 equal the dense PyTorch forward's exactly, its
   output agrees to rounding, and every layer's synaptic operations equal an independent count
   (fan-out x spikes per projection kind, computed with torch from the dense spike counts).
-  Half the cases use dyadic weights, thresholds and leaks, so that membranes land exactly on
-  thresholds and multiples of them: that is where ``>`` and ``>=``, floor and ceil differ.
+  Half the cases use dyadic weights, thresholds, leaks and pooling shares, so that membranes land
+  exactly on thresholds and multiples of them (computed without rounding by both sides): that is
+  where ``>`` and ``>=``, floor and ceil differ.
 - Asynchronous mode: the engine equals a naive continuous-time reference that leaks every neuron
   to each arrival, adds the arrival's dense contribution and applies the rule to the neurons the
   arrival reaches.
@@ -100,6 +101,10 @@ def variant_networks(draw):
         if kind == "pool" and min(h, w) >= 3:
             k, stride = draw(st.sampled_from([(2, 2), (2, 2), (3, 2), (2, 1), (3, 3)]))
             op = draw(st.sampled_from(["avgpool", "sumpool"]))
+            if dyadic and op == "avgpool" and k == 3:
+                # shares of 1/9 round: the engine's nine additions and the dense sum / 9 may then
+                # differ in the last bit exactly at a dyadic threshold (rounding, not a rule)
+                op = "sumpool"
             out = (c, conv_output_size(h, k, stride, 0), conv_output_size(w, k, stride, 0))
             source = population(f"pool{i}", out, [Projection(source, op, kernel=k, stride=stride)], kind="pool")
             shape = out
@@ -182,6 +187,7 @@ def check_step_mode(graph, weights, train):
     return result, counts
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(variant_networks())
 def test_step_mode_equals_dense_forward_for_every_variant(case):
@@ -449,14 +455,19 @@ def random_events(seed: int, n: int, window_us: int, size: int = 8):
     return make_events(rng.integers(0, size, n), rng.integers(0, size, n), t, rng.integers(0, 2, n).astype(bool))
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-@pytest.mark.parametrize("refractory_us", [0.0, 700.0])
+ASYNC_CASES = [(name, 0.0) for name in sorted(VARIANTS)] + [
+    # the refractory period applies to reset-to-zero, one-spike neurons only (the others ignore it)
+    (name, 700.0) for name in sorted(VARIANTS) if Neuron(**VARIANTS[name]).async_refractory
+]
+
+
+@pytest.mark.parametrize("name, refractory_us", ASYNC_CASES)
 def test_async_equals_naive_reference_for_every_variant(name, refractory_us):
     neuron = dict(VARIANTS[name])
     graph = chain(neuron, "sumpool" if name in ("sinabs-iaf", "multi-zero") else "avgpool")
     weights = chain_weights(5)
     network = Network(graph, weights, dtype=np.float64)
-    events = random_events(5, 500, 24_000)
+    events = random_events(5, 350, 24_000)
     stream = Stream(network, refractory_us=refractory_us)
     stream.feed(events)
     result = stream.result(at_us=24_000)
