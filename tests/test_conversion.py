@@ -205,6 +205,7 @@ def test_report_compare_puts_models_side_by_side_on_the_same_inputs(ann_file, tm
     snn = tmp_path / "tiny-snn.npz"
     assert main(["convert", "--model", str(ann_file), "--data", str(MNIST_SAMPLE), "--out", str(snn),
                  "--timesteps", "20", "--calibration", "100"]) == 0
+    capsys.readouterr()
     out = tmp_path / "compare"
     assert main(["report", "--compare", str(snn), str(ann_file), "lenet-mnist", "--data", str(MNIST_SAMPLE),
                  "--limit", "6", "--latencies", "5,10", "--threads", "1", "--out", str(out), "--json"]) == 0

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from evsim.datasets.augment import EventAugment
 from evsim.datasets.samples import SampleSet, crop_and_flip, load_samples, split_validation
 from evsim.errors import DataError, InputError, ModelError
 from evsim.model.file import load_model, save_model
@@ -158,6 +159,8 @@ def train_ann(config: TrainConfig, log=print, progress: bool = True) -> list[dic
     val_set = None
     if config.val:
         train_set, val_set = split_validation(train_set, config.val)
+    if config.augment:  # real recordings: the analog input averages the augmented events' frames
+        train_set = dataclasses.replace(train_set, event_augment=EventAugment())
     for samples in (train_set, test_set):
         if len(samples) == 0:
             raise DataError(config.data, f"the {config.dataset} {samples.split} split here has no samples")
