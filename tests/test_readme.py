@@ -42,13 +42,58 @@ def run_in(folder, command, monkeypatch, capsys) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [c for c in COMMANDS if shlex.split(c)[1] != "demo" and "FILE" not in c])
-def test_readme_command_runs(command, workdir, monkeypatch, capsys):
-    subcommand = shlex.split(command)[1]
+def train_command() -> str:
+    return next(c for c in COMMANDS if shlex.split(c)[1] == "train")
+
+
+@pytest.fixture(scope="module")
+def readme_training(workdir):
+    """The guide's train command, run once (the eval command reads what it writes)."""
+    pytest.importorskip("torch")
+    args = shlex.split(train_command())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(workdir)
+        import contextlib
+        import io
+
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            code = main(args[1:])
+    assert code == 0, stdout.getvalue()
+    return workdir / args[args.index("--out") + 1], stdout.getvalue()
+
+
+def accuracy_printed(text: str) -> float:
+    found = re.findall(r"accuracy\s+([0-9.]+)\s*%", text)
+    assert found, text
+    return float(found[-1]) / 100
+
+
+SLOW_COMMANDS = {"train", "eval", "run", "bench", "report"}  # over 5 s each (a training epoch, whole splits)
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param(c, marks=pytest.mark.slow) if shlex.split(c)[1] in SLOW_COMMANDS else c
+    for c in COMMANDS if shlex.split(c)[1] != "demo" and "FILE" not in c
+])
+def test_readme_command_runs(command, workdir, monkeypatch, capsys, request):
+    args = shlex.split(command)
+    subcommand = args[1]
     if subcommand in ("train", "eval", "bench"):
         pytest.importorskip("torch")
-    if subcommand == "eval" and not (workdir / "my-lenet.npz").exists():  # the guide trains it first
-        run_in(workdir, next(c for c in COMMANDS if shlex.split(c)[1] == "train"), monkeypatch, capsys)
-    if subcommand == "train" and (workdir / "my-lenet.npz").exists():
-        return  # already run, and checked, for the eval command
+    if subcommand == "train":
+        from evsim.model.file import load_model
+
+        out, stdout = request.getfixturevalue("readme_training")
+        model = load_model(out)  # what the command says it trains, for as long as it says
+        assert model.graph.meta["arch"] == args[args.index("--arch") + 1]
+        assert model.graph.meta["epochs"] == int(args[args.index("--epochs") + 1])
+        assert model.graph.timesteps == int(args[args.index("--timesteps") + 1])
+        assert model.graph.input_shape == (1, 28, 28)
+        assert accuracy_printed(stdout) > 0.3  # one epoch on 1000 images learns: chance is 0.1
+        return
+    if subcommand == "eval":
+        request.getfixturevalue("readme_training")
+        assert accuracy_printed(run_in(workdir, command, monkeypatch, capsys)) > 0.3
+        return
     run_in(workdir, command, monkeypatch, capsys)
