@@ -130,10 +130,13 @@ def figure(results: list[dict], trajectories: list[dict], out: Path) -> None:
     ax.axvline(5.0, color="grey", ls=":", lw=1)
     ax.axhline(98.0, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks([4, 5, 7, 10, 15, 20, 30, 50, 70])
     ax.set_xlabel("synaptic operations per sample (M, engine count)")
     ax.set_ylabel("accuracy (%), engine step mode")
     ax.set_title("LeNet on real N-MNIST: accuracy against cost")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -156,7 +159,8 @@ def markdown(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+")
+    parser.add_argument("models", nargs="*")
+    parser.add_argument("--replot", action="store_true", help="draw --figure from the --out JSON, measuring nothing")
     parser.add_argument("--label", action="append", help="a name per model (default: the file's stem)")
     parser.add_argument("--bench", action="append", type=Path, help="an `evsim bench --json` report per model")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pareto.json"))
@@ -165,6 +169,11 @@ def main() -> None:
                         help="a training checkpoint whose per-epoch validation figures to draw")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.out.read_text())
+        figure(saved["models"], saved["trajectories"], args.figure)
+        print(markdown(saved["models"]))
+        return
     configure_torch(args.threads)
     labels = args.label or [model_path(m).stem for m in args.models]
     if len(labels) != len(args.models) or (args.bench and len(args.bench) != len(args.models)):
