@@ -55,3 +55,15 @@ def test_sparse_fine_tuning_keeps_the_best_by_validation(shared_data, tmp_path, 
     meta = load_model(out).graph.meta
     assert meta["epochs"] == best["epoch"] and meta["val_accuracy"] == pytest.approx(best["val_accuracy"])
     assert meta["val_samples"] == 16 and meta["train_samples"] == 32
+
+
+def test_resuming_a_finished_run_is_a_one_line_error(shared_data, tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    args = ["train", "--arch", "lenet", "--dataset", "nmnist", "--data", str(shared_data / "nmnist"), "--epochs", "1",
+            "--timesteps", "4", "--limit", "20", "--val", "10", "--test-limit", "2", "--out", str(out),
+            "--no-progress", "--threads", "1"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds 1 epochs" in err and len(err.strip().splitlines()) == 1

@@ -306,6 +306,8 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
     start_epoch = 0
     if config.resume:
         start_epoch, history = load_checkpoint(config.checkpoint, network, optimizer, schedule, graph)
+        if start_epoch >= config.epochs:
+            raise InputError(f"the checkpoint already holds {start_epoch} epochs; pass --epochs above {start_epoch} to continue")
         log(f"resumed from {config.checkpoint} after epoch {start_epoch}")
     if distributed is not None:
         distributed.wrap(network)
