@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--dense", type=int, default=200, help="samples also run in the dense simulation")
     parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--stop", type=int, default=None, help="stop after this many samples of the order")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -47,7 +48,7 @@ def main() -> None:
     snn_file = load_model(args.snn)
     network = evsim.load(args.snn)
     samples = load_samples(args.dataset, args.data, "test", args.limit, encoding=network.encoding)
-    order = np.random.default_rng(args.seed).permutation(len(samples))
+    order = np.random.default_rng(args.seed).permutation(len(samples))[:args.stop]
     with torch.no_grad():
         ann_pred = np.concatenate([ann(torch.from_numpy(analog_inputs(samples, order[i:i + 500], ann.graph.timesteps, None)))
                                    .argmax(1).numpy() for i in range(0, len(order), 500)])
@@ -67,7 +68,7 @@ def main() -> None:
                 "command": "python benchmarks/conversion_check.py " + " ".join(
                     f"--{key} {value}" for key, value in vars(args).items() if value is not None),
                 "ann": args.ann, "snn": args.snn, "timesteps": network.timesteps, "dataset": args.dataset,
-                "samples_run": n, "samples_total": len(order), "seconds": time.perf_counter() - started,
+                "samples_run": n, "samples_total": len(samples), "seconds": time.perf_counter() - started,
                 "ann_accuracy_on_run": float((ann_pred[:n] == labels[:n]).mean()),
                 "ann_accuracy_all": float((ann_pred == labels).mean()),
                 "engine_accuracy": float((np.array(engine_pred) == labels[:n]).mean()),
