@@ -21,12 +21,11 @@ What is compared, per the paper:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from evsim.analysis.report import _finite, _num, _pct, _save, analyse, pyplot
+from evsim.analysis.report import _num, _pct, _save, analyse, pyplot, write_report_files
 from evsim.engine.counting import ENERGY_PJ, energy_estimates
 from evsim.engine.layers import compile_layer
 from evsim.engine.network import Network
@@ -141,16 +140,7 @@ def _compute_at(entry: dict, row: dict) -> dict:
 
 def write_comparison(result: dict, out_dir, command: str) -> dict[str, Path]:
     """``report.md``, ``report.json`` and the comparison's figures under ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result = {**result, "command": command}
-    paths = {name: out / filename for name, filename in FIGURES.items()}
-    plot_comparison(result, paths)
-    paths["json"] = out / "report.json"
-    paths["json"].write_text(json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
-    paths["markdown"] = out / "report.md"
-    paths["markdown"].write_text(comparison_markdown(result, {k: p.name for k, p in paths.items()}))
-    return paths
+    return write_report_files(result, out_dir, command, FIGURES, plot_comparison, comparison_markdown)
 
 
 def _label(entry: dict) -> str:

@@ -207,15 +207,22 @@ def _compute(network, summary: Summary) -> dict:
 
 def write_report(analysis: dict, out_dir, command: str) -> dict[str, Path]:
     """``report.md``, ``report.json`` and the figures under ``out_dir``; returns their paths."""
+    return write_report_files(analysis, out_dir, command, FIGURES, plot_figures, markdown)
+
+
+def write_report_files(content: dict, out_dir, command: str, figures: dict, plot, render) -> dict[str, Path]:
+    """The files every evsim report writes under ``out_dir``: its ``figures`` (drawn by
+    ``plot(content, paths)``), ``report.json`` and ``report.md`` (``render(content, file names)``),
+    with the command that made them recorded in both; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    analysis = {**analysis, "command": command}
-    paths = {name: out / filename for name, filename in FIGURES.items()}
-    plot_figures(analysis, paths)
+    content = {**content, "command": command}
+    paths = {name: out / filename for name, filename in figures.items()}
+    plot(content, paths)
     paths["json"] = out / "report.json"
-    paths["json"].write_text(json.dumps(_finite(analysis), indent=2, allow_nan=False) + "\n")
+    paths["json"].write_text(json.dumps(_finite(content), indent=2, allow_nan=False) + "\n")
     paths["markdown"] = out / "report.md"
-    paths["markdown"].write_text(markdown(analysis, {k: p.name for k, p in paths.items()}))
+    paths["markdown"].write_text(render(content, {k: p.name for k, p in paths.items()}))
     return paths
 
 
