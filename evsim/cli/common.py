@@ -64,6 +64,11 @@ def add_threads_argument(parser, default: int | None = DEFAULT_THREADS, what: st
     parser.add_argument("--threads", type=positive_int, default=default, metavar="N", help=f"{what} ({shown})")
 
 
+def add_device_argument(parser) -> None:
+    """``--device`` of the commands that run torch (checked by :func:`torch_device`)."""
+    parser.add_argument("--device", help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+
+
 def add_output_arguments(parser, progress: bool = True) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of text")
     parser.add_argument("--no-progress", action="store_true",

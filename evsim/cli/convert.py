@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evsim.cli.common import (
+    add_device_argument,
     add_model_argument,
     add_output_arguments,
     add_threads_argument,
@@ -43,7 +44,7 @@ def register(subparsers) -> None:
                    help="training samples whose activations set the thresholds (default 1000, a fixed random subset)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration's input draws (default 0)")
     add_threads_argument(p, default=None, what="torch CPU threads")
-    p.add_argument("--device", help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    add_device_argument(p)
     add_output_arguments(p, progress=False)
     p.set_defaults(func=run)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from evsim.cli.common import (
+    add_device_argument,
     add_data_arguments,
     add_model_argument,
     add_output_arguments,
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32, help="samples per dense batch (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input spikes (default 0)")
     add_threads_argument(p, default=None, what="torch CPU threads")
-    p.add_argument("--device", help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    add_device_argument(p)
     add_output_arguments(p)
     p.set_defaults(func=run)
 

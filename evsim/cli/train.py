@@ -10,7 +10,15 @@ import os
 import sys
 from pathlib import Path
 
-from evsim.cli.common import add_output_arguments, add_threads_argument, positive_int, print_json, require_torch, torch_device
+from evsim.cli.common import (
+    add_device_argument,
+    add_output_arguments,
+    add_threads_argument,
+    positive_int,
+    print_json,
+    require_torch,
+    torch_device,
+)
 from evsim.datasets.samples import DATASETS
 from evsim.errors import InputError
 
@@ -60,7 +68,7 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=positive_int, help="train on a fixed random subset of N samples")
     p.add_argument("--test-limit", type=positive_int, help="test on a fixed random subset of N samples")
     add_threads_argument(p, default=None, what="torch CPU threads")
-    p.add_argument("--device", help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    add_device_argument(p)
     p.add_argument("--distributed", action="store_true",
                    help="one process of a data-parallel run started by torchrun (DDP: gloo on CPU, NCCL on GPUs): "
                         "torchrun --nproc-per-node N -m evsim.cli train ... --distributed; --batch-size is the "
