@@ -80,3 +80,13 @@ def test_bad_files_exit_2_with_a_message(tmp_path, name, content, message):
     assert result.stdout == ""
     assert result.stderr.startswith("evsim info: error: ")
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_ann_model_is_described_as_an_ann_not_by_spiking_rules(capsys):
+    assert main(["info", "lenet-mnist-ann"]) == 0
+    ann = capsys.readouterr().out
+    assert "not spiking" in ann and "ReLU (ANN)" in ann and "linear read-out (ANN)" in ann
+    assert "threshold" not in ann and "leak" not in ann  # the spiking fields an ANN never uses
+    assert main(["info", "lenet-mnist"]) == 0
+    snn = capsys.readouterr().out
+    assert "ANN" not in snn and "threshold 1, one spike if v > th; reset to 0; leak 0.99" in snn

@@ -42,16 +42,31 @@ def projection_text(pop: Population) -> str:
     return " + ".join(texts)
 
 
+def analog_rule(pop: Population) -> str:
+    """What a population of an ANN (``meta["ann"]``, written by ``evsim train --ann``) computes:
+    its neuron fields are placeholders the ANN never uses."""
+    if not pop.neuron.fires:
+        return "linear read-out (ANN)"
+    if all(proj.op in ("avgpool", "sumpool") for proj in pop.inputs):
+        return "pooling, no activation (ANN)"
+    return "ReLU (ANN)"
+
+
 def describe(graph: Graph) -> list[str]:
     """The model's input, encoding and one line per population (name, kind, shape, inputs, rule)."""
     enc = graph.encoding or {}
     window = enc.get("window_us")
     binning = f", bins of {window // graph.timesteps} µs" if window else ""
-    lines = [f"input {list(graph.input_shape)}, {graph.timesteps} steps{binning}"]
+    ann = bool(graph.meta.get("ann"))
+    if ann:
+        lines = [f"ANN on input {list(graph.input_shape)} (the expected input of {graph.timesteps} steps{binning}); "
+                 "not spiking: `evsim convert` makes an SNN of it"]
+    else:
+        lines = [f"input {list(graph.input_shape)}, {graph.timesteps} steps{binning}"]
     width = max(len(p.name) for p in graph.populations)
     for pop in graph.populations:
-        lines.append(f"{pop.name:<{width}}  {pop.kind:<6} {str(list(pop.shape)):<14} "
-                     f"{projection_text(pop)}; {neuron_rule(pop.neuron)}")
+        rule = analog_rule(pop) if ann else neuron_rule(pop.neuron)
+        lines.append(f"{pop.name:<{width}}  {pop.kind:<6} {str(list(pop.shape)):<14} {projection_text(pop)}; {rule}")
     return lines
 
 
