@@ -98,7 +98,9 @@ def random_networks(draw):
 
     timesteps = draw(st.integers(2, 12))
     graph = Graph(input_shape, tuple(pops), timesteps)
-    density = draw(st.sampled_from([0.2, 0.4, 0.6]))
+    density = draw(st.sampled_from([0.2, 0.4, 0.6, "bursts"]))
+    if density == "bursts":  # busy steps between quiet ones: units idle for several steps
+        density = rng.choice([0.0, 0.03, 0.6], size=(timesteps, 1, 1, 1))
     spikes = rng.random((timesteps, *graph.input_shape)) < density
     signs = rng.choice(np.array([-1, 1], dtype=np.int8), size=spikes.shape) if draw(st.booleans()) else 1
     train = (spikes * signs).astype(np.int8)
@@ -246,6 +248,25 @@ def test_pinned_cases_fire_in_every_layer(kind):
     assert any(pop.threshold != 1.0 for pop in graph.populations[:-1])
     assert graph.input_shape[1] != graph.input_shape[2]
     check_case(graph, weights, train, drawn=False)
+
+
+def test_an_idle_unit_leaks_by_its_whole_gap():
+    """A unit charged at step 0, idle through three quiet steps, then reached at a busy step must
+    be leaked by 0.8^4 before that step's input (0.3 * 0.41 + 0.3 < 0.5: silent), not by one
+    step's 0.8 (0.54: a spike the dense model never fires)."""
+    graph = Graph((1, 4, 4), (
+        Population("c1", "lif", (2, 4, 4), (Projection("input", "conv", "w1", 1, 1, 0),), threshold=0.5, leak=0.8),
+        Population("out", "output", (2,), (Projection("c1", "linear", "w2"),)),
+    ), timesteps=7)
+    weights = {"w1": np.full((2, 1, 1, 1), 0.3), "w2": np.eye(2, 32)}
+    train = np.zeros((7, 1, 4, 4), dtype=np.int8)
+    train[0, 0, 0, 0] = 1
+    for t in (1, 2, 3):
+        train[t, 0, 3, t] = 1  # quiet steps elsewhere
+    train[4:6] = 1  # two busy steps: every pixel
+    check_case(graph, weights, train, drawn=False)
+    _, counts = dense_reference(graph, weights, train)
+    assert counts["c1"][:, 0, 0].tolist() == [1, 1]  # fires at step 5 only, both channels
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
