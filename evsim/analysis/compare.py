@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.analysis.report import _num, _pct, _save, analyse, pyplot, write_report_files
+from evsim.analysis.report import analyse, format_number, format_percent, pyplot, save_figure, write_report_files
 from evsim.engine.counting import ENERGY_PJ, energy_estimates
 from evsim.engine.layers import compile_layer
 from evsim.engine.network import Network
@@ -170,15 +170,15 @@ def comparison_markdown(r: dict, files: dict[str, str]) -> str:
         cells = []
         for e in spiking:
             row = next((x for x in e["analysis"]["latency"] if x["timesteps"] == t), None)
-            cells.append(f"{_pct(row['accuracy'])} / {row['spikes_per_inference']:,.0f}" if row else "")
+            cells.append(f"{format_percent(row['accuracy'])} / {row['spikes_per_inference']:,.0f}" if row else "")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines += ["", "Cells: accuracy / spikes per image (input spikes included)."]
     for e in anns:
-        lines.append(f"ANN {Path(e['model']).stem}: accuracy {_pct(e['accuracy'])} (one pass, {e['ann_macs']:,} MACs).")
+        lines.append(f"ANN {Path(e['model']).stem}: accuracy {format_percent(e['accuracy'])} (one pass, {e['ann_macs']:,} MACs).")
     lines += ["", f"![accuracy vs time steps]({files['accuracy']})", "", f"![spikes vs time steps]({files['spikes']})", ""]
     reference = f"the highest accuracy of {Path(iso['reference']).stem}" if iso["reference"] else "given with --iso-accuracy"
     lines += ["## Spikes and time steps at iso-accuracy and at maximum accuracy (paper: tables 8 and 9)", "",
-              f"Iso-accuracy: the first T' at which a model reaches {_pct(iso['target'])} ({reference}); maximum "
+              f"Iso-accuracy: the first T' at which a model reaches {format_percent(iso['target'])} ({reference}); maximum "
               "accuracy: the first T' at which a model reaches its highest accuracy over the T' run. Spikes per image "
               "include the input spikes.", "",
               "| model | iso-accuracy: time steps | spikes / image | max accuracy | time steps | spikes / image |",
@@ -187,7 +187,7 @@ def comparison_markdown(r: dict, files: dict[str, str]) -> str:
         s = e["summary"]
         iso_steps = s["iso_accuracy_timesteps"] if s["iso_accuracy_timesteps"] is not None else "not reached"
         iso_spikes = f"{s['iso_accuracy_spikes']:,.0f}" if s["iso_accuracy_spikes"] is not None else "n/a"
-        lines.append(f"| {_label(e)} | {iso_steps} | {iso_spikes} | {_pct(s['max_accuracy'])} "
+        lines.append(f"| {_label(e)} | {iso_steps} | {iso_spikes} | {format_percent(s['max_accuracy'])} "
                      f"| {s['max_accuracy_timesteps']} | {s['max_accuracy_spikes']:,.0f} |")
     lines += ["", "## Operations and energy against the ANN (paper: fig. 11, section 5.4)", "",
               "Each spiking model at the T' of its maximum accuracy: synaptic operations the engine performed (one "
@@ -199,7 +199,7 @@ def comparison_markdown(r: dict, files: dict[str, str]) -> str:
     for e in spiking:
         c = e["summary"]["compute_at_max"]
         lines.append(f"| {_label(e)} | {c['timesteps']} | {c['ann_macs']:,} | {c['synops']:,.0f} "
-                     f"| {_num(c['synops_over_ann_macs'], '.3f')} | {c['energy']['fp32']['ann_over_snn']:.2f}x "
+                     f"| {format_number(c['synops_over_ann_macs'], '.3f')} | {c['energy']['fp32']['ann_over_snn']:.2f}x "
                      f"| {c['energy']['int32']['ann_over_snn']:.2f}x |")
     lines += ["", f"![operations and energy]({files['compute']})", "",
               "## Spike activity per layer (paper: fig. 9)", "",
@@ -215,7 +215,7 @@ def comparison_markdown(r: dict, files: dict[str, str]) -> str:
         cells = []
         for e in spiking:
             layer = next((x for x in e["analysis"]["activity"]["layers"] if x["name"] == name), None)
-            cells.append(f"{layer['spikes']:,.0f} ({_num(layer['relative_to_input'], '.3f')})" if layer else "")
+            cells.append(f"{layer['spikes']:,.0f} ({format_number(layer['relative_to_input'], '.3f')})" if layer else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"![spike activity per layer]({files['activity']})", ""]
     return "\n".join(lines) + "\n"
@@ -243,7 +243,7 @@ def plot_comparison(r: dict, paths: dict[str, Path]) -> None:
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
         ax.set_title(f"{ylabel} vs time steps\n{caption}", fontsize=9)
-        _save(fig, paths[key])
+        save_figure(fig, paths[key])
 
     fig, ax = plt.subplots(figsize=(7, 4))
     names = []
@@ -261,7 +261,7 @@ def plot_comparison(r: dict, paths: dict[str, Path]) -> None:
     ax.set_ylabel("spikes per image")
     ax.legend(fontsize=8)
     ax.set_title(f"Spike activity per layer\n{caption}", fontsize=9)
-    _save(fig, paths["activity"])
+    save_figure(fig, paths["activity"])
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     labels = ["ANN MACs"] + [f"{_label(e)}\nT'={e['summary']['compute_at_max']['timesteps']}" for e in spiking]
@@ -282,4 +282,4 @@ def plot_comparison(r: dict, paths: dict[str, Path]) -> None:
     right.legend(fontsize=8)
     right.set_title("energy ESTIMATE, 45 nm (Horowitz 2014)", fontsize=9)
     fig.suptitle(caption, fontsize=9)
-    _save(fig, paths["compute"])
+    save_figure(fig, paths["compute"])

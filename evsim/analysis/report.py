@@ -272,8 +272,8 @@ def _activity_section(a: dict, files: dict) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        out.append(f"| {r['name']} | {r['kind']} | {r['neurons']:,} | {r['spikes']:,.1f} | {_num(r['relative_to_input'], '.4f')} "
-                   f"| {r['rate']:.5f} | {_num(r['relative_rate'], '.4f')} |")
+        out.append(f"| {r['name']} | {r['kind']} | {r['neurons']:,} | {r['spikes']:,.1f} | {format_number(r['relative_to_input'], '.4f')} "
+                   f"| {r['rate']:.5f} | {format_number(r['relative_rate'], '.4f')} |")
     out += ["", f"![spike activity per layer]({files['activity']})", ""]
     return out
 
@@ -296,14 +296,14 @@ def _latency_section(a: dict, files: dict) -> list[str]:
     ]
     for r in rows:
         latency = f"{r['window_us'] / 1000:g} ms" if r["window_us"] else f"{r['timesteps']} steps"
-        out.append(f"| {r['timesteps']} | {latency} | {_pct(r['accuracy'])} | {_pct(r['accuracy_stderr'])} "
+        out.append(f"| {r['timesteps']} | {latency} | {format_percent(r['accuracy'])} | {format_percent(r['accuracy_stderr'])} "
                    f"| {r['input_events']:,.0f} | {r['hidden_spikes']:,.0f} | {r['spikes_per_inference']:,.0f} "
                    f"| {r['synops']:,.0f} | {1000 * r['engine_seconds_per_sample']:.2f} |")
     accuracies = [r["accuracy"] for r in rows if r["accuracy"] is not None]
     if accuracies:
         best = max(accuracies)
         first_best = next(r for r in rows if r["accuracy"] == best)
-        out += ["", f"Highest accuracy {_pct(best)} first reached at T' = {first_best['timesteps']} "
+        out += ["", f"Highest accuracy {format_percent(best)} first reached at T' = {first_best['timesteps']} "
                     f"({first_best['spikes_per_inference']:,.0f} spikes per inference), on {d['samples']} "
                     f"{d['dataset']} {d['split']} samples."]
     out += ["", f"![accuracy vs latency]({files['latency']})", ""]
@@ -326,12 +326,12 @@ def _compute_section(a: dict, files: dict) -> list[str]:
     ]
     for r in c["layers"]:
         out.append(f"| {r['name']} | {r['kind']} | {r['ann_macs']:,} | {r['clock_driven_ops']:,} | {r['synops']:,.0f} "
-                   f"| {_num(r['synops_over_ann_macs'], '.3f')} |")
+                   f"| {format_number(r['synops_over_ann_macs'], '.3f')} |")
     t = c["total"]
     out.append(f"| **total** | | {t['ann_macs']:,} | {t['clock_driven_ops']:,} | {t['synops']:,.0f} "
-               f"| {_num(t['synops_over_ann_macs'], '.3f')} |")
-    out += ["", f"Ratio clock-driven SNN : event-driven SNN : ANN = {_num(t['clock_driven_over_ann_macs'], '.2f')} : "
-                f"{_num(t['synops_over_ann_macs'], '.2f')} : 1 ({d['dataset']} {d['split']}, {d['samples']} samples).",
+               f"| {format_number(t['synops_over_ann_macs'], '.3f')} |")
+    out += ["", f"Ratio clock-driven SNN : event-driven SNN : ANN = {format_number(t['clock_driven_over_ann_macs'], '.2f')} : "
+                f"{format_number(t['synops_over_ann_macs'], '.2f')} : 1 ({d['dataset']} {d['split']}, {d['samples']} samples).",
             "", f"![compute per layer]({files['compute']})", ""]
     return out
 
@@ -377,11 +377,11 @@ def _finite(value):
     return value
 
 
-def _num(value, spec: str) -> str:
+def format_number(value, spec: str) -> str:
     return "n/a" if value is None or not np.isfinite(value) else format(value, spec)
 
 
-def _pct(value) -> str:
+def format_percent(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
@@ -415,7 +415,7 @@ def plot_figures(a: dict, paths: dict[str, Path]) -> None:
     ax.set_title(f"Spike activity per layer (T = {a['activity']['timesteps']})\n{caption}", fontsize=9)
     ax.tick_params(axis="x", rotation=45)
     ax.legend(fontsize=8)
-    _save(fig, paths["activity"])
+    save_figure(fig, paths["activity"])
 
     lat = a["latency"]
     steps = [r["timesteps"] for r in lat]
@@ -428,7 +428,7 @@ def plot_figures(a: dict, paths: dict[str, Path]) -> None:
     twin.plot(steps, [r["spikes_per_inference"] for r in lat], "s--", color="tab:red")
     twin.set_ylabel("spikes per inference (incl. input)", color="tab:red")
     ax.set_title(f"Accuracy vs latency vs spikes per inference\n{caption}", fontsize=9)
-    _save(fig, paths["latency"])
+    save_figure(fig, paths["latency"])
 
     c = a["compute"]
     layers = c["layers"]
@@ -455,10 +455,10 @@ def plot_figures(a: dict, paths: dict[str, Path]) -> None:
     right.legend(fontsize=8)
     right.set_title("energy ESTIMATE, 45 nm (Horowitz 2014)", fontsize=9)
     fig.suptitle(f"Compute per inference (T = {c['timesteps']}); {caption}", fontsize=9)
-    _save(fig, paths["compute"])
+    save_figure(fig, paths["compute"])
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     import matplotlib.pyplot as plt
