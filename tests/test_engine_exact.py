@@ -24,9 +24,7 @@ from evsim.events import timed_spike_train
 from evsim.model.graph import Graph, Population, Projection, conv_output_size
 
 torch = pytest.importorskip("torch")  # tests/conftest.py makes a missing torch an error under CI
-import torch.nn.functional as F  # noqa: E402
-
-from evsim.training import dense_forward  # noqa: E402
+from oracle import dense_reference, expected_synops  # noqa: E402
 
 LIF_THRESHOLDS = [0.6, 1.0, 1.7]
 LIF_LEAKS = [0.8, 0.95, 1.0]
@@ -141,36 +139,6 @@ def pinned_case(kind: str):
     spikes = rng.random((graph.timesteps, *graph.input_shape)) < 0.5
     train = (spikes * rng.choice(np.array([-1, 1], dtype=np.int8), size=spikes.shape)).astype(np.int8)
     return graph, weights, train
-
-
-def dense_reference(graph, weights, train):
-    output, counts = dense_forward(graph, weights, train[:, None].astype(np.float64), dtype=torch.float64)
-    return np.asarray(output)[0], {name: np.asarray(c)[0] for name, c in counts.items()}
-
-
-def expected_synops(graph: Graph, population: Population, counts: dict[str, np.ndarray]) -> int:
-    """Synaptic operations of ``population`` from its sources' per-neuron event counts, per projection kind.
-
-    One operation is one weight (or pooling share) added to one neuron. ``counts[source]`` holds
-    how many events each source neuron sent, in the graph's ``(C, H, W)`` or ``(N,)`` layout.
-    """
-    total = 0
-    for proj in population.inputs:
-        n = torch.as_tensor(counts[proj.source], dtype=torch.float64)
-        if proj.op == "conv":
-            # every output position whose k x k window covers the event, times C_out channels
-            ones = torch.ones((1, n.shape[0], proj.kernel, proj.kernel), dtype=torch.float64)
-            total += population.shape[0] * F.conv2d(n[None], ones, stride=proj.stride, padding=proj.padding).sum()
-        elif proj.op == "avgpool":
-            # one share for every pooling window that covers the event (windows do not mix channels)
-            ones = torch.ones((1, 1, proj.kernel, proj.kernel), dtype=torch.float64)
-            total += F.conv2d(n[:, None], ones, stride=proj.stride).sum()
-        elif proj.op == "identity":
-            total += n.sum()
-        else:
-            assert proj.op == "linear"
-            total += population.shape[0] * n.sum()
-    return int(round(float(total)))
 
 
 class RecordingStream(Stream):

@@ -36,8 +36,8 @@ from evsim.model.neuron import Neuron
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
+from oracle import dense_reference, expected_synops  # noqa: E402
 
-from evsim.training import dense_forward  # noqa: E402
 from evsim.training.network import SpikingNetwork  # noqa: E402
 from evsim.training.neurons import FiringRecurrence  # noqa: E402
 
@@ -144,29 +144,6 @@ def variant_networks(draw):
     counts = rng.integers(1, 3, size=spikes.shape) if draw(st.booleans()) else 1  # several events per bin
     train = (spikes * signs * counts).astype(np.int8)
     return graph, weights, train
-
-
-def dense_reference(graph, weights, train):
-    output, counts = dense_forward(graph, weights, train[:, None].astype(np.float64), dtype=torch.float64)
-    return np.asarray(output)[0], {name: np.asarray(c)[0] for name, c in counts.items()}
-
-
-def expected_synops(graph: Graph, pop: Population, counts: dict[str, np.ndarray]) -> int:
-    """Fan-out x spikes of every projection, computed densely from per-neuron spike counts
-    (``counts[source]``: spikes per neuron of the source over the run, (C, H, W) or (N,))."""
-    total = 0.0
-    for proj in pop.inputs:
-        src = torch.as_tensor(np.abs(counts[proj.source]), dtype=torch.float64)
-        if proj.op == "conv":
-            ones = torch.ones((1, src.shape[0], proj.kernel, proj.kernel), dtype=torch.float64)
-            total += pop.shape[0] * F.conv2d(src[None], ones, stride=proj.stride, padding=proj.padding).sum().item()
-        elif proj.op in ("avgpool", "sumpool"):
-            total += F.avg_pool2d(src[None], proj.kernel, proj.stride, divisor_override=1).sum().item()
-        elif proj.op == "linear":
-            total += pop.shape[0] * src.sum().item()
-        else:
-            total += src.sum().item()
-    return int(round(total))
 
 
 # ------------------------------------------------------------------------------ step == dense
