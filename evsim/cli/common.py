@@ -47,12 +47,16 @@ def add_model_argument(parser, required: bool = True, default=None) -> None:
     )
 
 
-def add_data_arguments(parser, limit_default: int | None = None) -> None:
+def add_data_arguments(parser, limit_default: int | None = None, dataset_help: str = "dataset to run on",
+                       subset: bool = True) -> None:
+    """``--dataset`` and ``--data``; with ``subset``, also ``--split`` and ``--limit``."""
     parser.add_argument("--dataset", choices=DATASETS, default=None,
-                        help="dataset to run on (default: the one the model was trained on)")
+                        help=f"{dataset_help} (default: the one the model was trained on)")
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset folder (default: $EVSIM_DATA/<dataset> or ../shared/data/<dataset> when it "
                              "exists; for nmnist otherwise the recordings bundled with evsim)")
+    if not subset:
+        return
     parser.add_argument("--split", choices=("test", "train"), default="test", help="dataset split (default test)")
     parser.add_argument("--limit", type=positive_int, default=limit_default,
                         help="run a fixed random subset of this many samples"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evsim.cli.common import (
+    add_data_arguments,
     add_device_argument,
     add_model_argument,
     add_output_arguments,
@@ -18,7 +19,6 @@ from evsim.cli.common import (
     require_torch,
     torch_device,
 )
-from evsim.datasets.samples import DATASETS
 
 
 def register(subparsers) -> None:
@@ -30,10 +30,7 @@ def register(subparsers) -> None:
         "percentile normalisation), the same input coding as the directly trained SNN.",
     )
     add_model_argument(p)
-    p.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="dataset whose training split calibrates the thresholds (default: the ANN's own)")
-    p.add_argument("--data", type=Path, default=None,
-                   help="dataset folder (default: $EVSIM_DATA/<dataset> or ../shared/data/<dataset>)")
+    add_data_arguments(p, dataset_help="dataset whose training split calibrates the thresholds", subset=False)
     p.add_argument("--out", type=Path, required=True, help="the converted model file to write (.npz)")
     p.add_argument("--percentile", type=float, default=None, metavar="P",
                    help="percentile of each layer's non-zero activations that sets its scale (default 99.9; "
