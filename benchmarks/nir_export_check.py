@@ -25,24 +25,7 @@ import nir
 import numpy as np
 import torch
 
-
-def content_digest(path: Path) -> str:
-    """SHA-256 of every dataset of an HDF5 file (path, dtype, shape, values), in path order: equal
-    for two files with the same content whatever their timestamps. tests/test_nir.py has the same."""
-    import hashlib
-
-    import h5py
-
-    digest = hashlib.sha256()
-    with h5py.File(path, "r") as f:
-        items = []
-        f.visititems(lambda name, obj: items.append(name) if isinstance(obj, h5py.Dataset) else None)
-        for name in sorted(items):
-            value = f[name][()]
-            arr = np.asarray(value)
-            data = repr(arr.tolist()).encode() if arr.dtype.kind == "O" or isinstance(value, bytes) else arr.tobytes()
-            digest.update(f"{name}|{arr.dtype.str if arr.dtype.kind != 'O' else 'O'}|{arr.shape}|".encode() + data)
-    return digest.hexdigest()
+from evsim.interop.nir import content_digest
 
 
 def _stepwise(module, x):

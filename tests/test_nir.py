@@ -10,7 +10,6 @@ must reproduce that peer's spikes exactly, ties ``v == threshold`` included.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -26,6 +25,7 @@ from evsim.engine.network import Network  # noqa: E402
 from evsim.errors import ModelError  # noqa: E402
 from evsim.interop.nir import (  # noqa: E402
     NirNode,
+    content_digest,
     export_nir,
     import_nir,
     model_to_nir,
@@ -186,22 +186,6 @@ def test_export_writes_bin_width_and_readout(tmp_path):
 
 
 # ------------------------------------------------------------------------------- evsim -> NIR -> peers
-
-
-def content_digest(path: Path) -> str:
-    """benchmarks/nir_export_check.py's digest: the recorded peer run is of this very content."""
-    import h5py
-
-    digest = hashlib.sha256()
-    with h5py.File(path, "r") as f:
-        items = []
-        f.visititems(lambda name, obj: items.append(name) if isinstance(obj, h5py.Dataset) else None)
-        for name in sorted(items):
-            value = f[name][()]
-            arr = np.asarray(value)
-            data = repr(arr.tolist()).encode() if arr.dtype.kind == "O" or isinstance(value, bytes) else arr.tobytes()
-            digest.update(f"{name}|{arr.dtype.str if arr.dtype.kind != 'O' else 'O'}|{arr.shape}|".encode() + data)
-    return digest.hexdigest()
 
 
 def check_peers_reproduce(model, x, snntorch_out, spikingjelly_out):

@@ -217,6 +217,25 @@ def write_nir(path, graph: NirGraph) -> Path:
     return path
 
 
+def content_digest(path) -> str:
+    """SHA-256 of every dataset of an HDF5 file (path, dtype, shape, values), in path order: equal
+    for two files with the same content whatever their timestamps or compression (a recorded peer
+    run of an exported file is checked against the export of today with it)."""
+    import hashlib
+
+    h5py = require("h5py", "nir", "reading NIR files")
+    digest = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        items = []
+        f.visititems(lambda name, obj: items.append(name) if isinstance(obj, h5py.Dataset) else None)
+        for name in sorted(items):
+            value = f[name][()]
+            arr = np.asarray(value)
+            data = repr(arr.tolist()).encode() if arr.dtype.kind == "O" or isinstance(value, bytes) else arr.tobytes()
+            digest.update(f"{name}|{arr.dtype.str if arr.dtype.kind != 'O' else 'O'}|{arr.shape}|".encode() + data)
+    return digest.hexdigest()
+
+
 # ------------------------------------------------------------------------------- validation
 
 
