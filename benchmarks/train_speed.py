@@ -1,16 +1,20 @@
-"""Training throughput of the dense trainer: layer-major vs the step-by-step loop.
+"""Training throughput of the dense trainer: layer-major vs the step-by-step loop (plain
+PyTorch, one conv/linear call per step), and what issue 12's sparse training adds to it.
 
     python benchmarks/train_speed.py --dataset mnist --timesteps 50 --threads 1
     python benchmarks/train_speed.py --dataset nmnist --timesteps 100 --threads 1
 
 Runs LeNet training steps (forward, backward, SGD/Adam update; input encoding included) on real
-samples and prints samples/s for both forwards. Data: the shared data folder when there is one,
+samples and prints samples/s for: the layer-major forward; the same with the synops penalty of
+``--synops-penalty`` (default 1e-7) and, for N-MNIST, ``--augment``'s event augmentation, as
+the sparse models were trained; and the step-by-step loop. Data: the shared data folder when there is one,
 else the small samples vendored in tests/data.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -19,10 +23,12 @@ import numpy as np
 import torch
 
 from evsim.datasets import data_root
+from evsim.datasets.augment import EventAugment
+from evsim.datasets.samples import load_samples
 from evsim.errors import EvsimError
 from evsim.training.architectures import lenet
-from evsim.datasets.samples import load_samples
 from evsim.training.network import SpikingNetwork
+from evsim.training.regularizers import ActivityPenalty
 from evsim.training.trainer import TrainConfig, make_optimizer, retain_freed_memory, run_epoch
 
 VENDORED = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -52,22 +58,28 @@ def main() -> None:
     graph = lenet(samples.input_shape, args.timesteps)
     results = {"dataset": args.dataset, "timesteps": args.timesteps, "batch_size": args.batch_size,
                "threads": args.threads, "retain_freed_memory": not args.plain_malloc, "torch": torch.__version__}
-    for kind in ("layer_major", "stepwise"):
+    sparse = ActivityPenalty(synops=1e-7).check(graph)
+    augmented = dataclasses.replace(samples, event_augment=EventAugment()) if args.dataset == "nmnist" else samples
+    for kind in ("layer_major", "layer_major_sparse", "stepwise"):
         torch.manual_seed(0)
         network = SpikingNetwork(graph, dropout=0.2)
         optimizer, _ = make_optimizer(network, TrainConfig(
             "lenet", args.dataset, root, Path("unused"), 1, args.timesteps).resolved())
         rng = np.random.default_rng(0)
         warm = load_samples(args.dataset, root, split, limit=args.batch_size)
-        run_epoch(network, warm, args.timesteps, args.batch_size, rng, optimizer, stepwise=kind == "stepwise")
+        penalty = sparse if kind == "layer_major_sparse" else ActivityPenalty()
+        timed = augmented if kind == "layer_major_sparse" else samples
+        run_epoch(network, warm, args.timesteps, args.batch_size, rng, optimizer, stepwise=kind == "stepwise",
+                  penalty=penalty)
         start = time.perf_counter()
-        result = run_epoch(network, samples, args.timesteps, args.batch_size, rng, optimizer,
-                           stepwise=kind == "stepwise")
+        result = run_epoch(network, timed, args.timesteps, args.batch_size, rng, optimizer,
+                           stepwise=kind == "stepwise", penalty=penalty)
         seconds = time.perf_counter() - start
         results[f"{kind}_samples_per_s"] = round(result.samples / seconds, 2)
         print(f"{kind:12s}: {result.samples} samples in {seconds:.1f} s = {result.samples / seconds:.2f} samples/s",
               flush=True)
     results["speedup"] = round(results["layer_major_samples_per_s"] / results["stepwise_samples_per_s"], 2)
+    results["sparse_training_cost"] = round(results["layer_major_samples_per_s"] / results["layer_major_sparse_samples_per_s"], 2)
     print(json.dumps(results))
 
 
