@@ -181,18 +181,16 @@ def test_async_delays_shift_spikes(seed, chunk):
     assert not np.allclose(undelayed.output, delayed.output, rtol=1e-6, atol=0)  # so they leak less by the window's end
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug (reported in issue 13's note): when the paths into a population have different "
-    "delays, a spike of a later feed() can be older than spikes of the other path already "
-    "processed, and the population then runs backwards in time; one feed() processed in a single "
-    "call matches the reference"))
 @pytest.mark.parametrize("seed", [0, 1])
-def test_async_unequal_path_delays_merge_in_time_order(seed):
+@pytest.mark.parametrize("chunk", [1, 7, 64, 100_000])
+def test_async_unequal_path_delays_merge_in_time_order(seed, chunk):
+    """Paths of unequal delay into one population: a later chunk brings spikes older than ones
+    already delivered by the other path; they still merge in time order, whatever the chunks."""
     network = residual_network(seed)
     events = random_events(seed, n=500, width=8, height=6)
     delays = {"c1": 150.0, "r1": 475.0, "r2": 1000.0, "p1": 50.0}  # r2 hears c1 at +150 and r1 at +625
     output, counts = naive_async(network, events, 350.0, delays)
-    assert_equals_reference(delayed_run(network, events, delays, 100_000), output, counts)
+    assert_equals_reference(delayed_run(network, events, delays, chunk), output, counts)
 
 
 @pytest.mark.parametrize("seed", [5, 6, 7])

@@ -74,6 +74,9 @@ class Stream:
         self.input_events = 0
         self.first_time_us: float | None = None
         self._pending: TimedEvents | None = None  # the last timestamp's events, until it is complete
+        # per layer and projection: events that arrived but may not run yet (see _process)
+        empty = TimedEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, dtype))
+        self._held = [[empty] * len(layer.sources) for layer in network.layers]
 
     def feed(self, events) -> None:
         """Process one chunk: tonic events (or TimedEvents), in time order after earlier chunks.
@@ -93,24 +96,41 @@ class Stream:
             events = _concat([self._pending, events])
         cut = int(np.searchsorted(events.time, events.time[-1], side="left"))
         self._pending = _slice(events, cut, len(events))
-        self._process(_slice(events, 0, cut))
+        self._process(_slice(events, 0, cut), horizon=float(events.time[-1]))
 
     def flush(self) -> None:
-        """Process the events held back by :meth:`feed` (the stream has ended or paused)."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self._process(pending)
+        """Process every event held back by :meth:`feed` (the stream has ended or paused)."""
+        pending, self._pending = self._pending, None
+        if pending is not None or any(len(held) for layer in self._held for held in layer):
+            self._process(pending if pending is not None else _slice(self._held[0][0], 0, 0), horizon=math.inf)
 
-    def _process(self, events: TimedEvents) -> None:
-        if not len(events):
-            return
-        if self.first_time_us is None:
-            self.first_time_us = float(events.time[0])
-        self.input_events += len(events)
-        queues = {INPUT: events}
+    def _process(self, events: TimedEvents, horizon: float) -> None:
+        """Run the input ``events``, all earlier than ``horizon``, the time before which the input
+        is complete.
+
+        A layer runs only the arrivals earlier than its *horizon*, the time before which every
+        source has delivered all it ever will: the input's horizon, and for a layer's output its
+        sources' smallest horizon plus its own delay. The rest waits for a later call. With
+        unequal delays along the paths into a population, a later chunk can bring spikes older
+        than ones already here; they must still merge in time order, so that the result does not
+        depend on where the chunks are cut.
+        """
+        if len(events):
+            if self.first_time_us is None:
+                self.first_time_us = float(events.time[0])
+            self.input_events += len(events)
+            self.time_us = max(self.time_us, float(events.time[-1]))
+        arrived, horizons = {INPUT: events}, {INPUT: horizon}
         for i, layer in enumerate(self.network.layers):
-            queues[layer.name] = self._run_layer(i, layer, [queues[s] for s in layer.sources])
-        self.time_us = max(self.time_us, float(events.time[-1]))
+            ready_before = min(horizons[s] for s in layer.sources)
+            ready = []
+            for q, source in enumerate(layer.sources):
+                queue = _concat([self._held[i][q], arrived[source]]) if len(self._held[i][q]) else arrived[source]
+                cut = int(np.searchsorted(queue.time, ready_before, side="left"))
+                ready.append(_slice(queue, 0, cut))
+                self._held[i][q] = _slice(queue, cut, len(queue))
+            arrived[layer.name] = self._run_layer(i, layer, ready)
+            horizons[layer.name] = ready_before + self.delays_us[layer.name]
 
     def _run_layer(self, i: int, layer, sources: list[TimedEvents]) -> TimedEvents:
         if len(sources) == 1:
