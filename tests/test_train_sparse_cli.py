@@ -67,3 +67,38 @@ def test_resuming_a_finished_run_is_a_one_line_error(shared_data, tmp_path, caps
     assert main(args + ["--resume"]) == 2
     err = capsys.readouterr().err
     assert "already holds 1 epochs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_best_epoch_is_chosen_within_the_synops_budget():
+    from evsim.training.trainer import best_by_validation
+
+    history = [{"epoch": 1, "val_accuracy": 0.95, "val_synops": 9e6},
+               {"epoch": 2, "val_accuracy": 0.90, "val_synops": 4e6},
+               {"epoch": 3, "val_accuracy": 0.92, "val_synops": 4.5e6},
+               {"epoch": 4, "val_accuracy": 0.92, "val_synops": 4.2e6}]
+    assert best_by_validation(history) == 1
+    assert best_by_validation(history, 5e6) == 4  # of equal accuracy, the cheaper
+    assert best_by_validation(history, 4.4e6) == 4
+    assert best_by_validation(history, 1e6) is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--synops-budget", "5e6"], "goes with --keep best-val"),
+    (["--synops-budget", "0", "--keep", "best-val", "--val", "4"], "must be positive"),
+])
+def test_a_synops_budget_needs_best_val(mnist_root, tmp_path, capsys, extra, message):
+    args = ["train", "--arch", "lenet", "--dataset", "mnist", "--data", str(mnist_root), "--epochs", "1",
+            "--timesteps", "4", "--out", str(tmp_path / "m.npz"), "--no-progress", *extra]
+    assert main(args) == 2 and message in capsys.readouterr().err
+
+
+def test_with_no_epoch_in_the_budget_the_last_is_written_and_said(mnist_root, tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    args = ["train", "--arch", "lenet", "--dataset", "mnist", "--data", str(mnist_root), "--epochs", "2",
+            "--timesteps", "4", "--limit", "40", "--val", "10", "--test-limit", "10", "--keep", "best-val",
+            "--synops-budget", "1", "--out", str(out), "--no-progress", "--threads", "1"]
+    assert main(args) == 0
+    stdout = capsys.readouterr().out
+    assert "among those of at most 1 validation synops per sample" in stdout
+    assert "no epoch met the synops budget" in stdout and "the last (none met the synops budget)" in stdout
+    assert load_model(out).graph.meta["epochs"] == 2

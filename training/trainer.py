@@ -68,6 +68,7 @@ class TrainConfig:
     val: int = 0  # training samples held out for validation (stratified by label)
     augment: bool = False  # augment real event recordings (evsim.datasets.augment)
     keep: str = "last"  # the exported model: the last epoch's, or the best by validation accuracy
+    synops_budget: float | None = None  # with keep="best-val": only epochs whose validation synops per sample fit
     distributed: bool = False  # one rank of a DDP process group started by torchrun (evsim.training.distributed)
 
     def resolved(self) -> "TrainConfig":
@@ -78,6 +79,8 @@ class TrainConfig:
             raise InputError(f"unknown --keep {self.keep!r}; choose from {', '.join(KEEP)}")
         if self.keep == "best-val" and not self.val:
             raise InputError("--keep best-val needs a validation split (--val N)")
+        if self.synops_budget is not None and (self.keep != "best-val" or self.synops_budget <= 0):
+            raise InputError("--synops-budget must be positive and goes with --keep best-val")
         if self.augment and self.dataset != "nmnist":
             raise InputError("--augment applies to real event recordings (--dataset nmnist)")
         if self.val < 0:
@@ -320,7 +323,8 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
         f"device {config.device}, {torch.get_num_threads()} threads")
     if penalty.active or config.augment:
         log(f"activity penalty {penalty if penalty.active else 'off'}; augmentation {EventAugment() if config.augment else 'off'}")
-    log(f"{config.out} will hold the {'best epoch by validation accuracy' if config.keep == 'best-val' else 'last epoch'}; "
+    budget = f" among those of at most {config.synops_budget:,.0f} validation synops per sample" if config.synops_budget else ""
+    log(f"{config.out} will hold the {'best epoch by validation accuracy' + budget if config.keep == 'best-val' else 'last epoch'}; "
         f"{config.checkpoint} the last epoch")
     for epoch in range(start_epoch, config.epochs):
         lr = optimizer.param_groups[0]["lr"]
@@ -352,19 +356,25 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
             f"| {fit.seconds:.0f} s train ({fit.samples_per_second:.1f} samples/s), {test.seconds:.0f} s test")
         if distributed is not None and not distributed.main:
             continue  # rank 0 writes the model and the checkpoint
-        if config.keep == "last" or best_by_validation(history) == epoch + 1:
+        best_epoch = best_by_validation(history, config.synops_budget) if config.keep == "best-val" else None
+        none_fits = config.keep == "best-val" and best_epoch is None and epoch + 1 == config.epochs
+        if config.keep == "last" or best_epoch == epoch + 1 or none_fits:
             meta = {"val_accuracy": val.accuracy, "val_samples": len(val_set), "val_synops": val.synops} if val is not None else {}
             save_trained(config.out, network, epochs=epoch + 1, accuracy=test.accuracy,
                          test_samples=len(test_set), train_samples=len(train_set), **meta)
-            if config.keep == "best-val":
+            if none_fits:
+                log(f"wrote {config.out}: the last epoch, since no epoch met the synops budget")
+            elif config.keep == "best-val":
                 log(f"wrote {config.out}: epoch {epoch + 1} is the best by validation so far")
         save_checkpoint(config.checkpoint, network, optimizer, schedule, epoch + 1, history, config)
     return history
 
 
-def best_by_validation(history: list[dict]) -> int:
-    """The epoch of the highest validation accuracy; of equals, the one with fewer validation synops."""
-    return max(history, key=lambda h: (h["val_accuracy"], -h["val_synops"]))["epoch"]
+def best_by_validation(history: list[dict], synops_budget: float | None = None) -> int | None:
+    """The epoch of the highest validation accuracy; of equals, the one with fewer validation synops.
+    With a budget, only epochs of at most that many validation synops per sample count (None: none does)."""
+    eligible = [h for h in history if synops_budget is None or h["val_synops"] <= synops_budget]
+    return max(eligible, key=lambda h: (h["val_accuracy"], -h["val_synops"]))["epoch"] if eligible else None
 
 
 def same_populations(a: Graph, b: Graph) -> bool:

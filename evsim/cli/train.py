@@ -92,6 +92,9 @@ def register(subparsers) -> None:
                         help="hold out N training samples, stratified by label (the same on every run), for validation")
     sparse.add_argument("--keep", choices=("last", "best-val"), default="last",
                         help="what --out holds: the last epoch (default) or the best by validation accuracy")
+    sparse.add_argument("--synops-budget", type=float, default=None, metavar="S",
+                        help="with --keep best-val: choose only among epochs of at most S validation synops per "
+                             "sample (the last epoch when none fits)")
     p.set_defaults(func=run)
 
 
@@ -138,6 +141,7 @@ def run(args) -> int:
         val=args.val,
         augment=args.augment,
         keep=args.keep,
+        synops_budget=args.synops_budget,
         distributed=args.distributed,
     )
     # with --json the epoch lines go to stderr, so that stdout holds the one JSON object
@@ -153,8 +157,10 @@ def run(args) -> int:
     if history and args.keep == "best-val":
         from evsim.training.trainer import best_by_validation
 
-        chosen = history[best_by_validation(history) - 1]
-        print(f"wrote {args.out}: epoch {chosen['epoch']}, the best by validation: val accuracy "
+        best = best_by_validation(history, args.synops_budget)
+        chosen = history[(best or history[-1]["epoch"]) - 1]
+        print(f"wrote {args.out}: epoch {chosen['epoch']}, "
+              + ("the best by validation" if best else "the last (none met the synops budget)") + ": val accuracy "
               f"{100 * chosen['val_accuracy']:.2f}%, "
               + ("" if args.ann else f"{chosen['val_synops'] / 1e6:.2f} M synops per sample; ") +
               f"test accuracy {100 * chosen['test_accuracy']:.2f}%")
