@@ -90,6 +90,9 @@ MUTANTS = (
     Mutant("split-simultaneous-events", "chunk independence", "evsim/engine/asynchronous.py",
            'cut = int(np.searchsorted(events.time, events.time[-1], side="left"))', "cut = len(events)",
            ("tests/test_engine_async.py::test_stream_result_does_not_depend_on_chunk_size",)),
+    Mutant("merge-ignores-horizon", "chunk independence, unequal delays", "evsim/engine/asynchronous.py",
+           "            ready_before = min(horizons[s] for s in layer.sources)\n", "            ready_before = math.inf\n",
+           ("tests/test_engine_async.py::test_async_unequal_path_delays_merge_in_time_order",)),
     # --- the gradient formula (paper eq. 22-24)
     Mutant("no-leak-correction", "gradient formula", "training/neurons.py",
            "factor = trace.mul_(math.log(leak))", "factor = trace.mul_(0.0)",
