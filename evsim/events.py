@@ -137,19 +137,28 @@ def window_events(events: np.ndarray, window_us: float | None, origin_us: int | 
     after its end are dropped and counted, never silently.
     """
     _check_event_fields(events, "the input window")
-    t = events["t"].astype(np.int64)
-    read = len(events)
+    keep, relative, counts = _window(events["t"], window_us, origin_us)
+    kept = events.copy() if keep is None else events[keep]
+    kept["t"] = relative
+    return kept, counts
+
+
+def _window(t: np.ndarray, window_us: float | None, origin_us: int | None):
+    """:func:`window_events` on timestamps alone: the mask of events kept (None: all), their times
+    relative to the window's start, and the counts."""
+    t = t.astype(np.int64)
+    read = len(t)
     if read == 0:
-        return events[:0].copy(), WindowCounts(0, 0, {}, origin_us)
+        return None, t, WindowCounts(0, 0, {}, origin_us)
     origin = int(t.min()) if origin_us is None else int(origin_us)
     relative = t - origin
     before = relative < 0
     after = relative >= window_us if window_us is not None else np.zeros(read, dtype=bool)
-    keep = ~(before | after)
     dropped = {reason: int(n) for reason, n in (("before_origin", before.sum()), ("after_window", after.sum())) if n}
-    kept = events[keep].copy()
-    kept["t"] = relative[keep]
-    return kept, WindowCounts(read, int(keep.sum()), dropped, origin)
+    if not dropped:
+        return None, relative, WindowCounts(read, read, {}, origin)
+    keep = ~(before | after)
+    return keep, relative[keep], WindowCounts(read, int(keep.sum()), dropped, origin)
 
 
 def check_window_used(counts: WindowCounts, window_us: float | None) -> None:
@@ -209,12 +218,14 @@ def bin_events(
     dropped and counted in ``window``. Events outside the sensor are an error, never clipped.
     """
     width, height, polarities = sensor_size
-    checked_coordinates(events, sensor_size)
+    _check_event_fields(events, "the input window")
+    x, y, p = checked_coordinates(events, sensor_size)
     if timesteps < 1 or window_us < 1:
         raise InputError(f"need timesteps >= 1 and window_us >= 1, got {timesteps}, {window_us}")
-    inside, counts = window_events(events, window_us, origin_us)
-    x, y, p = (inside[f].astype(np.int64) for f in ("x", "y", "p"))
-    steps = time_bins(inside["t"], timesteps, window_us)
+    keep, relative, counts = _window(events["t"], window_us, origin_us)  # window_events, without the record copy
+    if keep is not None:
+        x, y, p = x[keep], y[keep], p[keep]
+    steps = time_bins(relative, timesteps, window_us)
     order = np.argsort(steps, kind="stable")
     steps = steps[order]
     offsets = np.searchsorted(steps, np.arange(timesteps + 1), side="left").astype(np.int64)
@@ -340,13 +351,14 @@ def to_spike_events(inputs, input_shape, timesteps: int, encoding: dict, dtype=n
         window = model_window_us(encoding)
         binned = bin_events(inputs, sensor, timesteps, window, origin_us)
         check_window_used(binned.window, window)
-        events = from_binned(binned, dtype)
+        events = from_binned(binned, dtype)  # valid by construction: bin_events checked every coordinate
     elif isinstance(inputs, np.ndarray):
         check_spike_train(inputs, input_shape)
         events = from_spike_train(inputs, dtype)
     else:
         raise InputError(f"cannot run a network on {type(inputs).__name__}")
-    check_spike_events(events, int(np.prod(input_shape)), timesteps)
+    if not (isinstance(inputs, np.ndarray) and inputs.dtype.names is not None):
+        check_spike_events(events, int(np.prod(input_shape)), timesteps)
     if events.window is None:
         events = SpikeEvents(events.step_offsets, events.index, events.sign, WindowCounts.untimed(len(events)))
     if events.sign.dtype != dtype:
