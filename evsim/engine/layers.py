@@ -8,6 +8,7 @@ neuron state both runtimes allocate (membranes and touch tracking).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -68,22 +69,23 @@ class Layer:
     @property
     def fires(self) -> bool:
         return self.neuron.fires
-    @property
+
+    @cached_property
     def chw(self) -> tuple[int, int, int]:
         return as_chw(self.shape)
 
-    @property
+    @cached_property
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    @property
+    @cached_property
     def firing(self) -> tuple:
         """The kernels' firing arguments: the population's threshold (unused when per neuron),
         the per-neuron thresholds (empty when not), and the firing rule."""
         threshold = 0.0 if self.neuron.per_neuron_threshold else float(self.neuron.threshold)
         return threshold, self.thresholds, self.rule
 
-    @property
+    @cached_property  # the run loop reads it for every layer of every sample
     def unit(self) -> int:
         """Neurons per touch unit: one pixel's channels, or single neurons when only pooling
         feeds the layer (a pooling event reaches one channel, so the rest need no test)."""
@@ -91,7 +93,7 @@ class Layer:
             return 1
         return self.chw[0]
 
-    @property
+    @cached_property
     def units(self) -> int:
         return self.size // self.unit
 
