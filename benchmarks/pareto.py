@@ -158,7 +158,8 @@ def markdown(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("models", nargs="*")
     parser.add_argument("--replot", action="store_true", help="draw --figure from the --out JSON, measuring nothing")
     parser.add_argument("--label", action="append", help="a name per model (default: the file's stem)")
@@ -168,6 +169,8 @@ def main() -> None:
     parser.add_argument("--trajectory", action="append", type=Path, default=[],
                         help="a training checkpoint whose per-epoch validation figures to draw")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--append", action="store_true",
+                        help="add the models (and trajectories) measured now to those already in --out")
     args = parser.parse_args()
     if args.replot:
         saved = json.loads(args.out.read_text())
@@ -178,6 +181,7 @@ def main() -> None:
     labels = args.label or [model_path(m).stem for m in args.models]
     if len(labels) != len(args.models) or (args.bench and len(args.bench) != len(args.models)):
         parser.error("give one --label (and one --bench) per model")
+    saved = json.loads(args.out.read_text()) if args.append and args.out.exists() else {"models": [], "trajectories": []}
     results = []
     for i, (path, label) in enumerate(zip(args.models, labels)):
         result = {"label": label, **measure(path)}
@@ -189,7 +193,8 @@ def main() -> None:
               f"{result['synops_per_sample'] / 1e6:.2f} M synops, {result['spikes_per_sample'] / 1e3:.1f} k spikes, "
               f"conv1 {result['conv1_spikes_per_input_event']:.2f} spikes per input event", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    trajectories = [trajectory(path) for path in args.trajectory]
+    trajectories = saved["trajectories"] + [trajectory(path) for path in args.trajectory]
+    results = saved["models"] + results
     args.out.write_text(json.dumps({"models": results, "trajectories": trajectories}, indent=1) + "\n")
     if args.figure:
         figure(results, trajectories, args.figure)
