@@ -124,11 +124,13 @@ def figure(results: list[dict], trajectories: list[dict], out: Path) -> None:
         x = r["synops_per_sample"] / 1e6
         ax.scatter([x], [100 * r["val_accuracy_engine"]], color="C0")
         ax.scatter([x], [100 * r["test_accuracy_engine"]], color="C1", marker="x")
-        ax.annotate(r["label"], (x, 100 * r["val_accuracy_engine"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(r.get("figure_label", r["label"]), (x, 100 * r["val_accuracy_engine"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
     ax.scatter([], [], color="C0", label="validation (160 recordings)")
     ax.scatter([], [], color="C1", marker="x", label="test (28 recordings)")
     ax.axvline(5.0, color="grey", ls=":", lw=1)
     ax.axhline(98.0, color="grey", ls=":", lw=1)
+    ax.set_ylim(80, 101.5)  # the first epochs of a run from scratch lie below: off the plot
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
