@@ -321,6 +321,25 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
     return synops, n_touched
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _drain_step(V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t,
+                t_last, stamp, touched_list, n_touched, leak_table, log_leak):
+    """Step ``t``'s events of every projection (:func:`_drain` each, touches tagged ``t``): the
+    events that arrived, the synaptic operations, the new touched count."""
+    arrived = 0
+    synops = 0
+    for q in range(projections.shape[0]):
+        lo = ev_offsets[q, t]
+        hi = ev_offsets[q, t + 1]
+        arrived += hi - lo
+        added, n_touched = _drain(
+            V, _geometry(projections[q]), unit, weights, routes, ev_index, ev_sign, lo, hi,
+            t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
+        )
+        synops += added
+    return arrived, synops, n_touched
+
+
 @njit(cache=True, nogil=True)
 def run_population_steps(
     V, unit, t_last, stamp, touched_list, carry, leak_table, log_leak, threshold, thresholds, rule, fires,
@@ -340,7 +359,6 @@ def run_population_steps(
     although no event may reach them: a subtracting neuron still above threshold after its reset
     fires again, as the dense model's does (empty for the paper's rule, kept across calls).
     """
-    n_proj = projections.shape[0]
     timesteps = ev_offsets.shape[1] - 1
     fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
     n_out = 0
@@ -357,16 +375,12 @@ def run_population_steps(
             if stamp[u] != t:
                 n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak)
         n_carry = 0
-        for q in range(n_proj):
-            geometry = _geometry(projections[q])
-            lo = ev_offsets[q, t]
-            hi = ev_offsets[q, t + 1]
-            n_in += hi - lo
-            added, n_touched = _drain(
-                V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi,
-                t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
-            )
-            synops += added
+        arrived, added, n_touched = _drain_step(
+            V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t,
+            t_last, stamp, touched_list, n_touched, leak_table, log_leak,
+        )
+        n_in += arrived
+        synops += added
         if fires and fast and unit == 1:
             n_out = _fire_neurons(V, touched_list, n_touched, threshold, out_index, n_out)
         elif fires and fast:
@@ -415,7 +429,6 @@ def run_population_steps_pooled(
     the pooling projection's lookup table, ``pool_share`` its weight (1 / k^2 for average, 1 for
     sum pooling).
     """
-    n_proj = projections.shape[0]
     timesteps = ev_offsets.shape[1] - 1
     n_out = 0
     synops = 0
@@ -428,16 +441,12 @@ def run_population_steps_pooled(
     pool_out_offsets[0] = 0
     for t in range(timesteps):
         n_touched = 0
-        for q in range(n_proj):
-            geometry = _geometry(projections[q])
-            lo = ev_offsets[q, t]
-            hi = ev_offsets[q, t + 1]
-            n_in += hi - lo
-            added, n_touched = _drain(
-                V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi,
-                t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
-            )
-            synops += added
+        arrived, added, n_touched = _drain_step(
+            V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t,
+            t_last, stamp, touched_list, n_touched, leak_table, log_leak,
+        )
+        n_in += arrived
+        synops += added
         n_pool_touched = 0
         for i in range(n_touched):
             base = touched_list[i] * unit
