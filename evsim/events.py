@@ -335,13 +335,14 @@ def to_spike_events(inputs, input_shape, timesteps: int, encoding: dict, dtype=n
     Raw events go through the model's input window (:func:`window_events`, starting at the first
     event unless ``origin_us`` is given); a sample with no event inside it is an InputError.
     """
+    raw = isinstance(inputs, np.ndarray) and inputs.dtype.names is not None  # tonic events
     if isinstance(inputs, SpikeEvents):
         events = inputs
     elif isinstance(inputs, BinnedEvents):
         if tuple(inputs.shape) != tuple(input_shape):
             raise InputError(f"binned events of shape {inputs.shape} do not fit input {tuple(input_shape)}")
         events = from_binned(inputs, dtype)
-    elif isinstance(inputs, np.ndarray) and inputs.dtype.names is not None:
+    elif raw:
         _check_event_fields(inputs, "an event array")
         sensor = sensor_size(input_shape)
         if tuple(encoding.get("sensor_size", sensor)) != sensor:
@@ -357,7 +358,7 @@ def to_spike_events(inputs, input_shape, timesteps: int, encoding: dict, dtype=n
         events = from_spike_train(inputs, dtype)
     else:
         raise InputError(f"cannot run a network on {type(inputs).__name__}")
-    if not (isinstance(inputs, np.ndarray) and inputs.dtype.names is not None):
+    if not raw:
         check_spike_events(events, int(np.prod(input_shape)), timesteps)
     if events.window is None:
         events = SpikeEvents(events.step_offsets, events.index, events.sign, WindowCounts.untimed(len(events)))

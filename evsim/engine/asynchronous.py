@@ -75,8 +75,8 @@ class Stream:
         self.first_time_us: float | None = None
         self._pending: TimedEvents | None = None  # the last timestamp's events, until it is complete
         # per layer and projection: events that arrived but may not run yet (see _process)
-        empty = TimedEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, dtype))
-        self._held = [[empty] * len(layer.sources) for layer in network.layers]
+        self._no_events = TimedEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, dtype))
+        self._held = [[self._no_events] * len(layer.sources) for layer in network.layers]
 
     def feed(self, events) -> None:
         """Process one chunk: tonic events (or TimedEvents), in time order after earlier chunks.
@@ -102,7 +102,7 @@ class Stream:
         """Process every event held back by :meth:`feed` (the stream has ended or paused)."""
         pending, self._pending = self._pending, None
         if pending is not None or any(len(held) for layer in self._held for held in layer):
-            self._process(pending if pending is not None else _slice(self._held[0][0], 0, 0), horizon=math.inf)
+            self._process(pending if pending is not None else self._no_events, horizon=math.inf)
 
     def _process(self, events: TimedEvents, horizon: float) -> None:
         """Run the input ``events``, all earlier than ``horizon``, the time before which the input
