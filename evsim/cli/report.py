@@ -103,8 +103,7 @@ def main(args) -> int:
     analysis["data"]["data"] = str(args.data)
     paths = write_report(analysis, args.out, command_line(args))
     if args.json:
-        # report.json as written (non-finite values made null there), plus where the files are
-        print_json({**json.loads(paths["json"].read_text()), "files": {name: str(path) for name, path in paths.items()}})
+        print_written_json(paths)
         return 0
     d = analysis["data"]
     print(f"{d['dataset']} {d['split']}, {d['samples']} samples; latencies T' = {', '.join(map(str, steps))}")
@@ -114,6 +113,11 @@ def main(args) -> int:
     for path in paths.values():
         print(f"wrote {path}")
     return 0
+
+
+def print_written_json(paths: dict) -> None:
+    """report.json as written (non-finite values made null there), plus where the files are."""
+    print_json({**json.loads(paths["json"].read_text()), "files": {name: str(path) for name, path in paths.items()}})
 
 
 def compare_main(args) -> int:
@@ -140,7 +144,7 @@ def compare_main(args) -> int:
     result["data"]["data"] = str(args.data)
     paths = write_comparison(result, args.out, command_line(args))
     if args.json:
-        print_json({**json.loads(paths["json"].read_text()), "files": {name: str(path) for name, path in paths.items()}})
+        print_written_json(paths)
         return 0
     d = result["data"]
     print(f"{d['dataset']} {d['split']}, {d['samples']} samples, the same inputs for every model")
