@@ -83,6 +83,9 @@ MUTANTS = (
     Mutant("conv-kernel-not-flipped", "step == dense", "evsim/engine/layers.py",
            "weight.transpose(1, 2, 3, 0)[:, :, ::-1, :]", "weight.transpose(1, 2, 3, 0)",
            EXACT),
+    Mutant("async-leak-table-shifted", "async leak lookup == exp", "evsim/engine/kernels.py",
+           "        table[g] = math.exp(log_leak * float(g))\n", "        table[g] = math.exp(log_leak * float(g + 1))\n",
+           ("tests/test_engine_async.py::test_leak_table_gives_exactly_the_exponential",)),
     # --- the asynchronous stream does not depend on where chunks are cut
     Mutant("reset-state-per-chunk", "chunk independence", "evsim/engine/asynchronous.py",
            "        state = self.states[i]\n", "        state = self.states[i]\n        state.reset()\n",

@@ -244,3 +244,28 @@ def test_async_rejects_events_outside_the_input():
     events = make_events([3, 8], [1, 1], [10, 20], [True, False])
     with pytest.raises(InputError, match="outside the input"):
         network.run(events, mode="async")
+
+
+def test_leak_table_gives_exactly_the_exponential(nmnist_root):
+    """Gaps of whole microseconds take their leak from a table (asynchronous.exp_table) instead
+    of an exponential per touched unit; the shipped model on real recordings must not see it:
+    the same spikes, synaptic operations and output to the last bit as with no table."""
+    from evsim.datasets.formats import read_events
+    from evsim.engine.network import load
+
+    network = load("lenet-nmnist")
+    files = sorted(nmnist_root.glob("Test/*/*.bin"))[:4]
+    assert files
+    for path in files:
+        events, _ = read_events(path)
+        runs = []
+        for table in (True, False):
+            stream = Stream(network)
+            if not table:
+                stream.leak_tables = [np.zeros(0) for _ in stream.leak_tables]
+            stream.feed(events)
+            runs.append(stream.result())
+        with_table, without = runs
+        assert with_table.synops > 0
+        assert [(l.spikes, l.synops) for l in with_table.layers] == [(l.spikes, l.synops) for l in without.layers]
+        np.testing.assert_array_equal(with_table.output, without.output)
