@@ -9,6 +9,11 @@ samples and prints samples/s for: the layer-major forward; the same with the syn
 ``--synops-penalty`` (default 1e-7) and, for N-MNIST, ``--augment``'s event augmentation, as
 the sparse models were trained; and the step-by-step loop. Data: the shared data folder when there is one,
 else the small samples vendored in tests/data.
+
+With ``--profile`` it runs the sparse configuration alone under torch's profiler and prints its
+operators sorted by their own CPU time (where a training step's time goes)::
+
+    python benchmarks/train_speed.py --dataset nmnist --timesteps 100 --batches 1 --profile > benchmarks/results/train_profile.txt
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from evsim.datasets import data_root
 from evsim.datasets.augment import EventAugment
@@ -42,6 +48,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3, help="timed mini-batches per forward kind")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path)
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the sparse configuration with torch's profiler instead of timing all three")
+    parser.add_argument("--rows", type=int, default=18, help="operators --profile prints (default 18)")
     parser.add_argument("--plain-malloc", action="store_true",
                         help="leave glibc's malloc as it is (see trainer.retain_freed_memory)")
     args = parser.parse_args()
@@ -60,7 +69,7 @@ def main() -> None:
                "threads": args.threads, "retain_freed_memory": not args.plain_malloc, "torch": torch.__version__}
     sparse = ActivityPenalty(synops=1e-7).check(graph)
     augmented = dataclasses.replace(samples, event_augment=EventAugment()) if args.dataset == "nmnist" else samples
-    for kind in ("layer_major", "layer_major_sparse", "stepwise"):
+    for kind in ("layer_major_sparse",) if args.profile else ("layer_major", "layer_major_sparse", "stepwise"):
         torch.manual_seed(0)
         network = SpikingNetwork(graph, dropout=0.2)
         optimizer, _ = make_optimizer(network, TrainConfig(
@@ -71,6 +80,13 @@ def main() -> None:
         timed = augmented if kind == "layer_major_sparse" else samples
         run_epoch(network, warm, args.timesteps, args.batch_size, rng, optimizer, stepwise=kind == "stepwise",
                   penalty=penalty)
+        if args.profile:
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                result = run_epoch(network, timed, args.timesteps, args.batch_size, rng, optimizer, penalty=penalty)
+            print(f"{result.samples} training samples, {args.dataset}, T = {args.timesteps}, torch {torch.__version__}, "
+                  f"{args.threads} thread(s)")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+            return
         start = time.perf_counter()
         result = run_epoch(network, timed, args.timesteps, args.batch_size, rng, optimizer,
                            stepwise=kind == "stepwise", penalty=penalty)
