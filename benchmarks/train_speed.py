@@ -19,6 +19,7 @@ operators sorted by their own CPU time (where a training step's time goes)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import time
@@ -80,17 +81,16 @@ def main() -> None:
         timed = augmented if kind == "layer_major_sparse" else samples
         run_epoch(network, warm, args.timesteps, args.batch_size, rng, optimizer, stepwise=kind == "stepwise",
                   penalty=penalty)
+        start = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU]) if args.profile else contextlib.nullcontext() as prof:
+            result = run_epoch(network, timed, args.timesteps, args.batch_size, rng, optimizer,
+                               stepwise=kind == "stepwise", penalty=penalty)
+        seconds = time.perf_counter() - start
         if args.profile:
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                result = run_epoch(network, timed, args.timesteps, args.batch_size, rng, optimizer, penalty=penalty)
             print(f"{result.samples} training samples, {args.dataset}, T = {args.timesteps}, torch {torch.__version__}, "
                   f"{args.threads} thread(s)")
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
             return
-        start = time.perf_counter()
-        result = run_epoch(network, timed, args.timesteps, args.batch_size, rng, optimizer,
-                           stepwise=kind == "stepwise", penalty=penalty)
-        seconds = time.perf_counter() - start
         results[f"{kind}_samples_per_s"] = round(result.samples / seconds, 2)
         print(f"{kind:12s}: {result.samples} samples in {seconds:.1f} s = {result.samples / seconds:.2f} samples/s",
               flush=True)

@@ -247,7 +247,7 @@ def test_async_rejects_events_outside_the_input():
 
 
 def test_leak_table_gives_exactly_the_exponential(nmnist_root):
-    """Gaps of whole microseconds take their leak from a table (asynchronous.exp_table) instead
+    """Gaps of whole microseconds take their leak from a table (asynchronous.leak_table_us) instead
     of an exponential per touched unit; the shipped model on real recordings must not see it:
     the same spikes, synaptic operations and output to the last bit as with no table."""
     from evsim.datasets.formats import read_events

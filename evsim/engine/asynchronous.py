@@ -54,7 +54,7 @@ LEAK_TABLE_US = 1 << 16
 
 
 @functools.lru_cache(maxsize=32)
-def exp_table(log_leak_per_us: float) -> np.ndarray:
+def leak_table_us(log_leak_per_us: float) -> np.ndarray:
     """The leak of every whole-microsecond gap (kernels.exp_table), built once per leak; read-only."""
     if log_leak_per_us == 0.0:
         return np.zeros(0)
@@ -84,7 +84,7 @@ class Stream:
         self.refractory_end = [np.full(layer.size, -math.inf) for layer in network.layers]
         self.unit_refractory_end = [np.full(layer.units, -math.inf) for layer in network.layers]
         self.log_leak_per_us = [math.log(layer.leak) / self.step_us for layer in network.layers]
-        self.leak_tables = [exp_table(log_leak) for log_leak in self.log_leak_per_us]
+        self.leak_tables = [leak_table_us(log_leak) for log_leak in self.log_leak_per_us]
         self.counters = [np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64) for _ in network.layers]
         self.tag = 0
         self.time_us = 0.0
