@@ -36,6 +36,7 @@ DATA_FOLDERS = {"nmnist-sim": "mnist"}  # nmnist-sim is simulated from the MNIST
 SUBSET_SEED = 0  # --limit picks the same samples on every run
 VALIDATION_SEED = 1  # --val holds out the same samples on every run, whatever the run's seed
 CROP_PADDING = 4
+MNIST_SHIFT = 2  # --augment on MNIST: shifts of up to 2 pixels, no flips (a flipped digit is another glyph)
 
 
 def default_root(dataset: str) -> Path:
@@ -68,7 +69,7 @@ class SampleSet:
     images: np.ndarray | None = None  # float32 [N, C, H, W] in [-1, 1]
     recordings: object | None = None  # evsim.datasets.nmnist.NMNIST
     indices: np.ndarray | None = None  # recordings' file indices of these samples
-    augment: bool = False  # random crop + horizontal flip (colour training data)
+    augment: bool = False  # random crops (augment_images: + horizontal flips for colour data)
     event_augment: EventAugment | None = None  # random draws per recording (real event training data)
     _events: dict = field(default_factory=dict, repr=False)  # decoded recordings by file index
 
@@ -100,7 +101,7 @@ class SampleSet:
         if self.images is not None:
             images = self.images[batch]
             if self.augment:
-                images = crop_and_flip(images, rng)
+                images = augment_images(self.dataset, images, rng)
             return poisson_spikes(images, timesteps, rng, scale=self.encoding["scale"])
         if self._simulated:  # one vectorised simulation call per batch
             self.recordings.prefetch(self.indices[batch])
@@ -129,18 +130,28 @@ class SampleSet:
         return to_frames(binned, dtype=np.float32)
 
 
-def crop_and_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random 4-pixel-padded crops and random horizontal flips (section 4.1.4), per image."""
+def crop_and_flip(images: np.ndarray, rng: np.random.Generator, padding: int = CROP_PADDING,
+                  flip: bool = True) -> np.ndarray:
+    """Random ``padding``-pixel-padded crops and (with ``flip``) random horizontal flips
+    (section 4.1.4), per image."""
     n, _, h, w = images.shape
-    padded = np.pad(images, ((0, 0), (0, 0), (CROP_PADDING, CROP_PADDING), (CROP_PADDING, CROP_PADDING)))
+    padded = np.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     out = np.empty_like(images)
-    dy = rng.integers(0, 2 * CROP_PADDING + 1, n)
-    dx = rng.integers(0, 2 * CROP_PADDING + 1, n)
-    flip = rng.random(n) < 0.5
+    dy = rng.integers(0, 2 * padding + 1, n)
+    dx = rng.integers(0, 2 * padding + 1, n)
+    flips = flip & (rng.random(n) < 0.5)
     for i in range(n):
         crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
-        out[i] = crop[:, :, ::-1] if flip[i] else crop
+        out[i] = crop[:, :, ::-1] if flips[i] else crop
     return out
+
+
+def augment_images(dataset: str, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A training batch of ``dataset``'s images, augmented: MNIST digits shifted by up to
+    :data:`MNIST_SHIFT` pixels, colour images cropped and flipped as the paper does."""
+    if dataset == "mnist":
+        return crop_and_flip(images, rng, padding=MNIST_SHIFT, flip=False)
+    return crop_and_flip(images, rng)
 
 
 def stratified_holdout(labels: np.ndarray, count: int, seed: int = VALIDATION_SEED) -> np.ndarray:
@@ -166,20 +177,27 @@ def split_validation(samples: SampleSet, count: int) -> tuple[SampleSet, SampleS
     return samples.take(rest), validation
 
 
-def subset(count: int, limit: int | None) -> np.ndarray:
-    """The positions ``--limit`` keeps: a fixed random subset (N-MNIST files are sorted by digit)."""
-    if limit is None or limit >= count:
+def subset(count: int, limit: int | tuple[int, int] | None) -> np.ndarray:
+    """The positions ``--limit`` keeps: a fixed random subset (N-MNIST files are sorted by digit).
+
+    ``limit`` is N, the first N samples of one fixed random order of the split, or ``(start,
+    stop)``, its positions start to stop - 1: the samples a run with ``--limit start`` left out.
+    """
+    start, stop = limit if isinstance(limit, tuple) else (0, limit)
+    if stop is None or (start == 0 and stop >= count):
         return np.arange(count)
-    if limit < 1:
-        raise InputError(f"--limit must be positive, got {limit}")
-    return np.sort(np.random.default_rng(SUBSET_SEED).permutation(count)[:limit])
+    if not 0 <= start < stop:
+        raise InputError(f"--limit must be N >= 1 or START:STOP with 0 <= START < STOP, got {start}:{stop}")
+    if start >= count:
+        raise InputError(f"--limit {start}:{stop} starts past the {count} samples of the split")
+    return np.sort(np.random.default_rng(SUBSET_SEED).permutation(count)[start:stop])
 
 
 def load_samples(
     dataset: str,
     root,
     split: str,
-    limit: int | None = None,
+    limit: int | tuple[int, int] | None = None,
     encoding: dict | None = None,
     window_us: int = DEFAULT_WINDOW_US,
     augment: bool = False,
@@ -188,7 +206,7 @@ def load_samples(
 
     ``encoding`` is a model's recorded encoding, reused as is (the colour normalisation of its
     training data, the event window); without it the encoding is derived here. ``augment``
-    switches on random crops and flips for colour images (training only).
+    switches on :func:`augment_images` (training images only).
     """
     if dataset not in INPUT_SHAPES:
         raise InputError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
@@ -208,7 +226,7 @@ def load_samples(
         keep = subset(len(labels), limit)
         pixels = images[keep, None].astype(np.float32) / 255.0
         encoding = encoding or {"kind": "poisson", "scale": MNIST_SCALE}
-        return SampleSet(dataset, split, labels[keep], encoding, images=pixels)
+        return SampleSet(dataset, split, labels[keep], encoding, images=pixels, augment=augment)
     loader = _colour_loader(dataset)
     images, labels = loader(root, split)
     keep = subset(len(labels), limit)
@@ -228,6 +246,18 @@ def load_samples(
         raise InputError(f"a {dataset} model must record its colour normalisation in its encoding")
     statistics = ColourNormalisation(np.asarray(norm["mean"]), np.asarray(norm["std"]), float(norm["bound"]))
     return SampleSet(dataset, split, labels[keep], encoding, images=statistics(images[keep]), augment=augment)
+
+
+def load_training_samples(dataset: str, root, limit: int | tuple[int, int] | None = None,
+                          augment: bool = False) -> SampleSet:
+    """The training split as the trainers draw from it: colour images always cropped and flipped
+    (the paper's section 4.1.4); with ``augment``, MNIST digits shifted and real N-MNIST
+    recordings augmented event by event (:class:`EventAugment`)."""
+    images = dataset in ("cifar10", "svhn") or (augment and dataset == "mnist")
+    samples = load_samples(dataset, root, "train", limit, augment=images)
+    if augment and dataset == "nmnist":
+        samples = dataclasses.replace(samples, event_augment=EventAugment())
+    return samples
 
 
 def _colour_loader(dataset: str):

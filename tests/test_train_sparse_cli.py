@@ -29,10 +29,14 @@ def test_bad_options_are_one_line_errors(extra, message, nmnist_root, tmp_path, 
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_augment_needs_real_events(mnist_root, tmp_path, capsys):
+def test_augment_shifts_mnist_digits(mnist_root, tmp_path, capsys):
     args = ["train", "--arch", "lenet", "--dataset", "mnist", "--data", str(mnist_root), "--epochs", "1",
-            "--timesteps", "4", "--out", str(tmp_path / "m.npz"), "--no-progress", "--augment"]
-    assert main(args) == 2 and "--augment" in capsys.readouterr().err
+            "--timesteps", "2", "--limit", "32", "--test-limit", "8", "--out", str(tmp_path / "m.npz"),
+            "--no-progress", "--threads", "1", "--augment"]
+    assert main(args) == 0
+    assert "augmentation shifts of up to 2 pixels" in capsys.readouterr().out
+    args[args.index("mnist")] = "cifar10"  # colour images are always cropped and flipped
+    assert main(args) == 2 and "--augment applies to real N-MNIST recordings and to MNIST" in capsys.readouterr().err
 
 
 @pytest.mark.slow

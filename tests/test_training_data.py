@@ -10,7 +10,15 @@ pytest.importorskip("torch")
 from evsim.events import bin_events, to_frames  # noqa: E402
 from evsim.datasets.nmnist import read_nmnist  # noqa: E402
 from evsim.errors import DataError, InputError  # noqa: E402
-from evsim.datasets.samples import crop_and_flip, load_samples, subset  # noqa: E402
+from evsim.datasets.samples import (  # noqa: E402
+    MNIST_SHIFT,
+    augment_images,
+    crop_and_flip,
+    load_samples,
+    load_training_samples,
+    split_validation,
+    subset,
+)
 
 
 def test_nmnist_frames_are_the_engines_binning(nmnist_root):
@@ -50,6 +58,18 @@ def test_limit_is_a_fixed_spread_subset():
         subset(50, 0)
 
 
+def test_limit_range_takes_what_a_shorter_limit_left_out():
+    first, rest = subset(1000, 300), subset(1000, (300, 1000))
+    assert len(rest) == 700 and not np.intersect1d(first, rest).size
+    assert np.array_equal(np.union1d(first, rest), np.arange(1000))
+    assert np.array_equal(subset(1000, (0, 300)), first)
+    assert np.array_equal(np.union1d(subset(1000, (100, 250)), subset(1000, (250, 300))),
+                          np.setdiff1d(first, subset(1000, 100)))
+    for bad in ((5, 5), (7, 3), (1000, 1200)):
+        with pytest.raises(InputError):
+            subset(1000, bad)
+
+
 def test_crop_and_flip_moves_but_keeps_pixels():
     rng = np.random.default_rng(0)
     images = rng.random((20, 3, 32, 32)).astype(np.float32)
@@ -60,6 +80,30 @@ def test_crop_and_flip_moves_but_keeps_pixels():
     for i in range(20):
         values = set(np.round(images[i, 0].ravel(), 6)) | {0.0}
         assert set(np.round(out[i, 0].ravel(), 6)) <= values
+
+
+def test_mnist_shifts_move_digits_without_flipping_them():
+    rng = np.random.default_rng(0)
+    images = np.zeros((200, 1, 28, 28), np.float32)
+    images[:, 0, 8:20, 10:14] = rng.random((200, 12, 4)) + 0.5  # an asymmetric blob inside the border
+    out = augment_images("mnist", images, np.random.default_rng(1))
+    offsets = set()
+    for i in range(200):
+        # the output is the input translated by (dy, dx), |dy|, |dx| <= MNIST_SHIFT: never mirrored
+        found = [(dy, dx) for dy in range(-MNIST_SHIFT, MNIST_SHIFT + 1) for dx in range(-MNIST_SHIFT, MNIST_SHIFT + 1)
+                 if np.array_equal(np.roll(images[i], (dy, dx), axis=(1, 2)), out[i])]
+        assert len(found) == 1, i
+        offsets.add(found[0])
+    assert len(offsets) == (2 * MNIST_SHIFT + 1) ** 2  # every shift is drawn
+    assert np.array_equal(augment_images("mnist", images, np.random.default_rng(1)), out)  # seeded
+
+
+def test_augment_shifts_mnist_training_images_only(mnist_root):
+    plain = load_training_samples("mnist", mnist_root, limit=32)
+    shifted = load_training_samples("mnist", mnist_root, limit=32, augment=True)
+    assert not plain.augment and shifted.augment and shifted.event_augment is None
+    rest, validation = split_validation(shifted, 8)
+    assert rest.augment and not validation.augment
 
 
 def test_missing_data_is_a_data_error(tmp_path):

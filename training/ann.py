@@ -35,8 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evsim.datasets.augment import EventAugment
-from evsim.datasets.samples import SampleSet, crop_and_flip, load_samples, split_validation
+from evsim.datasets.samples import SampleSet, augment_images, load_samples, load_training_samples, split_validation
 from evsim.errors import DataError, InputError, ModelError
 from evsim.model.file import load_model, save_model
 from evsim.model.graph import INPUT, Graph
@@ -88,7 +87,7 @@ def analog_inputs(samples: SampleSet, batch: np.ndarray, timesteps: int, rng: np
     if samples.images is not None:
         images = samples.images[batch]
         if samples.augment:
-            images = crop_and_flip(images, rng)
+            images = augment_images(samples.dataset, images, rng)
         return images * np.float32(samples.encoding["scale"])
     return samples.inputs(batch, timesteps, rng).mean(axis=0, dtype=np.float32)
 
@@ -154,13 +153,11 @@ def train_ann(config: TrainConfig, log=print, progress: bool = True) -> list[dic
     if config.penalty.active or config.synops_budget is not None:
         raise InputError("the activity penalties and --synops-budget apply to spiking training, not to --ann")
     config = dataclasses.replace(config, optimizer=config.optimizer or ANN_OPTIMIZER).resolved()
-    train_set = load_samples(config.dataset, config.data, "train", config.limit, augment=config.dataset in ("cifar10", "svhn"))
+    train_set = load_training_samples(config.dataset, config.data, config.limit, config.augment)
     test_set = load_samples(config.dataset, config.data, "test", config.test_limit, encoding=train_set.encoding)
     val_set = None
     if config.val:
         train_set, val_set = split_validation(train_set, config.val)
-    if config.augment:  # real recordings: the analog input averages the augmented events' frames
-        train_set = dataclasses.replace(train_set, event_augment=EventAugment())
     for samples in (train_set, test_set):
         if len(samples) == 0:
             raise DataError(config.data, f"the {config.dataset} {samples.split} split here has no samples")

@@ -30,8 +30,7 @@ from evsim.model.graph import Graph
 from evsim.model.file import load_model
 from evsim.training.architectures import build
 from evsim.training.distributed import Distributed, join
-from evsim.datasets.augment import EventAugment
-from evsim.datasets.samples import SIMULATED, SampleSet, load_samples, split_validation
+from evsim.datasets.samples import MNIST_SHIFT, SIMULATED, SampleSet, load_samples, load_training_samples, split_validation
 from evsim.training.network import SpikingNetwork, save_trained
 from evsim.training.regularizers import ActivityPenalty, fan_outs, penalty_sum, synops_per_sample
 
@@ -58,7 +57,7 @@ class TrainConfig:
     dropout: float = 0.2
     optimizer: str | None = None  # None: adam for N-MNIST, sgd otherwise
     seed: int = 0
-    limit: int | None = None
+    limit: int | tuple[int, int] | None = None  # datasets.samples.subset
     test_limit: int | None = None
     device: str | None = None  # None: cuda when available
     checkpoint: Path | None = None  # None: <out>.checkpoint.pt
@@ -66,7 +65,7 @@ class TrainConfig:
     init: Path | None = None  # a model file to start from (fine-tuning) instead of random weights
     penalty: ActivityPenalty = ActivityPenalty()
     val: int = 0  # training samples held out for validation (stratified by label)
-    augment: bool = False  # augment real event recordings (evsim.datasets.augment)
+    augment: bool = False  # datasets.samples.load_training_samples: real N-MNIST events, MNIST shifts
     keep: str = "last"  # the exported model: the last epoch's, or the best by validation accuracy
     synops_budget: float | None = None  # with keep="best-val": only epochs whose validation synops per sample fit
     distributed: bool = False  # one rank of a DDP process group started by torchrun (evsim.training.distributed)
@@ -81,8 +80,9 @@ class TrainConfig:
             raise InputError("--keep best-val needs a validation split (--val N)")
         if self.synops_budget is not None and (self.keep != "best-val" or self.synops_budget <= 0):
             raise InputError("--synops-budget must be positive and goes with --keep best-val")
-        if self.augment and self.dataset != "nmnist":
-            raise InputError("--augment applies to real event recordings (--dataset nmnist)")
+        if self.augment and self.dataset not in ("nmnist", "mnist"):
+            raise InputError("--augment applies to real N-MNIST recordings and to MNIST (colour images are always "
+                             "cropped and flipped)")
         if self.val < 0:
             raise InputError(f"--val must not be negative, got {self.val}")
         for name in ("epochs", "timesteps", "batch_size"):
@@ -281,13 +281,11 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
 
 
 def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
-    train_set = load_samples(config.dataset, config.data, "train", config.limit, augment=config.dataset in ("cifar10", "svhn"))
+    train_set = load_training_samples(config.dataset, config.data, config.limit, config.augment)
     test_set = load_samples(config.dataset, config.data, "test", config.test_limit, encoding=train_set.encoding)
     val_set = None
     if config.val:
         train_set, val_set = split_validation(train_set, config.val)
-    if config.augment:
-        train_set = dataclasses.replace(train_set, event_augment=EventAugment())
     for samples in (train_set, test_set):
         if len(samples) == 0:
             hint = " (nmnist-sim leaves out MNIST training digits 1-1000 and test digits 1-100: real recordings show them)" if config.dataset == "nmnist-sim" else ""
@@ -322,7 +320,8 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
         f"milestones={list(config.milestones)}, batch {config.batch_size}, dropout {config.dropout}, "
         f"device {config.device}, {torch.get_num_threads()} threads")
     if penalty.active or config.augment:
-        log(f"activity penalty {penalty if penalty.active else 'off'}; augmentation {EventAugment() if config.augment else 'off'}")
+        augmentation = train_set.event_augment or (f"shifts of up to {MNIST_SHIFT} pixels" if config.augment else "off")
+        log(f"activity penalty {penalty if penalty.active else 'off'}; augmentation {augmentation}")
     budget = f" among those of at most {config.synops_budget:,.0f} validation synops per sample" if config.synops_budget else ""
     log(f"{config.out} will hold the {'best epoch by validation accuracy' + budget if config.keep == 'best-val' else 'last epoch'}; "
         f"{config.checkpoint} the last epoch")

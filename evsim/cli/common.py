@@ -36,6 +36,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def sample_range(text: str) -> int | tuple[int, int]:
+    """``--limit`` of training: N (a fixed random subset) or START:STOP (a slice of the same fixed
+    order, e.g. the samples a shorter ``--limit`` left out)."""
+    if ":" not in text:
+        return positive_int(text)
+    start, _, stop = text.partition(":")
+    try:
+        first, end = int(start), int(stop)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or START:STOP, got {text!r}") from None
+    if not 0 <= first < end:
+        raise argparse.ArgumentTypeError(f"START:STOP needs 0 <= START < STOP, got {text!r}")
+    return first, end
+
+
 # --- shared arguments ---------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from evsim.cli.common import (
     positive_int,
     print_json,
     require_torch,
+    sample_range,
     torch_device,
 )
 from evsim.datasets.samples import DATASETS
@@ -65,7 +66,8 @@ def register(subparsers) -> None:
                    help="train the ANN of the architecture instead (ReLU, average pooling, dropout, no biases; "
                         "the baseline `evsim convert` turns into an SNN)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint file (default: <out>.checkpoint.pt)")
-    p.add_argument("--limit", type=positive_int, help="train on a fixed random subset of N samples")
+    p.add_argument("--limit", type=sample_range, help="train on a fixed random subset of N samples; START:STOP takes "
+                   "positions START to STOP-1 of the same fixed order (the samples --limit START left out)")
     p.add_argument("--test-limit", type=positive_int, help="test on a fixed random subset of N samples")
     add_threads_argument(p, default=None, what="torch CPU threads")
     add_device_argument(p)
@@ -87,7 +89,8 @@ def register(subparsers) -> None:
     sparse.add_argument("--spike-l1", type=float, default=0.0, metavar="COEF",
                         help="add COEF x (all spikes) per sample to the loss")
     sparse.add_argument("--augment", action="store_true",
-                        help="augment real N-MNIST recordings: translation, event dropout, time jitter and stretch")
+                        help="augment the training data: real N-MNIST recordings by translation, event dropout, time "
+                             "jitter and stretch; MNIST digits by shifts of up to 2 pixels")
     sparse.add_argument("--val", type=int, default=0, metavar="N",
                         help="hold out N training samples, stratified by label (the same on every run), for validation")
     sparse.add_argument("--keep", choices=("last", "best-val"), default="last",
