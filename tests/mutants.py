@@ -118,6 +118,13 @@ MUTANTS = (
     Mutant("prophesee-no-sensor-bounds", "reader rejection", "datasets/prophesee.py",
            "        bad |= (x >= width) | (y >= height)\n", "        pass\n",
            ("tests/test_formats.py",)),
+    # --- training data: held-out stays held out, augmentation keeps the label
+    Mutant("limit-range-from-zero", "training data", "datasets/samples.py",
+           "permutation(count)[start:stop]", "permutation(count)[:stop]",
+           ("tests/test_training_data.py::test_limit_range_takes_what_a_shorter_limit_left_out",)),
+    Mutant("mnist-shifts-flip", "training data", "datasets/samples.py",
+           "padding=MNIST_SHIFT, flip=False)", "padding=MNIST_SHIFT, flip=True)",
+           ("tests/test_training_data.py::test_mnist_shifts_move_digits_without_flipping_them",)),
 )
 
 
