@@ -36,6 +36,7 @@ DATA_FOLDERS = {"nmnist-sim": "mnist"}  # nmnist-sim is simulated from the MNIST
 SUBSET_SEED = 0  # --limit picks the same samples on every run
 VALIDATION_SEED = 1  # --val holds out the same samples on every run, whatever the run's seed
 CROP_PADDING = 4
+IMAGE_DATASETS = ("mnist", "cifar10", "svhn")  # load_samples(augment=True) applies to these
 MNIST_SHIFT = 2  # --augment on MNIST: shifts of up to 2 pixels, no flips (a flipped digit is another glyph)
 
 
@@ -211,6 +212,9 @@ def load_samples(
     if dataset not in INPUT_SHAPES:
         raise InputError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     root = Path(root)
+    if augment and dataset not in IMAGE_DATASETS:
+        raise InputError(f"augment shifts and crops images; {dataset} recordings are augmented by EventAugment "
+                         "(load_training_samples)")
     if dataset in ("nmnist", "nmnist-sim"):
         from evsim.datasets.nmnist import NMNIST, SENSOR_SIZE
         from evsim.datasets.saccades import SimulatedNMNIST

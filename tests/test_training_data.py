@@ -104,6 +104,8 @@ def test_augment_shifts_mnist_training_images_only(mnist_root):
     assert not plain.augment and shifted.augment and shifted.event_augment is None
     rest, validation = split_validation(shifted, 8)
     assert rest.augment and not validation.augment
+    with pytest.raises(InputError):  # recordings are augmented event by event, not as images
+        load_samples("nmnist", mnist_root, "train", augment=True)
 
 
 def test_missing_data_is_a_data_error(tmp_path):
