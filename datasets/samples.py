@@ -37,6 +37,8 @@ SUBSET_SEED = 0  # --limit picks the same samples on every run
 VALIDATION_SEED = 1  # --val holds out the same samples on every run, whatever the run's seed
 CROP_PADDING = 4
 IMAGE_DATASETS = ("mnist", "cifar10", "svhn")  # load_samples(augment=True) applies to these
+ALWAYS_AUGMENTED = ("cifar10", "svhn")  # training images always cropped and flipped (the paper's section 4.1.4)
+AUGMENT_ON_REQUEST = ("mnist", "nmnist")  # load_training_samples(augment=True), `evsim train --augment`
 MNIST_SHIFT = 2  # --augment on MNIST: shifts of up to 2 pixels, no flips (a flipped digit is another glyph)
 
 
@@ -257,7 +259,7 @@ def load_training_samples(dataset: str, root, limit: int | tuple[int, int] | Non
     """The training split as the trainers draw from it: colour images always cropped and flipped
     (the paper's section 4.1.4); with ``augment``, MNIST digits shifted and real N-MNIST
     recordings augmented event by event (:class:`EventAugment`)."""
-    images = dataset in ("cifar10", "svhn") or (augment and dataset == "mnist")
+    images = dataset in ALWAYS_AUGMENTED or (augment and dataset == "mnist")
     samples = load_samples(dataset, root, "train", limit, augment=images)
     if augment and dataset == "nmnist":
         samples = dataclasses.replace(samples, event_augment=EventAugment())

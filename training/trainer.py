@@ -30,7 +30,15 @@ from evsim.model.graph import Graph
 from evsim.model.file import load_model
 from evsim.training.architectures import build
 from evsim.training.distributed import Distributed, join
-from evsim.datasets.samples import MNIST_SHIFT, SIMULATED, SampleSet, load_samples, load_training_samples, split_validation
+from evsim.datasets.samples import (
+    AUGMENT_ON_REQUEST,
+    MNIST_SHIFT,
+    SIMULATED,
+    SampleSet,
+    load_samples,
+    load_training_samples,
+    split_validation,
+)
 from evsim.training.network import SpikingNetwork, save_trained
 from evsim.training.regularizers import ActivityPenalty, fan_outs, penalty_sum, synops_per_sample
 
@@ -80,7 +88,7 @@ class TrainConfig:
             raise InputError("--keep best-val needs a validation split (--val N)")
         if self.synops_budget is not None and (self.keep != "best-val" or self.synops_budget <= 0):
             raise InputError("--synops-budget must be positive and goes with --keep best-val")
-        if self.augment and self.dataset not in ("nmnist", "mnist"):
+        if self.augment and self.dataset not in AUGMENT_ON_REQUEST:
             raise InputError("--augment applies to real N-MNIST recordings and to MNIST (colour images are always "
                              "cropped and flipped)")
         if self.val < 0:
