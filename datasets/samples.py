@@ -133,6 +133,61 @@ class SampleSet:
         return to_frames(binned, dtype=np.float32)
 
 
+@dataclass
+class SampleMix:
+    """Several sample sets of the same inputs trained on as one (the real N-MNIST recordings and a
+    draw of simulated ones): positions run through ``parts`` in order."""
+
+    parts: tuple[SampleSet, ...]
+
+    def __post_init__(self):
+        shapes = {part.input_shape for part in self.parts}
+        if len(shapes) != 1:
+            raise InputError(f"a mix needs one input shape, got {sorted(shapes)}")
+        self._starts = np.cumsum([0] + [len(part) for part in self.parts])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.concatenate([part.labels for part in self.parts])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.parts[0].input_shape
+
+    @property
+    def split(self) -> str:
+        return "+".join(f"{part.dataset}-{part.split}" for part in self.parts)
+
+    def inputs(self, batch: np.ndarray, timesteps: int, rng: np.random.Generator) -> np.ndarray:
+        """Input frames ``[T, B, C, H, W]`` of the samples at positions ``batch``, in that order."""
+        batch = np.asarray(batch, dtype=np.int64)
+        owner = np.searchsorted(self._starts, batch, side="right") - 1
+        frames = None
+        for index, part in enumerate(self.parts):
+            mine = np.flatnonzero(owner == index)
+            if len(mine) == 0:
+                continue
+            part_frames = part.inputs(batch[mine] - self._starts[index], timesteps, rng)
+            if frames is None:
+                frames = np.zeros((part_frames.shape[0], len(batch), *part_frames.shape[2:]), part_frames.dtype)
+            frames[:, mine] = part_frames
+        return frames
+
+
+def epoch_draw(count: int, per_epoch: int, epoch: int, seed: int = SUBSET_SEED) -> np.ndarray:
+    """Positions of the ``per_epoch`` samples of a pool of ``count`` that epoch ``epoch`` (from 0)
+    trains on: consecutive windows of one fixed random order, so no sample repeats until the pool
+    is used up, and a resumed run draws what an unbroken one would."""
+    if not 0 < per_epoch <= count:
+        raise InputError(f"a draw of {per_epoch} per epoch needs 1 to {count} (the pool's samples)")
+    order = np.random.default_rng(seed).permutation(count)
+    start = (epoch * per_epoch) % count
+    return np.sort(np.take(order, np.arange(start, start + per_epoch), mode="wrap"))
+
+
 def crop_and_flip(images: np.ndarray, rng: np.random.Generator, padding: int = CROP_PADDING,
                   flip: bool = True) -> np.ndarray:
     """Random ``padding``-pixel-padded crops and (with ``flip``) random horizontal flips

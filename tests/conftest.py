@@ -13,6 +13,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import settings
 
@@ -121,6 +122,24 @@ def nmnist_bin_files(nmnist_root, dvs_dir) -> list[Path]:
 def mnist_root() -> Path:
     """The first 500 MNIST test and 1000 training images and labels, as gzipped IDX files."""
     return TEST_DATA / "mnist"
+
+
+@pytest.fixture(scope="session")
+def simulated_mnist_root(mnist_root, tmp_path_factory) -> Path:
+    """An MNIST folder with 40 digits for the N-MNIST simulator (``nmnist-sim``): the vendored
+    1000 training digits (which real recordings show, so the simulator leaves them out) plus
+    test digits 201-240 as training digits 1001-1040; test digits 1-140."""
+    from evsim.datasets.mnist import load_mnist
+    from idx_files import write_idx
+
+    images, labels = load_mnist(mnist_root, "train")
+    test_images, test_labels = load_mnist(mnist_root, "test")
+    root = tmp_path_factory.mktemp("mnist")
+    write_idx(root / "train-images-idx3-ubyte", np.concatenate([images, test_images[200:240]]), 2051)
+    write_idx(root / "train-labels-idx1-ubyte", np.concatenate([labels, test_labels[200:240]]), 2049)
+    write_idx(root / "t10k-images-idx3-ubyte", test_images[:140], 2051)
+    write_idx(root / "t10k-labels-idx1-ubyte", test_labels[:140], 2049)
+    return root
 
 
 @pytest.fixture(scope="session")

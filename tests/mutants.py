@@ -125,6 +125,12 @@ MUTANTS = (
     Mutant("mnist-shifts-flip", "training data", "datasets/samples.py",
            "padding=MNIST_SHIFT, flip=False)", "padding=MNIST_SHIFT, flip=True)",
            ("tests/test_training_data.py::test_mnist_shifts_move_digits_without_flipping_them",)),
+    Mutant("mix-same-draw-every-epoch", "training data", "datasets/samples.py",
+           "start = (epoch * per_epoch) % count", "start = 0",
+           ("tests/test_training_data.py::test_epoch_draws_cover_the_pool_before_repeating",)),
+    Mutant("mix-simulated-dropped", "training data", "datasets/samples.py",
+           "        return int(self._starts[-1])", "        return int(self._starts[1])",
+           ("tests/test_train_sparse_cli.py::test_mix_simulated_adds_a_fresh_draw_of_simulated_recordings_each_epoch",)),
 )
 
 

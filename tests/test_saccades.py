@@ -12,7 +12,6 @@ from evsim.datasets.saccades import (
     AxisMove, DvsParams, SaccadePath, SimulatedNMNIST, simulate_saccades,
 )
 from evsim.errors import InputError
-from idx_files import write_idx
 
 
 @pytest.fixture(scope="module")
@@ -155,19 +154,13 @@ def test_the_dataset_leaves_out_the_digits_real_recordings_show(mnist_root):
         dataset[400]
 
 
-def test_training_on_simulated_digits_then_fine_tuning_on_real_recordings(tmp_path, mnist_root, nmnist_root, capsys):
+def test_training_on_simulated_digits_then_fine_tuning_on_real_recordings(tmp_path, mnist_root, simulated_mnist_root,
+                                                                            nmnist_root, capsys):
     pytest.importorskip("torch")
     from evsim.cli.main import main
     from evsim.model.file import load_model
 
-    images, labels = load_mnist(mnist_root, "train")
-    test_images, test_labels = load_mnist(mnist_root, "test")
-    root = tmp_path / "mnist"  # 1000 recorded + 40 more training digits, 140 test digits
-    root.mkdir()
-    write_idx(root / "train-images-idx3-ubyte", np.concatenate([images, test_images[200:240]]), 2051)
-    write_idx(root / "train-labels-idx1-ubyte", np.concatenate([labels, test_labels[200:240]]), 2049)
-    write_idx(root / "t10k-images-idx3-ubyte", test_images[:140], 2051)
-    write_idx(root / "t10k-labels-idx1-ubyte", test_labels[:140], 2049)
+    root = simulated_mnist_root
     assert len(load_samples("nmnist-sim", root, "train")) == 40
 
     assert main(["train", "--dataset", "nmnist-sim", "--data", str(mnist_root), "--arch", "lenet", "--epochs", "1",

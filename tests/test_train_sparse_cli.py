@@ -106,3 +106,23 @@ def test_with_no_epoch_in_the_budget_the_last_is_written_and_said(mnist_root, tm
     assert "among those of at most 1 validation synops per sample" in stdout
     assert "no epoch met the synops budget" in stdout and "the last (none met the synops budget)" in stdout
     assert load_model(out).graph.meta["epochs"] == 2
+
+
+def test_mix_simulated_adds_a_fresh_draw_of_simulated_recordings_each_epoch(nmnist_root, simulated_mnist_root,
+                                                                              tmp_path, capsys):
+    out = tmp_path / "mix.npz"
+    args = ["train", "--arch", "lenet", "--dataset", "nmnist", "--data", str(nmnist_root), "--epochs", "2",
+            "--timesteps", "4", "--batch-size", "8", "--mix-simulated", "24", "--simulated-data",
+            str(simulated_mnist_root), "--out", str(out), "--no-progress", "--threads", "1"]
+    assert main(args) == 0
+    assert "1 train + 24 simulated per epoch / 19 test samples" in capsys.readouterr().out
+    history = torch.load(f"{out}.checkpoint.pt", weights_only=True)["history"]
+    assert [h["train_samples"] for h in history] == [1 + 24, 1 + 24]  # the simulated ones are trained on
+    assert load_model(out).graph.meta["simulated_per_epoch"] == 24
+    simulated_only = [arg if arg != "nmnist" else "nmnist-sim" for arg in args]
+    for bad, message in ((args + ["--mix-simulated", "41"], "more than the 40 simulated recordings"),
+                         (args + ["--mix-simulated", "-1"], "must not be negative"),
+                         (simulated_only, "adds simulated recordings to real N-MNIST ones")):
+        assert main(bad) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1

@@ -12,8 +12,10 @@ from evsim.datasets.nmnist import read_nmnist  # noqa: E402
 from evsim.errors import DataError, InputError  # noqa: E402
 from evsim.datasets.samples import (  # noqa: E402
     MNIST_SHIFT,
+    SampleMix,
     augment_images,
     crop_and_flip,
+    epoch_draw,
     load_samples,
     load_training_samples,
     split_validation,
@@ -115,3 +117,30 @@ def test_missing_data_is_a_data_error(tmp_path):
         load_samples("nmnist", tmp_path, "train")
     with pytest.raises(InputError):
         load_samples("imagenet", tmp_path, "train")
+
+
+def test_a_mix_gives_each_parts_frames_in_batch_order(nmnist_root, mnist_root):
+    real = load_samples("nmnist", nmnist_root, "test")
+    first, second = real.take(np.arange(0, 5)), real.take(np.arange(10, 13))
+    mix = SampleMix((first, second))
+    assert len(mix) == 8 and list(mix.labels) == [*first.labels, *second.labels]
+    batch = np.array([6, 0, 4, 5, 7])  # across the boundary, out of order
+    frames = mix.inputs(batch, 20, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    expected = np.concatenate([first.inputs(np.array([0, 4]), 20, rng), second.inputs(np.array([1, 0, 2]), 20, rng)],
+                              axis=1)
+    np.testing.assert_array_equal(frames, expected[:, [2, 0, 1, 3, 4]])
+    with pytest.raises(InputError, match="one input shape"):
+        SampleMix((first, load_samples("mnist", mnist_root, "test", limit=4)))
+
+
+def test_epoch_draws_cover_the_pool_before_repeating():
+    draws = [epoch_draw(10, 3, epoch, seed=4) for epoch in range(4)]
+    assert all(len(d) == 3 and list(d) == sorted(d) for d in draws)
+    assert len(np.unique(np.concatenate(draws[:3]))) == 9  # three epochs: nine different samples
+    assert set(draws[3]) - set(np.concatenate(draws[:3])) != set()  # the tenth comes in the fourth, with a wrap
+    assert np.array_equal(epoch_draw(10, 3, 2, seed=4), draws[2])  # a resumed run draws the same
+    assert not np.array_equal(epoch_draw(10, 3, 0, seed=5), draws[0])
+    for per_epoch in (0, 11):
+        with pytest.raises(InputError, match="per epoch"):
+            epoch_draw(10, per_epoch, 0)

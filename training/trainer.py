@@ -34,7 +34,10 @@ from evsim.datasets.samples import (
     AUGMENT_ON_REQUEST,
     MNIST_SHIFT,
     SIMULATED,
+    SampleMix,
     SampleSet,
+    default_root,
+    epoch_draw,
     load_samples,
     load_training_samples,
     split_validation,
@@ -76,6 +79,8 @@ class TrainConfig:
     augment: bool = False  # datasets.samples.load_training_samples: real N-MNIST events, MNIST shifts
     keep: str = "last"  # the exported model: the last epoch's, or the best by validation accuracy
     synops_budget: float | None = None  # with keep="best-val": only epochs whose validation synops per sample fit
+    mix_simulated: int = 0  # simulated N-MNIST recordings added to each epoch of real ones, a fresh draw each epoch
+    simulated_data: Path | None = None  # the MNIST folder they are simulated from; None: default_root("nmnist-sim")
     distributed: bool = False  # one rank of a DDP process group started by torchrun (evsim.training.distributed)
 
     def resolved(self) -> "TrainConfig":
@@ -91,6 +96,10 @@ class TrainConfig:
         if self.augment and self.dataset not in AUGMENT_ON_REQUEST:
             raise InputError("--augment applies to real N-MNIST recordings and to MNIST (colour images are always "
                              "cropped and flipped)")
+        if self.mix_simulated < 0:
+            raise InputError(f"--mix-simulated must not be negative, got {self.mix_simulated}")
+        if self.mix_simulated and self.dataset != "nmnist":
+            raise InputError("--mix-simulated adds simulated recordings to real N-MNIST ones (--dataset nmnist)")
         if self.val < 0:
             raise InputError(f"--val must not be negative, got {self.val}")
         for name in ("epochs", "timesteps", "batch_size"):
@@ -103,6 +112,7 @@ class TrainConfig:
             milestones=tuple(DEFAULT_MILESTONES[optimizer] if self.milestones is None else self.milestones),
             device=self.device or ("cuda" if torch.cuda.is_available() else "cpu"),
             checkpoint=Path(self.checkpoint or f"{self.out}.checkpoint.pt"),
+            simulated_data=(Path(self.simulated_data or default_root("nmnist-sim")) if self.mix_simulated else None),
         )
 
 
@@ -298,6 +308,12 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
         if len(samples) == 0:
             hint = " (nmnist-sim leaves out MNIST training digits 1-1000 and test digits 1-100: real recordings show them)" if config.dataset == "nmnist-sim" else ""
             raise DataError(config.data, f"the {config.dataset} {samples.split} split here has no samples{hint}")
+    simulated = None
+    if config.mix_simulated:  # validation and test stay real recordings only
+        simulated = load_samples("nmnist-sim", config.simulated_data, "train", encoding=train_set.encoding)
+        if config.mix_simulated > len(simulated):
+            raise InputError(f"--mix-simulated {config.mix_simulated} is more than the {len(simulated)} simulated "
+                             f"recordings {config.simulated_data} offers")
     graph = build(config.arch, train_set.input_shape, config.timesteps)
     graph = dataclasses.replace(graph, encoding=train_set.encoding,
                                 meta={"arch": config.arch, "dataset": config.dataset})
@@ -322,7 +338,8 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
         distributed.wrap(network)
         log(f"distributed: {distributed.world} ranks ({distributed.backend}), {config.batch_size} samples per "
             f"mini-batch in all, about {config.batch_size // distributed.world} per rank")
-    split = f"{len(train_set)} train / {len(val_set)} validation / {len(test_set)} test" if val_set else f"{len(train_set)} train / {len(test_set)} test"
+    trained = f"{len(train_set)} train" + (f" + {config.mix_simulated} simulated per epoch" if simulated else "")
+    split = f"{trained} / {len(val_set)} validation / {len(test_set)} test" if val_set else f"{trained} / {len(test_set)} test"
     log(f"{config.arch} on {config.dataset}: {network.parameter_count:,} weights, T={config.timesteps}, "
         f"{split} samples, {config.optimizer} lr={config.lr} "
         f"milestones={list(config.milestones)}, batch {config.batch_size}, dropout {config.dropout}, "
@@ -337,7 +354,9 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
         lr = optimizer.param_groups[0]["lr"]
         rank = 0 if distributed is None else distributed.rank
         torch.manual_seed(config.seed * 1_000_003 + epoch + (rank << 40))  # dropout masks, each rank its own
-        fit = run_epoch(network, train_set, config.timesteps, config.batch_size,
+        epoch_set = train_set if simulated is None else SampleMix(
+            (train_set, simulated.take(epoch_draw(len(simulated), config.mix_simulated, epoch, config.seed))))
+        fit = run_epoch(network, epoch_set, config.timesteps, config.batch_size,
                         np.random.default_rng([config.seed, epoch]), optimizer, progress,
                         f"epoch {epoch + 1}/{config.epochs}", penalty=penalty, distributed=distributed)
         schedule.step()
@@ -345,7 +364,7 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
         test = evaluate(network, test_set, config.timesteps, config.batch_size, config.seed, progress, penalty, distributed)
         record = {
             "epoch": epoch + 1, "lr": lr,
-            "train_loss": fit.loss, "train_accuracy": fit.accuracy,
+            "train_samples": fit.samples, "train_loss": fit.loss, "train_accuracy": fit.accuracy,
             "train_penalty": fit.penalty, "train_synops": fit.synops,
             "test_loss": test.loss, "test_accuracy": test.accuracy, "test_synops": test.synops,
             "train_seconds": fit.seconds, "test_seconds": test.seconds,
@@ -367,6 +386,8 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
         none_fits = config.keep == "best-val" and best_epoch is None and epoch + 1 == config.epochs
         if config.keep == "last" or best_epoch == epoch + 1 or none_fits:
             meta = {"val_accuracy": val.accuracy, "val_samples": len(val_set), "val_synops": val.synops} if val is not None else {}
+            if simulated is not None:
+                meta["simulated_per_epoch"] = config.mix_simulated
             save_trained(config.out, network, epochs=epoch + 1, accuracy=test.accuracy,
                          test_samples=len(test_set), train_samples=len(train_set), **meta)
             if none_fits:

@@ -91,6 +91,11 @@ def register(subparsers) -> None:
     sparse.add_argument("--augment", action="store_true",
                         help="augment the training data: real N-MNIST recordings by translation, event dropout, time "
                              "jitter and stretch; MNIST digits by shifts of up to 2 pixels")
+    sparse.add_argument("--mix-simulated", type=int, default=0, metavar="N",
+                        help="with --dataset nmnist: add N simulated recordings to each epoch's real ones, a fresh "
+                             "draw each epoch (validation and test stay real)")
+    sparse.add_argument("--simulated-data", type=Path, metavar="PATH",
+                        help="the MNIST folder --mix-simulated simulates from (default: $EVSIM_DATA/mnist)")
     sparse.add_argument("--val", type=int, default=0, metavar="N",
                         help="hold out N training samples, stratified by label (the same on every run), for validation")
     sparse.add_argument("--keep", choices=("last", "best-val"), default="last",
@@ -143,6 +148,8 @@ def run(args) -> int:
         ),
         val=args.val,
         augment=args.augment,
+        mix_simulated=args.mix_simulated,
+        simulated_data=args.simulated_data,
         keep=args.keep,
         synops_budget=args.synops_budget,
         distributed=args.distributed,
