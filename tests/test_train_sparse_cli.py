@@ -19,6 +19,7 @@ from evsim.model.file import load_model  # noqa: E402
         (["--val", "-3"], "--val"),
         (["--synops-penalty=-1e-7"], "must not be negative"),
         (["--synops-target", "0"], "synops-target"),
+        (["--ann", "--mix-simulated", "10"], "apply to spiking training"),
     ],
 )
 def test_bad_options_are_one_line_errors(extra, message, nmnist_root, tmp_path, capsys):

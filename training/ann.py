@@ -150,8 +150,9 @@ def train_ann(config: TrainConfig, log=print, progress: bool = True) -> list[dic
     ``keep="best-val"``. Returns the per-epoch history."""
     if config.resume:
         raise InputError("--resume is for spiking training; an ANN trains in minutes: start again")
-    if config.penalty.active or config.synops_budget is not None:
-        raise InputError("the activity penalties and --synops-budget apply to spiking training, not to --ann")
+    if config.penalty.active or config.synops_budget is not None or config.mix_simulated:
+        raise InputError("the activity penalties, --synops-budget and --mix-simulated apply to spiking training, "
+                         "not to --ann")
     config = dataclasses.replace(config, optimizer=config.optimizer or ANN_OPTIMIZER).resolved()
     train_set = load_training_samples(config.dataset, config.data, config.limit, config.augment)
     test_set = load_samples(config.dataset, config.data, "test", config.test_limit, encoding=train_set.encoding)
