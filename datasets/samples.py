@@ -157,10 +157,6 @@ class SampleMix:
     def input_shape(self) -> tuple[int, int, int]:
         return self.parts[0].input_shape
 
-    @property
-    def split(self) -> str:
-        return "+".join(f"{part.dataset}-{part.split}" for part in self.parts)
-
     def inputs(self, batch: np.ndarray, timesteps: int, rng: np.random.Generator) -> np.ndarray:
         """Input frames ``[T, B, C, H, W]`` of the samples at positions ``batch``, in that order."""
         batch = np.asarray(batch, dtype=np.int64)
