@@ -20,6 +20,7 @@ from evsim.model.file import load_model  # noqa: E402
         (["--synops-penalty=-1e-7"], "must not be negative"),
         (["--synops-target", "0"], "synops-target"),
         (["--ann", "--mix-simulated", "10"], "apply to spiking training"),
+        (["--simulated-data", "mnist"], "pass --mix-simulated too"),
     ],
 )
 def test_bad_options_are_one_line_errors(extra, message, nmnist_root, tmp_path, capsys):

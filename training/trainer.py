@@ -98,6 +98,8 @@ class TrainConfig:
                              "cropped and flipped)")
         if self.mix_simulated < 0:
             raise InputError(f"--mix-simulated must not be negative, got {self.mix_simulated}")
+        if self.simulated_data is not None and not self.mix_simulated:
+            raise InputError("--simulated-data names where --mix-simulated N draws from; pass --mix-simulated too")
         if self.mix_simulated and self.dataset != "nmnist":
             raise InputError("--mix-simulated adds simulated recordings to real N-MNIST ones (--dataset nmnist)")
         if self.val < 0:
