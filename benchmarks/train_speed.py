@@ -7,7 +7,9 @@ PyTorch, one conv/linear call per step), and what issue 12's sparse training add
 Runs LeNet training steps (forward, backward, SGD/Adam update; input encoding included) on real
 samples and prints samples/s for: the layer-major forward; the same with the synops penalty of
 ``--synops-penalty`` (default 1e-7) and, for N-MNIST, ``--augment``'s event augmentation, as
-the sparse models were trained; and the step-by-step loop. Data: the shared data folder when there is one,
+the sparse models were trained; the same with the firing recurrence as the torch loop instead of
+evsim.training.recurrence's Numba kernels (identical results; the kernels' gain); and the
+step-by-step loop. Data: the shared data folder when there is one,
 else the small samples vendored in tests/data.
 
 With ``--profile`` it runs the sparse configuration alone under torch's profiler and prints its
@@ -35,6 +37,7 @@ from evsim.datasets.samples import load_samples
 from evsim.errors import EvsimError
 from evsim.training.architectures import lenet
 from evsim.training.network import SpikingNetwork
+from evsim.training.neurons import torch_recurrence
 from evsim.training.regularizers import ActivityPenalty
 from evsim.training.trainer import TrainConfig, make_optimizer, retain_freed_memory, run_epoch
 
@@ -70,19 +73,21 @@ def main() -> None:
                "threads": args.threads, "retain_freed_memory": not args.plain_malloc, "torch": torch.__version__}
     sparse = ActivityPenalty(synops=1e-7).check(graph)
     augmented = dataclasses.replace(samples, event_augment=EventAugment()) if args.dataset == "nmnist" else samples
-    for kind in ("layer_major_sparse",) if args.profile else ("layer_major", "layer_major_sparse", "stepwise"):
+    kinds = ("layer_major", "layer_major_sparse", "layer_major_sparse_torch_recurrence", "stepwise")
+    for kind in ("layer_major_sparse",) if args.profile else kinds:
         torch.manual_seed(0)
         network = SpikingNetwork(graph, dropout=0.2)
         optimizer, _ = make_optimizer(network, TrainConfig(
             "lenet", args.dataset, root, Path("unused"), 1, args.timesteps).resolved())
         rng = np.random.default_rng(0)
         warm = load_samples(args.dataset, root, split, limit=args.batch_size)
-        penalty = sparse if kind == "layer_major_sparse" else ActivityPenalty()
-        timed = augmented if kind == "layer_major_sparse" else samples
+        penalty = sparse if kind.startswith("layer_major_sparse") else ActivityPenalty()
+        timed = augmented if kind.startswith("layer_major_sparse") else samples
+        recurrence = torch_recurrence() if kind.endswith("torch_recurrence") else contextlib.nullcontext()
         run_epoch(network, warm, args.timesteps, args.batch_size, rng, optimizer, stepwise=kind == "stepwise",
                   penalty=penalty)
         start = time.perf_counter()
-        with profile(activities=[ProfilerActivity.CPU]) if args.profile else contextlib.nullcontext() as prof:
+        with recurrence, profile(activities=[ProfilerActivity.CPU]) if args.profile else contextlib.nullcontext() as prof:
             result = run_epoch(network, timed, args.timesteps, args.batch_size, rng, optimizer,
                                stepwise=kind == "stepwise", penalty=penalty)
         seconds = time.perf_counter() - start
@@ -96,6 +101,8 @@ def main() -> None:
               flush=True)
     results["speedup"] = round(results["layer_major_samples_per_s"] / results["stepwise_samples_per_s"], 2)
     results["sparse_training_cost"] = round(results["layer_major_samples_per_s"] / results["layer_major_sparse_samples_per_s"], 2)
+    results["recurrence_kernels_speedup"] = round(
+        results["layer_major_sparse_samples_per_s"] / results["layer_major_sparse_torch_recurrence_samples_per_s"], 2)
     print(json.dumps(results))
 
 

@@ -131,6 +131,13 @@ MUTANTS = (
     Mutant("mix-simulated-dropped", "training data", "datasets/samples.py",
            "        return int(self._starts[-1])", "        return int(self._starts[1])",
            ("tests/test_train_sparse_cli.py::test_mix_simulated_adds_a_fresh_draw_of_simulated_recordings_each_epoch",)),
+    Mutant("recurrence-kernel-leak-correction", "training gradients", "training/recurrence.py",
+           "                    trace[i - lo] = trace[i - lo] * leak + s\n",
+           "                    trace[i - lo] = trace[i - lo] + s\n",
+           ("tests/test_training_recurrence.py",)),
+    Mutant("recurrence-kernel-path-cut", "training gradients", "training/recurrence.py",
+           "if fired[t, i] else grad[t + 1, i]", "if fired[t, i] else zero",
+           ("tests/test_training_recurrence.py",)),
 )
 
 

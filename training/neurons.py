@@ -11,7 +11,9 @@ population's projections applied to their sources' spikes at step ``t``)::
 
 The network is feed-forward, so a population's currents for all ``T`` steps can be computed
 before its recurrence runs ("layer-major"); the Functions here take the currents of the whole
-window ``I [T, B, ...]`` and run the recurrence in one fused loop over time.
+window ``I [T, B, ...]`` and run the recurrence in one fused loop over time. On the CPU the
+paper's rule runs as the Numba kernels of evsim.training.recurrence (one pass over memory instead
+of about ten; the same bits), elsewhere, and for the other rules, as the torch loop below.
 
 Backward (paper eq. 22-24 and the authors' code). For a firing population, with ``fired[t]`` the
 forward spikes and ``g_s[t]`` the gradient arriving at the spikes::
@@ -50,9 +52,12 @@ neuron fired. What changes is the path through the membrane::
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
+
+from evsim.training.recurrence import dtype_scalars, fire_backward, fire_forward, use_threads
 
 
 def leak_correction(spikes: torch.Tensor, leak: float) -> torch.Tensor:
@@ -82,6 +87,38 @@ def fire_test(membrane: torch.Tensor, threshold, rule, out=None) -> torch.Tensor
     return torch.gt(membrane, threshold, out=out)
 
 
+_KERNELS = {"on": True}
+
+
+@contextlib.contextmanager
+def torch_recurrence():
+    """Within this block the paper's rule runs as the torch loop, not the Numba kernels (for
+    comparing the two: identical results, different speed)."""
+    before = _KERNELS["on"]
+    _KERNELS["on"] = False
+    try:
+        yield
+    finally:
+        _KERNELS["on"] = before
+
+
+def _fused(current: torch.Tensor) -> bool:
+    """Whether evsim.training.recurrence's kernels run the paper's rule for these currents."""
+    return (_KERNELS["on"] and current.device.type == "cpu" and current.dtype in (torch.float32, torch.float64)
+            and current.dim() >= 2)
+
+
+def _layout(tensor: torch.Tensor) -> tuple[int, ...]:
+    """The order of dimensions in which ``tensor`` is stored, time first (channels-last: T, B, H, W, C),
+    so that ``permute(order).contiguous()`` is free for the layouts convolutions give."""
+    rest = sorted(range(1, tensor.dim()), key=lambda d: (-tensor.stride(d), d))
+    return (0, *rest)
+
+
+def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted(range(len(order)), key=order.__getitem__))
+
+
 class FiringRecurrence(torch.autograd.Function):
     """Currents ``[T, B, ...]`` -> spikes ``[T, B, ...]`` of a firing population (see module doc).
 
@@ -95,6 +132,8 @@ class FiringRecurrence(torch.autograd.Function):
     def forward(ctx, current, threshold, leak: float, surrogate, corrected: bool, rule=None):
         if rule is not None:
             return FiringRecurrence._forward_rule(ctx, current, threshold, leak, surrogate, corrected, rule)
+        if _fused(current) and not torch.is_tensor(threshold) and not torch.is_tensor(surrogate):
+            return FiringRecurrence._forward_fused(ctx, current, threshold, leak, surrogate, corrected)
         fired = torch.empty_like(current, dtype=torch.bool)  # keeps a channels-last layout
         membrane = torch.zeros_like(current[0])
         for t in range(current.shape[0]):
@@ -112,6 +151,25 @@ class FiringRecurrence(torch.autograd.Function):
             ctx.save_for_backward(fired, scale)
             ctx.keep = None
         return spikes
+
+    @staticmethod
+    def _forward_fused(ctx, current, threshold, leak, surrogate, corrected):
+        """The loop above in one pass of evsim.training.recurrence's kernel (identical results)."""
+        order = _layout(current)
+        flat = current.permute(order).contiguous()
+        fired = torch.empty_like(flat, dtype=torch.bool)
+        scale = torch.empty_like(flat[0])
+        steps = flat.shape[0]
+        use_threads(torch.get_num_threads())
+        fire_forward(flat.detach().numpy().reshape(steps, -1),
+                     *dtype_scalars(flat.detach().numpy().dtype, threshold, leak, surrogate), corrected,
+                     fired.numpy().reshape(steps, -1), scale.numpy().reshape(-1))
+        spikes = fired.to(current.dtype)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(fired, scale)
+            ctx.keep = None
+            ctx.order = order
+        return spikes.permute(_inverse(order))
 
     @staticmethod
     def _forward_rule(ctx, current, threshold, leak, surrogate, corrected, rule):
@@ -152,6 +210,15 @@ class FiringRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes):
         fired, scale = ctx.saved_tensors
+        order = getattr(ctx, "order", None)
+        if order is not None:  # the fused forward: fired and scale are in its layout
+            flat = grad_spikes.permute(order).contiguous()
+            grad = torch.empty_like(flat)
+            steps = flat.shape[0]
+            use_threads(torch.get_num_threads())
+            fire_backward(flat.numpy().reshape(steps, -1), fired.numpy().reshape(steps, -1),
+                          scale.numpy().reshape(-1), grad.numpy().reshape(steps, -1))
+            return grad.permute(_inverse(order)), None, None, None, None, None
         grad = grad_spikes * scale  # g_s[t] * factor * surrogate, for every t at once
         last = grad.shape[0] - 1
         grad[last].mul_(fired[last])
