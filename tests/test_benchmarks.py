@@ -208,3 +208,18 @@ def test_scaling_quick(model_path, nmnist_root, tmp_path, capsys, monkeypatch):
         first = next(iter(row["rates"].values()))  # calibrated to 8 % on other images
         assert 0.04 < first < 0.16
         assert row["synops"] < row["dense_macs"]
+
+
+def test_train_speed_times_both_recurrences(nmnist_root, capsys, monkeypatch):
+    """benchmarks/train_speed.py end to end on a few bundled recordings (T = 4): every kind is timed."""
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("train_speed", REPO / "benchmarks" / "train_speed.py")
+    train_speed = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_speed", train_speed)
+    spec.loader.exec_module(train_speed)
+    train_speed.main(["--dataset", "nmnist", "--data", str(nmnist_root), "--timesteps", "4", "--batch-size", "4",
+                      "--batches", "1", "--rounds", "2"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    kinds = ("layer_major", "layer_major_sparse", "layer_major_sparse_torch_recurrence", "stepwise")
+    assert all(report[f"{kind}_samples_per_s"] > 0 for kind in kinds)
+    assert report["recurrence_kernels_speedup"] > 0
