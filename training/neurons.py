@@ -53,6 +53,7 @@ neuron fired. What changes is the path through the membrane::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 
 import torch
@@ -87,25 +88,24 @@ def fire_test(membrane: torch.Tensor, threshold, rule, out=None) -> torch.Tensor
     return torch.gt(membrane, threshold, out=out)
 
 
-_KERNELS = {"on": True}
+_TORCH_LOOP = contextvars.ContextVar("torch_recurrence", default=False)
 
 
 @contextlib.contextmanager
 def torch_recurrence():
     """Within this block the paper's rule runs as the torch loop, not the Numba kernels (for
     comparing the two: identical results, different speed)."""
-    before = _KERNELS["on"]
-    _KERNELS["on"] = False
+    token = _TORCH_LOOP.set(True)
     try:
         yield
     finally:
-        _KERNELS["on"] = before
+        _TORCH_LOOP.reset(token)
 
 
 def _fused(current: torch.Tensor) -> bool:
     """Whether evsim.training.recurrence's kernels run the paper's rule for these currents."""
-    return (_KERNELS["on"] and current.device.type == "cpu" and current.dtype in (torch.float32, torch.float64)
-            and current.dim() >= 2)
+    return (not _TORCH_LOOP.get() and current.device.type == "cpu"
+            and current.dtype in (torch.float32, torch.float64) and current.dim() >= 2)
 
 
 def _layout(tensor: torch.Tensor) -> tuple[int, ...]:
@@ -159,11 +159,10 @@ class FiringRecurrence(torch.autograd.Function):
         flat = current.permute(order).contiguous()
         fired = torch.empty_like(flat, dtype=torch.bool)
         scale = torch.empty_like(flat[0])
-        steps = flat.shape[0]
+        currents = flat.detach().numpy().reshape(flat.shape[0], -1)
         use_threads(torch.get_num_threads())
-        fire_forward(flat.detach().numpy().reshape(steps, -1),
-                     *dtype_scalars(flat.detach().numpy().dtype, threshold, leak, surrogate), corrected,
-                     fired.numpy().reshape(steps, -1), scale.numpy().reshape(-1))
+        fire_forward(currents, *dtype_scalars(currents.dtype, threshold, leak, surrogate), corrected,
+                     fired.numpy().reshape(currents.shape), scale.numpy().reshape(-1))
         spikes = fired.to(current.dtype)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(fired, scale)
