@@ -223,3 +223,15 @@ def test_train_speed_times_both_recurrences(nmnist_root, capsys, monkeypatch):
     kinds = ("layer_major", "layer_major_sparse", "layer_major_sparse_torch_recurrence", "stepwise")
     assert all(report[f"{kind}_samples_per_s"] > 0 for kind in kinds)
     assert report["recurrence_kernels_speedup"] > 0
+
+
+def test_train_epoch_ab_times_both_paths(nmnist_root, simulated_mnist_root, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("train_epoch_ab", REPO / "benchmarks" / "train_epoch_ab.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_epoch_ab", module)
+    spec.loader.exec_module(module)
+    module.main(["--data", str(nmnist_root), "--simulated-data", str(simulated_mnist_root), "--threads", "1",
+                 "--rounds", "2", "--real", "1", "--simulated", "4", "--timesteps", "4"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [len(v) for v in report["train_seconds"].values()] == [2, 2] and report["kernels_speedup"] > 0
