@@ -3,6 +3,7 @@ other, dropout, the paper's architectures, a real (small) training run, and mode
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -20,12 +21,28 @@ from evsim.training.network import (  # noqa: E402
     parameter_count,
     save_trained,
 )
-from evsim.training.neurons import FiringRecurrence, LeakAsIdentity, OutputIntegrator, leak_correction  # noqa: E402
+from evsim.training.neurons import (  # noqa: E402
+    FiringRecurrence,
+    LeakAsIdentity,
+    OutputIntegrator,
+    leak_correction,
+    torch_recurrence,
+)
+
+
+
+@pytest.fixture(params=["kernels", "torch_loop"])
+def recurrence(request):
+    """The gradient tests run on both paths of the paper's rule: the Numba kernels (CPU) and the
+    torch loop (GPUs; the reference the kernels are checked against bit for bit)."""
+    with torch_recurrence() if request.param == "torch_loop" else contextlib.nullcontext():
+        yield request.param
+
 
 # ------------------------------------------------------------------ one neuron, exact numbers
 
 
-def test_lif_backward_single_neuron_exact():
+def test_lif_backward_single_neuron_exact(recurrence):
     # threshold 1, leak 0.9, currents 0.6, 0.6, 1.2, 0.3:
     #   t0: V = 0.6 -> no spike, V = 0.54;  t1: V = 1.14 -> spike;  t2: V = 1.2 -> spike;
     #   t3: V = 0.3 -> no spike.  f: 0, 1, 1.9, 1.71 after each step; gamma = 2.
@@ -63,7 +80,7 @@ def one_neuron_gradients(kind, threshold, leak, timesteps, w1, w2=0.7):
 @pytest.mark.parametrize("leak", [0.5, 0.9, 0.99])
 @pytest.mark.parametrize("timesteps", [1, 4, 25])
 @pytest.mark.parametrize("threshold", [0.5, 1.0, 1.6])
-def test_gradient_of_a_neuron_firing_every_step_is_the_closed_form(threshold, timesteps, leak):
+def test_gradient_of_a_neuron_firing_every_step_is_the_closed_form(threshold, timesteps, leak, recurrence):
     """Eq. 22 in closed form. With an input above threshold at every step the neuron fires every
     step, so f = sum_t leak^(T-1-t) = (1 - leak^T) / (1 - leak) and gamma = T; the reset cuts the
     path through the membrane, so d output / d w1 = w2 / T * sum_t (1 / threshold) * factor with
@@ -79,7 +96,7 @@ def test_gradient_of_a_neuron_firing_every_step_is_the_closed_form(threshold, ti
 
 
 @pytest.mark.parametrize("threshold", [0.5, 1.0, 1.6])
-def test_no_leak_means_no_correction(threshold):
+def test_no_leak_means_no_correction(threshold, recurrence):
     """leak 1: ln(leak) = 0, so the factor is 1 for any firing pattern (here every other step)."""
     g1, _, spikes = one_neuron_gradients("lif", threshold, 1.0, 8, w1=0.6 * threshold, w2=0.7)
     assert spikes.tolist() == [0.0, 1.0] * 4
@@ -88,7 +105,7 @@ def test_no_leak_means_no_correction(threshold):
 
 
 @pytest.mark.parametrize("leak", [1.0, 0.8])
-def test_pool_neurons_have_slope_one_and_no_correction(leak):
+def test_pool_neurons_have_slope_one_and_no_correction(leak, recurrence):
     g1, _, spikes = one_neuron_gradients("pool", 0.75, leak, 6, w1=1.0, w2=0.7)
     assert spikes.tolist() == [1.0] * 6
     assert g1 == pytest.approx(0.7, rel=1e-12)  # whatever the leak and threshold
@@ -175,7 +192,7 @@ def authors_formulation_gradients(graph, weights, inputs, labels):
     return output.detach(), {name: t.grad.numpy() for name, t in w.items()}, trains
 
 
-def test_gradients_equal_the_authors_formulation():
+def test_gradients_equal_the_authors_formulation(recurrence):
     rng = np.random.default_rng(5)
     graph = Graph(
         input_shape=(1, 3, 4),
@@ -206,7 +223,7 @@ def test_gradients_equal_the_authors_formulation():
         np.testing.assert_allclose(network.weight(name).grad.numpy(), grad, rtol=1e-10, atol=1e-13)
 
 
-def test_never_firing_neuron_gets_no_gradient_and_output_gradient_is_one_over_T():
+def test_never_firing_neuron_gets_no_gradient_and_output_gradient_is_one_over_T(recurrence):
     current = torch.full((5, 1, 3), 0.1, dtype=torch.float64, requires_grad=True)
     FiringRecurrence.apply(current, 1.0, 0.99, 1.0, True).sum().backward()
     assert torch.count_nonzero(current.grad) == 0
@@ -342,7 +359,7 @@ def tiny_case(seed=0):
 
 
 @pytest.mark.parametrize("stepwise", [False, True], ids=["layer-major", "stepwise"])
-def test_backward_matches_numpy_reference(stepwise):
+def test_backward_matches_numpy_reference(stepwise, recurrence):
     graph, weights, inputs, labels = tiny_case()
     ref_out, ref_grads, ref_trains = reference_gradients(graph, weights, inputs, labels)
     for name in ("c1", "p1", "f1"):  # the case must exercise spikes and silence in every layer
@@ -422,7 +439,7 @@ def first_flip_margin(network, inputs, records_a, records_b) -> float | None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_layer_major_equals_stepwise(dtype):
+def test_layer_major_equals_stepwise(dtype, recurrence):
     graph = residual_graph()
     torch.manual_seed(1)
     network = SpikingNetwork(graph, dropout=0.25).to(dtype).train()
