@@ -161,8 +161,10 @@ class FiringRecurrence(torch.autograd.Function):
         scale = torch.empty_like(flat[0])
         currents = flat.detach().numpy().reshape(flat.shape[0], -1)
         use_threads(torch.get_num_threads())
-        fire_forward(currents, *dtype_scalars(currents.dtype, threshold, leak, surrogate), corrected,
-                     fired.numpy().reshape(currents.shape), scale.numpy().reshape(-1))
+        # without a backward (evaluation) eq. 22's trace and count would be computed for nothing
+        fire_forward(currents, *dtype_scalars(currents.dtype, threshold, leak, surrogate),
+                     corrected and ctx.needs_input_grad[0], fired.numpy().reshape(currents.shape),
+                     scale.numpy().reshape(-1))
         spikes = fired.to(current.dtype)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(fired, scale)
