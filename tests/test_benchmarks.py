@@ -180,11 +180,17 @@ def test_report_rejects_bad_timesteps(model_path, nmnist_root, tmp_path, bad):
 
 
 @pytest.mark.slow
+def load_script(name: str, monkeypatch):
+    """benchmarks/<name>.py as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_scaling_quick(model_path, nmnist_root, tmp_path, capsys, monkeypatch):
-    spec = importlib.util.spec_from_file_location("scaling", REPO / "benchmarks" / "scaling.py")
-    scaling = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "scaling", scaling)  # dataclasses look their module up there
-    spec.loader.exec_module(scaling)
+    scaling = load_script("scaling", monkeypatch)
     json_path, figure = tmp_path / "scaling.json", tmp_path / "scaling.png"
     scaling.main(["--quick", "--model", str(model_path), "--data", str(nmnist_root),
                   "--json", str(json_path), "--figure", str(figure)])
@@ -213,10 +219,7 @@ def test_scaling_quick(model_path, nmnist_root, tmp_path, capsys, monkeypatch):
 def test_train_speed_times_both_recurrences(nmnist_root, capsys, monkeypatch):
     """benchmarks/train_speed.py end to end on a few bundled recordings (T = 4): every kind is timed."""
     pytest.importorskip("torch")
-    spec = importlib.util.spec_from_file_location("train_speed", REPO / "benchmarks" / "train_speed.py")
-    train_speed = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "train_speed", train_speed)
-    spec.loader.exec_module(train_speed)
+    train_speed = load_script("train_speed", monkeypatch)
     train_speed.main(["--dataset", "nmnist", "--data", str(nmnist_root), "--timesteps", "4", "--batch-size", "4",
                       "--batches", "1", "--rounds", "2"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -227,10 +230,7 @@ def test_train_speed_times_both_recurrences(nmnist_root, capsys, monkeypatch):
 
 def test_train_epoch_ab_times_both_paths(nmnist_root, simulated_mnist_root, capsys, monkeypatch):
     pytest.importorskip("torch")
-    spec = importlib.util.spec_from_file_location("train_epoch_ab", REPO / "benchmarks" / "train_epoch_ab.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "train_epoch_ab", module)
-    spec.loader.exec_module(module)
+    module = load_script("train_epoch_ab", monkeypatch)
     module.main(["--data", str(nmnist_root), "--simulated-data", str(simulated_mnist_root), "--threads", "1",
                  "--rounds", "2", "--real", "1", "--simulated", "4", "--timesteps", "4"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

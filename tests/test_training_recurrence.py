@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -32,20 +34,12 @@ def both(x: torch.Tensor, threshold, leak, surrogate, corrected, grad_seed: int)
     results = []
     for kernels in (True, False):
         current = x.clone().requires_grad_()
-        with torch_recurrence() if not kernels else _nothing():
+        with torch_recurrence() if not kernels else contextlib.nullcontext():
             spikes = FiringRecurrence.apply(current, threshold, leak, surrogate, corrected)
         gradient = torch.randn(spikes.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=x.dtype)
         spikes.backward(gradient)
         results.append((spikes, current.grad))
     return results
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @settings(max_examples=40, deadline=None)
