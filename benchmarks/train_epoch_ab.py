@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
                 config = TrainConfig(
                     arch="lenet", dataset="nmnist", data=data, out=Path(scratch) / f"{path}.npz", epochs=1,
                     timesteps=args.timesteps, optimizer="adam", lr=1e-3, augment=True, limit=args.real,
-                    mix_simulated=args.simulated, simulated_data=args.simulated_data, test_limit=4, seed=round_, penalty=ActivityPenalty(synops=1e-7))
+                    mix_simulated=args.simulated, simulated_data=args.simulated_data, test_limit=4, seed=round_,
+                    penalty=ActivityPenalty(synops=1e-7))
                 with torch_recurrence() if path == "torch_loop" else contextlib.nullcontext():
                     history = train(config, log=lambda line: None, progress=False)
                 seconds[path].append(history[0]["train_seconds"])

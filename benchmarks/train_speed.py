@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="time every kind this many times, in alternating order, and report the medians")
     parser.add_argument("--data", type=Path)
     parser.add_argument("--profile", action="store_true",
-                        help="profile the sparse configuration with torch's profiler instead of timing all three")
+                        help="profile the sparse configuration with torch's profiler instead of timing every kind")
     parser.add_argument("--rows", type=int, default=18, help="operators --profile prints (default 18)")
     parser.add_argument("--plain-malloc", action="store_true",
                         help="leave glibc's malloc as it is (see trainer.retain_freed_memory)")

@@ -30,7 +30,6 @@ from evsim.training.neurons import (  # noqa: E402
 )
 
 
-
 @pytest.fixture(params=["kernels", "torch_loop"])
 def recurrence(request):
     """The gradient tests run on both paths of the paper's rule: the Numba kernels (CPU) and the
