@@ -24,7 +24,7 @@ import evsim
 from evsim.engine import kernels
 from evsim.datasets.samples import default_root, load_samples
 from evsim.model.graph import INPUT
-from evsim.engine.step import gather
+from evsim.engine.step import Workspace, gather
 from evsim.events import SpikeEvents
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     samples = load_samples("nmnist", args.data or default_root("nmnist"), args.split, limit=args.limit, encoding=network.encoding)
     inputs = [network.encode(samples.events(i)) for i in range(len(samples))]
     network.run(inputs[0])  # compile or load the kernels
-    ws = network._workspace()
+    ws = Workspace.allocate(network.layers, network.timesteps, network.dtype)
     seconds = np.zeros(len(network.layers))
     totals = np.zeros((len(network.layers), kernels.COUNTER_COLUMNS), dtype=np.int64)
     for events in inputs:

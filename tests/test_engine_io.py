@@ -227,3 +227,17 @@ def test_run_many_keeps_input_order(network):
     parallel = [r.output for r in network.run_many(trains, workers=2)]
     for a, b in zip(serial, parallel):
         np.testing.assert_array_equal(a, b)
+
+
+def test_workspaces_outlive_the_threads_that_used_them(network):
+    """Each run_many starts new threads; they take the workspaces earlier runs left (no thread
+    holds one across runs), and a reused workspace gives the same results as a fresh one."""
+    rng = np.random.default_rng(5)
+    trains = [(rng.random((5, 2, 6, 6)) < 0.4).astype(np.int8) for _ in range(16)]
+    fresh = Network(tiny_graph(), tiny_weights(), dtype=np.float64)
+    first = [r.output for r in fresh.run_many(trains, workers=2)]
+    assert 1 <= fresh._workspaces.qsize() <= 2
+    again = [r.output for r in fresh.run_many(trains[::-1], workers=2)][::-1]
+    assert 1 <= fresh._workspaces.qsize() <= 2  # per thread, four would exist by now
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)

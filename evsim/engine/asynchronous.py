@@ -95,12 +95,13 @@ class Stream:
         self._no_events = TimedEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, dtype))
         self._held = [[self._no_events] * len(layer.sources) for layer in network.layers]
 
-    def feed(self, events) -> None:
+    def feed(self, events, last: bool = False) -> None:
         """Process one chunk: tonic events (or TimedEvents), in time order after earlier chunks.
 
         Events sharing the chunk's last timestamp are held back until a later chunk (or
         :meth:`flush`) shows that no more arrive at that time: simultaneous events must arrive
-        together, wherever the chunks are cut.
+        together, wherever the chunks are cut. ``last=True`` says no chunk follows: everything
+        runs now, as ``feed`` then :meth:`flush` would run it, in one pass.
         """
         last_time = self._pending.time[-1] if self._pending is not None else (self.time_us if self.input_events else -math.inf)
         if not isinstance(events, TimedEvents):
@@ -108,9 +109,15 @@ class Stream:
         elif len(events) and (np.any(np.diff(events.time) < 0) or events.time[0] < last_time):
             raise InputError("event timestamps must not decrease (within and across chunks)")
         if not len(events):
+            if last:
+                self.flush()
             return
         if self._pending is not None:
             events = _concat([self._pending, events])
+        if last:
+            self._pending = None
+            self._process(events, horizon=math.inf)
+            return
         cut = int(np.searchsorted(events.time, events.time[-1], side="left"))
         self._pending = _slice(events, cut, len(events))
         self._process(_slice(events, 0, cut), horizon=float(events.time[-1]))

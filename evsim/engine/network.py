@@ -8,7 +8,8 @@ threads (the kernels release the GIL).
 from __future__ import annotations
 
 import os
-import threading
+import queue
+from contextlib import contextmanager
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
@@ -49,7 +50,9 @@ class Network:
         self.weights = weights  # as trained, keyed by the graph's weight names (for the dense reference)
         self.layers = [compile_layer(graph, pop, weights, self.dtype) for pop in graph.populations]
         self.timesteps = graph.timesteps
-        self._local = threading.local()
+        # free workspaces, shared by every thread: a thread pool that comes and goes with each
+        # run_many finds the ones the last pool allocated (tens of MB each, page-faulted on first use)
+        self._workspaces: queue.SimpleQueue = queue.SimpleQueue()
         self._leak_tables = [leak_table(layer, self.timesteps, self.dtype) for layer in self.layers]
 
     @classmethod
@@ -71,11 +74,17 @@ class Network:
         body = ", ".join(f"{l.name}:{l.kind}{list(l.shape)}" for l in self.layers)
         return f"Network({self.name or 'unnamed'}; input {list(self.input_shape)}; T={self.timesteps}; {body})"
 
-    def _workspace(self) -> Workspace:
-        ws = getattr(self._local, "workspace", None)
-        if ws is None:
-            ws = self._local.workspace = Workspace.allocate(self.layers, self.timesteps, self.dtype)
-        return ws
+    @contextmanager
+    def workspace(self):
+        """A step-mode workspace no other thread holds until the ``with`` block ends."""
+        try:
+            ws = self._workspaces.get_nowait()
+        except queue.Empty:
+            ws = Workspace.allocate(self.layers, self.timesteps, self.dtype)
+        try:
+            yield ws
+        finally:
+            self._workspaces.put(ws)
 
     def encode(self, inputs, origin_us: int | None = None) -> SpikeEvents:
         """Validate and convert an input (events, binned events, spike train) to input events."""
@@ -107,7 +116,8 @@ class Network:
         if mode == "async":
             return self._run_async(inputs, origin_us)
         events = self.encode(inputs, origin_us)
-        result = run_steps(self.layers, self._leak_tables, self._workspace(), events, self.timesteps, record_spikes)
+        with self.workspace() as ws:
+            result = run_steps(self.layers, self._leak_tables, ws, events, self.timesteps, record_spikes)
         result.window = events.window
         return result
 
@@ -118,12 +128,12 @@ class Network:
         if isinstance(inputs, np.ndarray) and inputs.dtype.names is not None:
             inside, counts = window_events(inputs, window_us, origin_us)
             check_window_used(counts, window_us)
-            stream.feed(inside)
+            stream.feed(inside, last=True)
         elif isinstance(inputs, np.ndarray):
             check_spike_train(inputs, self.input_shape, self.timesteps)
             timed = timed_spike_train(inputs, step_width_us(self), self.dtype)
             counts = WindowCounts.untimed(len(timed))
-            stream.feed(timed)
+            stream.feed(timed, last=True)
         else:
             raise InputError("asynchronous mode needs timestamped events or a dense spike train, "
                              f"not {type(inputs).__name__}")
