@@ -28,7 +28,7 @@ import hashlib, json, sys, time
 import numpy as np
 import evsim
 from evsim.datasets.formats import read_events
-model, modes, files = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
+model, modes, threads, files = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4:]
 net = evsim.load(model)
 inputs = []
 for f in files:
@@ -56,8 +56,13 @@ for mode in modes:
     digest = hashlib.sha256()
     synops = 0
     wall, cpu = time.perf_counter(), time.thread_time()
-    results = [net.run(x, mode=mode) for x in inputs]
+    if threads == 1:
+        results = [net.run(x, mode=mode) for x in inputs]
+    else:  # as evsim bench runs them: one run_many, its own pool of threads
+        results = list(net.run_many(inputs, workers=threads, mode=mode))
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    if threads > 1:
+        cpu = wall  # the main thread's CPU time says nothing of the workers'
     for r in results:
         synops += r.synops
         digest.update(np.asarray(r.output, np.float64).tobytes())
@@ -77,8 +82,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=28, help="recordings to use (default 28)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     parser.add_argument("--modes", nargs="+", default=["step", "async"], choices=["step", "async"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="run the recordings on this many threads with Network.run_many, as evsim bench "
+                             "does, and compare wall time (default 1: one thread, CPU time)")
     parser.add_argument("--json", action="store_true", help="print the raw rounds as JSON too")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
     if args.data is None:
         from evsim.paths import BUNDLED_DATA
 
@@ -88,12 +98,13 @@ def main() -> None:
     for _ in range(args.rounds):
         for tree in args.trees:
             env = dict(os.environ, PYTHONPATH=str(tree.resolve()), NUMBA_NUM_THREADS="1")
-            done = subprocess.run([sys.executable, "-c", WORKER, args.model, ",".join(args.modes), *files],
+            done = subprocess.run([sys.executable, "-c", WORKER, args.model, ",".join(args.modes), str(args.threads), *files],
                                   env=env, capture_output=True, text=True, check=True, cwd=tree)
             rounds[str(tree)].append(json.loads(done.stdout.strip().splitlines()[-1]))
     base = str(args.trees[0])
     ceiling = statistics.median(r["ceiling_synops_per_s"] for runs in rounds.values() for r in runs)
-    print(f"{args.model}: {len(files)} recordings from {args.data}, {args.rounds} alternating rounds, one thread; "
+    on = "one thread" if args.threads == 1 else f"{args.threads} threads (run_many; the CPU columns are wall time)"
+    print(f"{args.model}: {len(files)} recordings from {args.data}, {args.rounds} alternating rounds, {on}; "
           f"bare scatter-add ceiling {ceiling / 1e9:.2f} G adds/s of CPU time (runs of 250, median of all processes)")
     print(f"{'checkout':<28} {'mode':<6} {'samples/s wall':>15} {'samples/s CPU':>14} {'x base (CPU)':>13} "
           f"{'synops/sample':>14} {'G synops/s CPU':>15} {'of ceiling':>10}  digest")
