@@ -86,6 +86,12 @@ MUTANTS = (
     Mutant("async-leak-table-shifted", "async leak lookup == exp", "evsim/engine/kernels.py",
            "        table[g] = math.exp(log_leak * float(g))\n", "        table[g] = math.exp(log_leak * float(g + 1))\n",
            ("tests/test_engine_async.py::test_leak_table_gives_exactly_the_exponential",)),
+    Mutant("async-one-conv-rounding", "async fused leak+add == two passes", "evsim/engine/kernels.py",
+           "        v[i] = v.dtype.type(v[i] * factor) + sign * w[i]\n", "        v[i] = v[i] * factor + sign * w[i]\n",
+           ("tests/test_engine_async.py::test_a_lone_conv_event_drains_as_the_general_path_does",)),
+    Mutant("async-one-conv-kernel-row", "async fused leak+add == two passes", "evsim/engine/kernels.py",
+           "        wrow = woff + ((c * k + ky) * k + k - 1 - kx_hi) * C\n", "        wrow = woff + ((c * k + ky) * k + kx_lo) * C\n",
+           ("tests/test_engine_async.py::test_a_lone_conv_event_drains_as_the_general_path_does",)),
     # --- the asynchronous stream does not depend on where chunks are cut
     Mutant("reset-state-per-chunk", "chunk independence", "evsim/engine/asynchronous.py",
            "        state = self.states[i]\n", "        state = self.states[i]\n        state.reset()\n",

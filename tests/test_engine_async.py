@@ -288,3 +288,46 @@ def test_leak_table_gives_exactly_the_exponential(nmnist_root):
         assert with_table.synops > 0
         assert [(l.spikes, l.synops) for l in with_table.layers] == [(l.spikes, l.synops) for l in without.layers]
         np.testing.assert_array_equal(with_table.output, without.output)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_lone_conv_event_drains_as_the_general_path_does(dtype, seed):
+    """kernels._drain_one_conv (one pass per reached pixel: leak, then add) against kernels._drain
+    (leaks of a row, then its run of adds) on the same state: the same bits, touches and synops,
+    for every input pixel, on the sensor's edges too, with whole and fractional gaps."""
+    from evsim.engine import kernels
+    from evsim.engine.asynchronous import leak_table_us
+
+    rng = np.random.default_rng(seed)
+    src_c, h, w, c_out, k = int(rng.integers(1, 3)), int(rng.integers(4, 9)), int(rng.integers(4, 9)), int(rng.integers(1, 6)), int(rng.choice([1, 3, 5]))
+    pad = int(rng.integers(0, k // 2 + 1))
+    dst_h, dst_w = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+    graph = Graph((src_c, h, w), (Population("c", "lif", (c_out, dst_h, dst_w),
+                                             (Projection("input", "conv", "w", k, 1, pad),), leak=0.97),),
+                  timesteps=TIMESTEPS, encoding={"kind": "events", "window_us": WINDOW_US, "sensor_size": [w, h, src_c]})
+    layer = Network(graph, {"w": rng.normal(0, 1, (c_out, src_c, k, k))}, dtype=dtype).layers[0]
+    geometry = kernels._geometry(layer.projections[0])
+    log_leak = math.log(0.97) / 300.0
+    table = leak_table_us(log_leak)
+    for j in range(src_c * h * w):
+        V = rng.normal(0, 1, layer.size + layer.unit).astype(dtype)
+        t_last = rng.choice([0.0, 17.0, 230.5, 900.0], layer.units)  # whole and fractional gaps, and none
+        now, tag, sign = 900.0, 7, dtype(rng.choice([1.0, -1.0, 3.0]))
+        states = []
+        for drain in ("general", "one"):
+            v, last = V.copy(), t_last.copy()
+            stamp, touched = np.full(layer.units, -1, np.int64), np.zeros(layer.units + 1, np.int64)
+            if drain == "general":
+                synops, n = kernels._drain(v, geometry, layer.unit, layer.weights, layer.routes, np.array([j], np.int32),
+                                           np.array([sign]), 0, 1, last, stamp, touched, 0, now, tag, table, log_leak)
+            else:
+                synops, n = kernels._drain_one_conv(v, geometry, layer.weights, j, sign, last, stamp, touched, 0,
+                                                    now, tag, table, log_leak)
+            states.append((v, last, stamp, touched[:n], synops))
+        (v1, l1, s1, t1, n1), (v2, l2, s2, t2, n2) = states
+        np.testing.assert_array_equal(v1.view(np.uint8), v2.view(np.uint8))
+        np.testing.assert_array_equal(l1, l2)
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(t1, t2)
+        assert n1 == n2 > 0 or n1 == n2 == 0

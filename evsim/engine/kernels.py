@@ -69,14 +69,19 @@ def _touch(V, C, pix, t_last, stamp, touched_list, n_touched, now, tag, leak_tab
     gap = now - t_last[pix]
     t_last[pix] = now
     if gap > 0 and log_leak != 0.0:
-        if gap < leak_table.shape[0] and gap == math.floor(gap):
-            factor = leak_table[int(gap)]
-        else:
-            factor = math.exp(log_leak * gap)
+        factor = _leak_factor(gap, leak_table, log_leak)
         v = V[pix * C : (pix + 1) * C]
         for co in range(C):
             v[co] *= factor
     return n_touched + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leak_factor(gap, leak_table, log_leak):
+    """The leak over ``gap > 0`` (see :func:`_touch`)."""
+    if gap < leak_table.shape[0] and gap == math.floor(gap):
+        return leak_table[int(gap)]
+    return math.exp(log_leak * gap)
 
 
 @njit(cache=True, nogil=True)
@@ -211,6 +216,51 @@ def _add_run(v, w, sign):
     # slices, not offsets into whole arrays: LLVM then vectorizes the loop
     for i in range(v.shape[0]):
         v[i] += sign * w[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leak_add_run(v, factor, w, sign):
+    """:func:`_touch`'s leak then :func:`_add_run`, in one pass: the same two roundings per
+    neuron (the product rounded to ``v``'s precision, then the add), so the same bits."""
+    for i in range(v.shape[0]):
+        v[i] = v.dtype.type(v[i] * factor) + sign * w[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _drain_one_conv(V, geometry, weights, j, sign, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
+    """:func:`_drain` of a single event of a stride-1 convolution, the asynchronous mode's usual
+    arrival: each pixel it reaches is reached once, so its leak and its add go in one pass over
+    the pixel instead of two (the leaks of a row first, then the row's run of adds, as ``_drain``
+    must do when several events may reach a pixel). Same results and counts as ``_drain``."""
+    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
+    c = j % src_c
+    pix = j // src_c
+    y = pix // src_w
+    x = pix - y * src_w
+    kx_lo = max(0, x + pad - dst_w + 1)
+    kx_hi = min(k - 1, x + pad)
+    if kx_lo > kx_hi:
+        return 0, n_touched
+    ox0 = x + pad - kx_hi
+    reached = kx_hi - kx_lo + 1
+    leaky = log_leak != 0.0
+    synops = 0
+    for ky in range(k):
+        oy = y + pad - ky
+        if oy < 0 or oy >= dst_h:
+            continue
+        wrow = woff + ((c * k + ky) * k + k - 1 - kx_hi) * C
+        for q in range(reached):
+            u = oy * dst_w + ox0 + q
+            stamp[u] = tag
+            touched_list[n_touched] = u
+            n_touched += 1
+            gap = now - t_last[u]
+            t_last[u] = now
+            factor = _leak_factor(gap, leak_table, log_leak) if leaky and gap > 0 else 1.0
+            _leak_add_run(V[u * C : (u + 1) * C], factor, weights[wrow + q * C : wrow + (q + 1) * C], sign)
+        synops += reached * C * int(abs(sign))
+    return synops, n_touched
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -563,10 +613,18 @@ def run_population_async(
             e = heads[r]
             while e < ev_bounds[r, 1] and ev_time[e] == now:
                 e += 1
-            added, n_touched = _drain(
-                V, _geometry(projections[r]), unit, weights, routes, ev_index, ev_sign, heads[r], e,
-                t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak_per_us,
-            )
+            geometry = _geometry(projections[r])
+            if (e == heads[r] + 1 and n_touched == 0 and projections[r, P_OP] == OP_CONV
+                    and projections[r, P_STRIDE] == 1 and _alone(heads, ev_bounds, ev_time, now, r)):
+                added, n_touched = _drain_one_conv(
+                    V, geometry, weights, ev_index[heads[r]], ev_sign[heads[r]],
+                    t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak_per_us,
+                )
+            else:
+                added, n_touched = _drain(
+                    V, geometry, unit, weights, routes, ev_index, ev_sign, heads[r], e,
+                    t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak_per_us,
+                )
             synops += added
             n_in += e - heads[r]
             heads[r] = e
@@ -617,6 +675,16 @@ def run_population_async(
     counters[C_NEURON_UPDATES] += updates
     counters[C_SPIKES] += spikes
     return n_out, tag
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _alone(heads, ev_bounds, ev_time, now, r):
+    """Whether no projection after ``r`` delivers an event at ``now`` (those before have been
+    drained; the caller knows whether they brought any)."""
+    for q in range(r + 1, heads.shape[0]):
+        if heads[q] < ev_bounds[q, 1] and ev_time[heads[q]] == now:
+            return False
+    return True
 
 
 @njit(cache=True, nogil=True, inline="always")
