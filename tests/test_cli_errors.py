@@ -301,9 +301,9 @@ def test_bench_names_mode_batch_and_spread(capsys, elsewhere):
 
     text = format_bench(report)
     rates = [line for line in text.splitlines() if line.startswith("  ")]
-    assert len(rates) == 5
+    assert len(rates) == 6
     for line in rates:
-        assert re.search(r"(evsim (step|async) mode|dense PyTorch), batch \d+, \d+ threads?", line), line
+        assert re.search(r"(evsim (step|async) mode|dense PyTorch)(, binned|, raw events)?, batch \d+, \d+ threads?", line), line
         assert re.search(r"\(\d+\.\d \.\. \d+\.\d\)$", line), line  # slowest .. fastest round
     assert "speedup of evsim step mode (batch 1) vs dense PyTorch" in text
 

@@ -59,8 +59,8 @@ def format_bench(r: dict) -> str:
     lines = [f"model {r['model']}: {r['samples']} {r['dataset']} samples x {r['rounds']} rounds, T={r['timesteps']}; "
              f"samples/s (mean over rounds; slowest .. fastest round)"]
     rows = [
-        (f"evsim step mode, batch 1, {threads}", "event_samples_per_s"),
-        ("  from raw events (binning timed)", "event_from_raw_samples_per_s"),
+        (f"evsim step mode, binned, batch 1, {threads}", "event_samples_per_s"),
+        (f"evsim step mode, raw events, batch 1, {threads}", "event_from_raw_samples_per_s"),
         ("evsim step mode, batch 1, 1 thread", "event_1thread_samples_per_s"),
         (f"evsim async mode, batch 1, {threads}", "async_samples_per_s"),
         (f"dense PyTorch, batch 1, {threads}", "dense_batch1_samples_per_s"),
@@ -68,7 +68,7 @@ def format_bench(r: dict) -> str:
     ]
     for name, key in rows:
         spread = r["spread_samples_per_s"][key]
-        lines.append(f"  {name:<38} {r[key]:10.1f}   ({spread['min']:.1f} .. {spread['max']:.1f})")
+        lines.append(f"  {name:<44} {r[key]:10.1f}   ({spread['min']:.1f} .. {spread['max']:.1f})")
     lines.append(f"speedup of evsim step mode (batch 1) vs dense PyTorch: {r['speedup_vs_dense_batch1']:.2f}x at batch 1, "
                  f"{r['speedup_vs_dense_batch64']:.2f}x at batch {big} ({threads} each); both from binned inputs "
                  f"(from raw events: {r['speedup_vs_best_dense_from_raw']:.2f}x the best dense figure)")
