@@ -106,6 +106,27 @@ def test_running_prediction_is_read_at_closed_steps_only(bundled, recordings):
     assert np.array_equal(a.window_result().output, bundled.run(events).output)
 
 
+def test_held_events_read_out_as_events_fed_up_to_each_mark(bundled, recordings):
+    # feed(hold=True) queues a whole chunk; advance_to(m) then runs exactly the steps that end
+    # by m, as feeding the events before m and advancing does
+    events = recordings[1]
+    held, cut = StepStream(bundled), StepStream(bundled)
+    held.feed(events, hold=True)
+    assert held.steps_done == 0
+    fed = 0
+    for mark in range(int(events["t"][0]) + 7_000, int(events["t"][0]) + 300_000, 7_000):
+        upto = int(np.searchsorted(events["t"], mark))
+        cut.feed(events[fed:upto])
+        fed = upto
+        held.advance_to(mark)
+        cut.advance_to(mark)
+        assert held.steps_done == cut.steps_done
+        assert np.array_equal(held.output(), cut.output())
+    held.flush()
+    assert np.array_equal(held.window_result().output, bundled.run(events).output)
+    assert counts(held.window_result()) == counts(bundled.run(events))
+
+
 def test_past_the_window_it_runs_on_as_a_longer_window_would(recordings):
     # a random network in float64 (every neuron kind, stride 2, pooling) over two recordings end
     # to end; beyond the first window it must behave as the same network trained with 2T steps

@@ -226,10 +226,19 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
                 read, chunk_end_us = len(chunk), int(chunk["t"][-1])
                 if fit.transform is not None:
                     chunk = fit.transform(chunk)
+                if step:
+                    # validated and binned once; the steps up to each mark run as it passes
+                    stream.feed(chunk, hold=True)
+                    while next_mark <= chunk_end_us:
+                        stream.advance_to(next_mark)
+                        mark(next_mark)
+                        next_mark += every_us
+                    events_read, end_us = events_read + read, chunk_end_us
+                    continue
                 times = chunk["t"]
-                # An event at or after a mark shows that every event before it has arrived.
+                # Async: an event at or after a mark shows that every event before it has arrived.
                 while True:
-                    take_window = not step and window is None and window_end_us <= next_mark
+                    take_window = window is None and window_end_us <= next_mark
                     at = window_end_us if take_window else next_mark
                     if at > chunk_end_us:
                         break
@@ -239,10 +248,7 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
                     if take_window:
                         window = stream.result(at_us=window_end_us)
                         continue
-                    if step:
-                        stream.advance_to(next_mark)
-                    else:
-                        stream.flush()
+                    stream.flush()
                     mark(next_mark)
                     next_mark += every_us
                 stream.feed(chunk)

@@ -74,17 +74,24 @@ class Network:
         body = ", ".join(f"{l.name}:{l.kind}{list(l.shape)}" for l in self.layers)
         return f"Network({self.name or 'unnamed'}; input {list(self.input_shape)}; T={self.timesteps}; {body})"
 
+    def take_workspace(self) -> Workspace:
+        """A step-mode workspace (T steps) that no one else holds until :meth:`give_back_workspace`."""
+        try:
+            return self._workspaces.get_nowait()
+        except queue.Empty:
+            return Workspace.allocate(self.layers, self.timesteps, self.dtype)
+
+    def give_back_workspace(self, ws: Workspace) -> None:
+        self._workspaces.put(ws)
+
     @contextmanager
     def workspace(self):
         """A step-mode workspace no other thread holds until the ``with`` block ends."""
-        try:
-            ws = self._workspaces.get_nowait()
-        except queue.Empty:
-            ws = Workspace.allocate(self.layers, self.timesteps, self.dtype)
+        ws = self.take_workspace()
         try:
             yield ws
         finally:
-            self._workspaces.put(ws)
+            self.give_back_workspace(ws)
 
     def encode(self, inputs, origin_us: int | None = None) -> SpikeEvents:
         """Validate and convert an input (events, binned events, spike train) to input events."""

@@ -9,6 +9,7 @@ thread and reused across inputs.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,7 +185,9 @@ class StepStream:
         layers = network.layers
         # gaps within a batch stay below T + max_batch steps (see _catch_up), so one table serves
         self.tables = [leak_table(layer, self.timesteps + self.max_batch, network.dtype) for layer in layers]
-        self.ws = Workspace.allocate(layers, self.max_batch, network.dtype)
+        # a stream per recording would otherwise allocate (and page-fault) tens of MB each time
+        self.ws = network.take_workspace()
+        weakref.finalize(self, network.give_back_workspace, self.ws)
         for state in self.ws.states:
             state.reset()
         self.counters = [np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64) for _ in layers]
@@ -198,9 +201,11 @@ class StepStream:
 
     # --- input ------------------------------------------------------------------------------
 
-    def feed(self, events: np.ndarray) -> None:
+    def feed(self, events: np.ndarray, hold: bool = False) -> None:
         """Take one chunk of tonic events, in time order after the earlier chunks; run every
-        step that closes."""
+        step that closes. With ``hold`` the events are only queued: the steps run at
+        :meth:`advance_to` or :meth:`flush`, which lets a caller read out between steps of a
+        chunk it validated and binned once (results do not depend on when steps run)."""
         timed = timed_input_events(events, self.network.input_shape, self.network.dtype, self.last_time_us)
         if not len(timed):
             return
@@ -217,7 +222,7 @@ class StepStream:
             index, sign = timed.index, timed.sign
         if not len(steps):
             return
-        self._queue(steps, index, sign)
+        self._queue(steps, index, sign, run=not hold)
 
     def steps_of(self, t: np.ndarray) -> np.ndarray:
         """The time step of each timestamp (µs on the events' clock); -1 before the origin."""
@@ -269,12 +274,12 @@ class StepStream:
 
     # --- running steps ----------------------------------------------------------------------
 
-    def _queue(self, steps: np.ndarray, index: np.ndarray, sign: np.ndarray) -> None:
+    def _queue(self, steps: np.ndarray, index: np.ndarray, sign: np.ndarray, run: bool) -> None:
         if steps[0] < self.steps_done:  # only after advance_to() was told wrong
             raise InputError("events arrived for a time step that had already run")
         self._pending.append((steps, index, sign))
         self._pending_step = last = int(steps[-1])
-        if last > self.steps_done:
+        if run and last > self.steps_done:
             self._run_until(last)  # events come in time order: every step before the last has closed
 
     def _run_until(self, end: int) -> None:
