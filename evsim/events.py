@@ -392,6 +392,9 @@ class TimedEvents:
     def __len__(self) -> int:
         return len(self.index)
 
+    def __getitem__(self, part: slice) -> "TimedEvents":
+        return TimedEvents(self.time[part], self.index[part], self.sign[part])
+
 
 def timed_input_events(events: np.ndarray, input_shape, dtype, last_time: float = -math.inf) -> TimedEvents:
     """Validate a chunk of tonic events against the input and convert it for the kernels."""

@@ -211,9 +211,9 @@ def test_stream_result_does_not_depend_on_chunk_size(seed, chunk):
 
 
 @pytest.mark.parametrize("chunk", [7, 100_000])
-def test_a_last_chunk_runs_everything_as_a_flush_would(chunk):
-    """``feed(..., last=True)`` (what Network.run does, in one pass) equals feed then flush, with
-    unequal delays holding events back along the way."""
+def test_feeding_with_flush_runs_everything_as_a_flush_would(chunk):
+    """``feed(..., flush=True)`` (what Network.run does at the end, and evsim stream at each
+    read-out, in one pass) equals feed then flush, with unequal delays holding events back."""
     network = residual_network(3)
     events = random_events(3, n=500, width=8, height=6)
     delays = {"c1": 150.0, "r1": 475.0, "r2": 1000.0, "p1": 50.0}
@@ -221,7 +221,7 @@ def test_a_last_chunk_runs_everything_as_a_flush_would(chunk):
     stream = Stream(network, delays_us=delays, refractory_us=350.0)
     starts = list(range(0, len(events), chunk))
     for start in starts:
-        stream.feed(events[start : start + chunk], last=start == starts[-1])
+        stream.feed(events[start : start + chunk], flush=start == starts[-1])
     assert stream._pending is None and not any(len(held) for layer in stream._held for held in layer)
     got = stream.result(at_us=WINDOW_US)
     assert [l.spikes for l in got.layers] == [l.spikes for l in expected.layers]

@@ -28,7 +28,7 @@ from evsim.datasets.formats import open_event_file
 from evsim.engine.asynchronous import Stream, step_width_us
 from evsim.engine.step import StepStream
 from evsim.errors import DataError, EvsimError, InputError, require
-from evsim.events import make_events, sensor_size
+from evsim.events import make_events, sensor_size, timed_input_events
 
 MODES = ("step", "async")
 
@@ -235,20 +235,20 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
                         next_mark += every_us
                     events_read, end_us = events_read + read, chunk_end_us
                     continue
-                times = chunk["t"]
+                # validated and converted once, then fed up to each mark
+                chunk = timed_input_events(chunk, network.input_shape, network.dtype)
                 # Async: an event at or after a mark shows that every event before it has arrived.
                 while True:
                     take_window = window is None and window_end_us <= next_mark
                     at = window_end_us if take_window else next_mark
                     if at > chunk_end_us:
                         break
-                    cut = int(np.searchsorted(times, at, side="left"))
-                    stream.feed(chunk[:cut])
-                    chunk, times = chunk[cut:], times[cut:]
+                    cut = int(np.searchsorted(chunk.time, at, side="left"))
+                    stream.feed(chunk[:cut], flush=True)  # every event before the mark is here
+                    chunk = chunk[cut:]
                     if take_window:
                         window = stream.result(at_us=window_end_us)
                         continue
-                    stream.flush()
                     mark(next_mark)
                     next_mark += every_us
                 stream.feed(chunk)

@@ -67,10 +67,6 @@ def _concat(parts: list[TimedEvents]) -> TimedEvents:
     return TimedEvents(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("time", "index", "sign")))
 
 
-def _slice(events: TimedEvents, lo: int, hi: int) -> TimedEvents:
-    return TimedEvents(events.time[lo:hi], events.index[lo:hi], events.sign[lo:hi])
-
-
 class Stream:
     """A network's asynchronous state; :meth:`feed` time-sorted input chunks, then read it out."""
 
@@ -95,13 +91,13 @@ class Stream:
         self._no_events = TimedEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, dtype))
         self._held = [[self._no_events] * len(layer.sources) for layer in network.layers]
 
-    def feed(self, events, last: bool = False) -> None:
+    def feed(self, events, flush: bool = False) -> None:
         """Process one chunk: tonic events (or TimedEvents), in time order after earlier chunks.
 
         Events sharing the chunk's last timestamp are held back until a later chunk (or
         :meth:`flush`) shows that no more arrive at that time: simultaneous events must arrive
-        together, wherever the chunks are cut. ``last=True`` says no chunk follows: everything
-        runs now, as ``feed`` then :meth:`flush` would run it, in one pass.
+        together, wherever the chunks are cut. ``flush=True`` then flushes, in one pass: what
+        ``feed`` and :meth:`flush` do, for the end of a recording or a read-out.
         """
         last_time = self._pending.time[-1] if self._pending is not None else (self.time_us if self.input_events else -math.inf)
         if not isinstance(events, TimedEvents):
@@ -109,18 +105,18 @@ class Stream:
         elif len(events) and (np.any(np.diff(events.time) < 0) or events.time[0] < last_time):
             raise InputError("event timestamps must not decrease (within and across chunks)")
         if not len(events):
-            if last:
+            if flush:
                 self.flush()
             return
         if self._pending is not None:
             events = _concat([self._pending, events])
-        if last:
+        if flush:
             self._pending = None
             self._process(events, horizon=math.inf)
             return
         cut = int(np.searchsorted(events.time, events.time[-1], side="left"))
-        self._pending = _slice(events, cut, len(events))
-        self._process(_slice(events, 0, cut), horizon=float(events.time[-1]))
+        self._pending = events[cut:]
+        self._process(events[:cut], horizon=float(events.time[-1]))
 
     def flush(self) -> None:
         """Process every event held back by :meth:`feed` (the stream has ended or paused)."""
@@ -151,24 +147,29 @@ class Stream:
             for q, source in enumerate(layer.sources):
                 queue = _concat([self._held[i][q], arrived[source]]) if len(self._held[i][q]) else arrived[source]
                 cut = int(np.searchsorted(queue.time, ready_before, side="left"))
-                ready.append(_slice(queue, 0, cut))
-                self._held[i][q] = _slice(queue, cut, len(queue))
+                ready.append(queue[:cut])
+                self._held[i][q] = queue[cut:]
             arrived[layer.name] = self._run_layer(i, layer, ready)
             horizons[layer.name] = ready_before + self.delays_us[layer.name]
 
     def _run_layer(self, i: int, layer, sources: list[TimedEvents]) -> TimedEvents:
+        if not any(len(s) for s in sources):
+            # nothing arrives: the kernel would change nothing (leaks are applied on the next touch)
+            return self._no_events
         if len(sources) == 1:
             time, index, sign = sources[0].time, sources[0].index, sources[0].sign
+            bounds = np.array([[0, len(index)]], dtype=np.int64)
         else:
             time = np.concatenate([s.time for s in sources])
             index = np.concatenate([s.index for s in sources])
             sign = np.concatenate([s.sign for s in sources])
-        sizes = np.array([len(s) for s in sources], dtype=np.int64)
-        ends = np.cumsum(sizes)
-        bounds = np.stack([ends - sizes, ends], axis=1)
+            sizes = np.array([len(s) for s in sources], dtype=np.int64)
+            ends = np.cumsum(sizes)
+            bounds = np.stack([ends - sizes, ends], axis=1)
         heads = bounds[:, 0].copy()
-        capacity = max(1024, 4 * len(index)) if layer.fires else 1
-        out_times, out_indices, out_counts = [], [], []
+        fires = layer.fires
+        capacity = max(1024, 4 * len(index)) if fires else 1
+        parts = []
         state = self.states[i]
         refractory_us = self.refractory_us if layer.neuron.async_refractory else 0.0
         while True:
@@ -177,20 +178,18 @@ class Stream:
             out_count = np.empty(capacity + layer.unit, dtype=self.network.dtype)
             n, self.tag = kernels.run_population_async(
                 state.V, layer.unit, state.t_last, state.stamp, state.touched, self.tag,
-                self.leak_tables[i], self.log_leak_per_us[i], *layer.firing, layer.fires, self.delays_us[layer.name],
+                self.leak_tables[i], self.log_leak_per_us[i], *layer.firing, fires, self.delays_us[layer.name],
                 refractory_us, self.refractory_end[i], self.unit_refractory_end[i],
                 layer.projections, layer.weights, layer.routes, bounds, heads, time, index, sign,
                 out_time, out_index, out_count, self.counters[i],
             )
-            out_times.append(out_time[:n])
-            out_indices.append(out_index[:n])
-            out_counts.append(out_count[:n])
-            if np.all(heads >= bounds[:, 1]):
+            parts.append(TimedEvents(out_time[:n], out_index[:n], out_count[:n]))
+            if (heads >= bounds[:, 1]).all():
                 break
             capacity *= 2
-        if not layer.fires:
-            return TimedEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, self.network.dtype))
-        return TimedEvents(np.concatenate(out_times), np.concatenate(out_indices), np.concatenate(out_counts))
+        if not fires:
+            return self._no_events
+        return parts[0] if len(parts) == 1 else _concat(parts)
 
     def output(self, at_us: float | None = None) -> np.ndarray:
         """The output membranes leaked to ``at_us`` (default: the last event), divided by T.

@@ -135,12 +135,12 @@ class Network:
         if isinstance(inputs, np.ndarray) and inputs.dtype.names is not None:
             inside, counts = window_events(inputs, window_us, origin_us)
             check_window_used(counts, window_us)
-            stream.feed(inside, last=True)
+            stream.feed(inside, flush=True)
         elif isinstance(inputs, np.ndarray):
             check_spike_train(inputs, self.input_shape, self.timesteps)
             timed = timed_spike_train(inputs, step_width_us(self), self.dtype)
             counts = WindowCounts.untimed(len(timed))
-            stream.feed(timed, last=True)
+            stream.feed(timed, flush=True)
         else:
             raise InputError("asynchronous mode needs timestamped events or a dense spike train, "
                              f"not {type(inputs).__name__}")
