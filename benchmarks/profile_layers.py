@@ -52,7 +52,7 @@ def main() -> None:
             def run(leak_table, log_leak, fires, counters):
                 state.reset()
                 return kernels.run_population_steps(
-                    state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, leak_table,
+                    state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, 0, leak_table,
                     log_leak, *layer.firing, fires, layer.projections, layer.weights, layer.routes,
                     ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_count[i], ws.out_offsets[i], counters,
                 )

@@ -385,10 +385,10 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _drain_step(V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t,
+def _drain_step(V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t, now,
                 t_last, stamp, touched_list, n_touched, leak_table, log_leak):
-    """Step ``t``'s events of every projection (:func:`_drain` each, touches tagged ``t``): the
-    events that arrived, the synaptic operations, the new touched count."""
+    """Step ``t``'s events of every projection (:func:`_drain` each, at time ``now``, touches
+    tagged ``now``): the events that arrived, the synaptic operations, the new touched count."""
     arrived = 0
     synops = 0
     for q in range(projections.shape[0]):
@@ -397,7 +397,7 @@ def _drain_step(V, unit, weights, routes, projections, ev_offsets, ev_index, ev_
         arrived += hi - lo
         added, n_touched = _drain(
             V, _geometry(projections[q]), unit, weights, routes, ev_index, ev_sign, lo, hi,
-            t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak,
+            t_last, stamp, touched_list, n_touched, now, now, leak_table, log_leak,
         )
         synops += added
     return arrived, synops, n_touched
@@ -405,11 +405,11 @@ def _drain_step(V, unit, weights, routes, projections, ev_offsets, ev_index, ev_
 
 @njit(cache=True, nogil=True)
 def run_population_steps(
-    V, unit, t_last, stamp, touched_list, carry, leak_table, log_leak, threshold, thresholds, rule, fires,
+    V, unit, t_last, stamp, touched_list, carry, t0, leak_table, log_leak, threshold, thresholds, rule, fires,
     projections, weights, routes, ev_offsets, ev_index, ev_sign,
     out_index, out_count, out_offsets, counters,
 ):
-    """Run one population over all time steps of a window (step mode).
+    """Run one population over the time steps ``t0 .. t0 + T - 1`` of ``ev_offsets`` (step mode).
 
     ``ev_offsets[q, t]:ev_offsets[q, t + 1]`` are the events that projection ``q`` delivers at
     step ``t`` (indices into ``ev_index``/``ev_sign``). All events of a step are accumulated
@@ -417,8 +417,8 @@ def run_population_steps(
     Fills ``out_index`` (which needs ``unit`` elements of slack, see _fire) with spikes
     (channels-last neuron index), ``out_count`` with each event's spike count, and
     ``out_offsets[t + 1]`` with the running event count. ``V`` holds each neuron's potential
-    after its last update, before the leak of the steps since ``t_last``; ``stamp`` must start
-    below 0. ``carry[1 : 1 + carry[0]]`` lists the units that must be visited at the next step
+    after its last update (step ``t_last``), before the leak of the steps since; ``stamp`` must
+    start below ``t0``; the caller keeps every gap within ``leak_table``. ``carry[1 : 1 + carry[0]]`` lists the units that must be visited at the next step
     although no event may reach them: a subtracting neuron still above threshold after its reset
     fires again, as the dense model's does (empty for the paper's rule, kept across calls).
     """
@@ -432,14 +432,15 @@ def run_population_steps(
     n_carry = carry[0]
     out_offsets[0] = 0
     for t in range(timesteps):
+        now = t0 + t
         n_touched = 0
         for i in range(n_carry):
             u = carry[1 + i]
-            if stamp[u] != t:
-                n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, t, t, leak_table, log_leak)
+            if stamp[u] != now:
+                n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, now, leak_table, log_leak)
         n_carry = 0
         arrived, added, n_touched = _drain_step(
-            V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t,
+            V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t, now,
             t_last, stamp, touched_list, n_touched, leak_table, log_leak,
         )
         n_in += arrived
@@ -476,7 +477,7 @@ def run_population_steps(
 
 @njit(cache=True, nogil=True)
 def run_population_steps_pooled(
-    V, unit, t_last, stamp, touched_list, leak_table, log_leak, threshold,
+    V, unit, t_last, stamp, touched_list, t0, leak_table, log_leak, threshold,
     projections, weights, routes, ev_offsets, ev_index, ev_sign,
     out_index, out_count, out_offsets, counters,
     pool_V, pool_t_last, pool_stamp, pool_touched, pool_leak_table, pool_log_leak, pool_threshold,
@@ -503,9 +504,10 @@ def run_population_steps_pooled(
     out_offsets[0] = 0
     pool_out_offsets[0] = 0
     for t in range(timesteps):
+        now = t0 + t
         n_touched = 0
         arrived, added, n_touched = _drain_step(
-            V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t,
+            V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t, now,
             t_last, stamp, touched_list, n_touched, leak_table, log_leak,
         )
         n_in += arrived
@@ -520,9 +522,9 @@ def run_population_steps_pooled(
                     neuron = pool_routes[out_index[e]]
                     if neuron < 0:
                         continue
-                    if pool_stamp[neuron] != t:
+                    if pool_stamp[neuron] != now:
                         n_pool_touched = _touch(pool_V, 1, neuron, pool_t_last, pool_stamp, pool_touched,
-                                                n_pool_touched, t, t, pool_leak_table, pool_log_leak)
+                                                n_pool_touched, now, now, pool_leak_table, pool_log_leak)
                     pool_V[neuron] += pool_share
                     pool_synops += 1
         updates += n_touched * unit

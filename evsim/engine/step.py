@@ -24,12 +24,14 @@ from evsim.model.graph import INPUT
 
 @dataclass
 class Workspace:
-    """Preallocated state and queues of every layer, reused across the inputs one thread runs."""
+    """Preallocated state and queues of every layer, reused across the inputs one thread runs,
+    and the order in which :func:`run_layers` runs the layers (see :func:`layer_passes`)."""
 
     states: list[LayerState]
     out_index: list[np.ndarray]
     out_offsets: list[np.ndarray]
     out_count: list[np.ndarray]  # the spike count of each output event (1 but for multi-spike neurons)
+    passes: tuple[tuple[int, bool], ...]
 
     @classmethod
     def allocate(cls, layers: list[Layer], timesteps: int, dtype) -> "Workspace":
@@ -42,7 +44,7 @@ class Workspace:
             out_count.append(np.zeros(cap + layer.unit, dtype=dtype))
             out_offsets.append(np.zeros(timesteps + 1, dtype=np.int64))
         states = [LayerState.allocate(layer, dtype, np.int64) for layer in layers]
-        return cls(states, out_index, out_offsets, out_count)
+        return cls(states, out_index, out_offsets, out_count, layer_passes(layers))
 
 
 def leak_table(layer: Layer, timesteps: int, dtype) -> np.ndarray:
@@ -73,21 +75,21 @@ def run_steps(layers: list[Layer], leak_tables: list[np.ndarray], ws: Workspace,
 
 
 def run_layers(layers: list[Layer], tables: list[np.ndarray], ws: Workspace, queues: dict[str, SpikeEvents],
-               counters: list[np.ndarray], steps: int) -> None:
-    """Every layer in turn over the ``steps`` steps of ``queues`` (which holds the input's);
-    each firing layer's spikes go into ``queues``, its counts into ``counters``.
+               counters: list[np.ndarray], steps: int, t0: int = 0) -> None:
+    """Every layer in turn over the ``steps`` steps of ``queues`` (which holds the input's), the
+    network's steps ``t0 .. t0 + steps - 1``; each firing layer's spikes go into ``queues``, its
+    counts into ``counters``.
 
     A tiled pooling fed by the layer before it alone runs in that layer's pass
     (kernels.run_population_steps_pooled): the same results, one pass less over the spikes.
     """
-    i = 0
-    while i < len(layers):
+    for i, pooled in ws.passes:
         layer, state = layers[i], ws.states[i]
-        if pools_into_next(layers, i):
+        if pooled:
             pool, pool_state = layers[i + 1], ws.states[i + 1]
             ev_offsets, ev_index, ev_sign = gather(queues, layer.sources)
             n_out, n_pool = kernels.run_population_steps_pooled(
-                state.V, layer.unit, state.t_last, state.stamp, state.touched, tables[i], math.log(layer.leak),
+                state.V, layer.unit, state.t_last, state.stamp, state.touched, t0, tables[i], math.log(layer.leak),
                 layer.threshold, layer.projections, layer.weights, layer.routes, ev_offsets, ev_index, ev_sign,
                 ws.out_index[i], ws.out_count[i], ws.out_offsets[i], counters[i],
                 pool_state.V, pool_state.t_last, pool_state.stamp, pool_state.touched, tables[i + 1],
@@ -96,13 +98,22 @@ def run_layers(layers: list[Layer], tables: list[np.ndarray], ws: Workspace, que
             )
             queues[layer.name] = _queue(ws, i, n_out, steps)
             queues[pool.name] = _queue(ws, i + 1, n_pool, steps)
-            i += 2
             continue
-        n_out = run_layer(layer, state, tables[i], queues, ws.out_index[i], ws.out_count[i], ws.out_offsets[i],
+        n_out = run_layer(layer, state, t0, tables[i], queues, ws.out_index[i], ws.out_count[i], ws.out_offsets[i],
                           counters[i])
         if layer.fires:
             queues[layer.name] = _queue(ws, i, n_out, steps)
-        i += 1
+
+
+def layer_passes(layers: list[Layer]) -> tuple[tuple[int, bool], ...]:
+    """The kernel calls that run ``layers``: ``(i, pooled)``, layer ``i`` alone or, when
+    ``pooled``, with layer ``i + 1`` (:func:`pools_into_next`) in the same call."""
+    passes, i = [], 0
+    while i < len(layers):
+        pooled = pools_into_next(layers, i)
+        passes.append((i, pooled))
+        i += 2 if pooled else 1
+    return tuple(passes)
 
 
 def pools_into_next(layers: list[Layer], i: int) -> bool:
@@ -132,14 +143,14 @@ def _queue(ws: Workspace, i: int, n_out: int, steps: int) -> SpikeEvents:
     return SpikeEvents(ws.out_offsets[i][: steps + 1], ws.out_index[i][:n_out], ws.out_count[i][:n_out])
 
 
-def run_layer(layer: Layer, state: LayerState, table: np.ndarray, queues: dict[str, SpikeEvents],
+def run_layer(layer: Layer, state: LayerState, t0: int, table: np.ndarray, queues: dict[str, SpikeEvents],
               out_index: np.ndarray, out_count: np.ndarray, out_offsets: np.ndarray, counters: np.ndarray) -> int:
-    """One layer over the steps of its sources' queues (step ``t`` of the call is time ``t`` of
-    ``state``); fills ``out_index``/``out_count``/``out_offsets`` and adds to ``counters``; the
+    """One layer over the steps of its sources' queues (step ``t`` of the call is time ``t0 + t``
+    of ``state``); fills ``out_index``/``out_count``/``out_offsets`` and adds to ``counters``; the
     number of output events."""
     ev_offsets, ev_index, ev_sign = gather(queues, layer.sources)
     return kernels.run_population_steps(
-        state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, table, math.log(layer.leak),
+        state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, t0, table, math.log(layer.leak),
         *layer.firing, layer.fires, layer.projections, layer.weights, layer.routes,
         ev_offsets, ev_index, ev_sign, out_index, out_count, out_offsets, counters,
     )
@@ -311,13 +322,7 @@ class StepStream:
         offsets = np.searchsorted(steps, np.arange(start, stop + 1), side="left").astype(np.int64)
         queues: dict[str, SpikeEvents] = {INPUT: SpikeEvents(offsets, index, sign)}
         self._catch_up(start)
-        for state in self.ws.states:
-            # the kernels number this batch's steps from 0: times relative to its first step
-            state.t_last -= start
-            state.stamp.fill(-1)
-        run_layers(self.network.layers, self.tables, self.ws, queues, self.counters, stop - start)
-        for state in self.ws.states:
-            state.t_last += start
+        run_layers(self.network.layers, self.tables, self.ws, queues, self.counters, stop - start, t0=start)
         self.input_events += len(index)
         self.steps_done = stop
         if stop == self.timesteps:
