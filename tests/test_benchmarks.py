@@ -239,3 +239,22 @@ def test_train_epoch_ab_times_both_paths(nmnist_root, simulated_mnist_root, caps
                  "--rounds", "2", "--real", "1", "--simulated", "4", "--timesteps", "4"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [len(v) for v in report["train_seconds"].values()] == [2, 2] and report["kernels_speedup"] > 0
+
+
+def test_model_soup_averages_weights_and_refuses_other_graphs(tmp_path, monkeypatch):
+    from evsim.model.file import load_model, model_path, save_model
+
+    soup = load_script("model_soup", monkeypatch)
+    bundled = load_model("lenet-nmnist")
+    doubled = tmp_path / "doubled.npz"
+    save_model(doubled, bundled.graph, {k: 3 * w for k, w in bundled.weights.items()})
+    out = tmp_path / "soup.npz"
+    monkeypatch.setattr(sys, "argv", ["model_soup.py", str(out), str(model_path("lenet-nmnist")), str(doubled)])
+    soup.main()
+    made = load_model(out)
+    for name, w in bundled.weights.items():
+        np.testing.assert_allclose(made.weights[name], 2 * w, rtol=1e-6)
+    assert made.graph.populations == bundled.graph.populations and len(made.graph.meta["soup_of"]) == 2
+    monkeypatch.setattr(sys, "argv", ["model_soup.py", str(out), str(model_path("lenet-nmnist")), str(model_path("lenet-mnist"))])
+    with pytest.raises(SystemExit):
+        soup.main()
