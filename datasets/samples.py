@@ -306,14 +306,14 @@ def load_samples(
 
 
 def load_training_samples(dataset: str, root, limit: int | tuple[int, int] | None = None,
-                          augment: bool = False) -> SampleSet:
+                          augment: bool = False, event_augment: EventAugment | None = None) -> SampleSet:
     """The training split as the trainers draw from it: colour images always cropped and flipped
     (the paper's section 4.1.4); with ``augment``, MNIST digits shifted and real N-MNIST
-    recordings augmented event by event (:class:`EventAugment`)."""
+    recordings augmented event by event (``event_augment``'s ranges, default :class:`EventAugment`)."""
     images = dataset in ALWAYS_AUGMENTED or (augment and dataset == "mnist")
     samples = load_samples(dataset, root, "train", limit, augment=images)
     if augment and dataset == "nmnist":
-        samples = dataclasses.replace(samples, event_augment=EventAugment())
+        samples = dataclasses.replace(samples, event_augment=event_augment or EventAugment())
     return samples
 
 

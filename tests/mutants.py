@@ -78,7 +78,7 @@ MUTANTS = (
            "table[q, kernels.P_SRC_C : kernels.P_SRC_W + 1] = (src[0], src[2], src[1])",
            EXACT),
     Mutant("leak-off-by-one", "step == dense", "evsim/engine/kernels.py",
-           "            factor = leak_table[int(gap)]", "            factor = leak_table[int(gap) - 1]",
+           "        return leak_table[int(gap)]\n", "        return leak_table[int(gap) - 1]\n",
            EXACT),
     Mutant("conv-kernel-not-flipped", "step == dense", "evsim/engine/layers.py",
            "weight.transpose(1, 2, 3, 0)[:, :, ::-1, :]", "weight.transpose(1, 2, 3, 0)",

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from evsim.datasets.augment import EventAugment, augment, drop_events, jitter_time, stretch_time, translate
+from evsim.datasets.augment import (EventAugment, augment, drop_events, jitter_time, rotate_and_scale, stretch_time,
+                                    translate)
 from evsim.datasets.samples import load_samples, split_validation, stratified_holdout
 from evsim.errors import InputError
 from evsim.events import make_events
@@ -27,6 +28,37 @@ def test_translation_drops_what_leaves_the_sensor():
     assert moved["x"].tolist() == [7] and moved["y"].tolist() == [4] and moved["t"].tolist() == [2]
     assert moved["p"].tolist() == [True]
     assert np.array_equal(translate(events, 0, 0, SENSOR), events)
+
+
+def test_rotation_and_scaling_about_the_sensor_centre():
+    # (16.5, 16.5) is the centre of a 34 x 34 sensor: a quarter turn takes (33, 16) to (17, 33)
+    # (y down), doubling takes (20, 16) to (24, 16) after rounding (23.5 + 0.5 -> 24, half to even
+    # gives 24), and (0, 0) leaves the sensor
+    events = make_events([33, 20, 0], [16, 16, 0], [1, 2, 3], [0, 1, 0])
+    turned = rotate_and_scale(events, 90.0, 1.0, SENSOR)
+    assert (turned["x"][0], turned["y"][0]) == (17, 33) and turned["t"].tolist() == [1, 2, 3]
+    doubled = rotate_and_scale(events, 0.0, 2.0, SENSOR)
+    assert doubled["x"].tolist() == [24] and doubled["y"].tolist() == [16] and doubled["t"].tolist() == [2]
+    assert np.array_equal(rotate_and_scale(events, 0.0, 1.0, SENSOR), events)
+    # a full turn in four steps brings every event back
+    some = some_events(200)
+    back = some
+    for _ in range(4):
+        back = rotate_and_scale(back, 90.0, 1.0, SENSOR)
+    assert np.array_equal(back, some)
+
+
+def test_rotation_and_scaling_draws_only_when_asked():
+    # off by default, without consuming draws: runs made before these ranges existed replay
+    events = some_events()
+    plain = augment(events, EventAugment(), np.random.default_rng(3), SENSOR)
+    assert np.array_equal(plain, augment(events, EventAugment(rotate=0.0, scale=0.0), np.random.default_rng(3), SENSOR))
+    wide = augment(events, EventAugment(rotate=15.0, scale=0.15), np.random.default_rng(3), SENSOR)
+    assert not np.array_equal(plain, wide)
+    assert wide["x"].min() >= 0 and wide["x"].max() < 34 and wide["y"].min() >= 0 and wide["y"].max() < 34
+    for bad in (dict(rotate=-1.0), dict(rotate=90.0), dict(scale=0.6)):
+        with pytest.raises(InputError):
+            EventAugment(**bad)
 
 
 def test_dropout_jitter_and_stretch():

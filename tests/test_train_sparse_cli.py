@@ -21,6 +21,8 @@ from evsim.model.file import load_model  # noqa: E402
         (["--synops-target", "0"], "synops-target"),
         (["--ann", "--mix-simulated", "10"], "apply to spiking training"),
         (["--simulated-data", "mnist"], "pass --mix-simulated too"),
+        (["--augment-rotate", "10"], "use them with --dataset nmnist --augment"),
+        (["--augment", "--augment-scale", "0.7"], "augmentation ranges out of bounds"),
     ],
 )
 def test_bad_options_are_one_line_errors(extra, message, nmnist_root, tmp_path, capsys):
@@ -39,6 +41,14 @@ def test_augment_shifts_mnist_digits(mnist_root, tmp_path, capsys):
     assert "augmentation shifts of up to 2 pixels" in capsys.readouterr().out
     args[args.index("mnist")] = "cifar10"  # colour images are always cropped and flipped
     assert main(args) == 2 and "--augment applies to real N-MNIST recordings and to MNIST" in capsys.readouterr().err
+
+
+def test_augment_rotates_and_scales_recordings_on_request(nmnist_root, tmp_path, capsys):
+    args = ["train", "--arch", "lenet", "--dataset", "nmnist", "--data", str(nmnist_root), "--epochs", "1",
+            "--timesteps", "4", "--batch-size", "4", "--test-limit", "4", "--out", str(tmp_path / "m.npz"),
+            "--no-progress", "--threads", "1", "--augment", "--augment-rotate", "12", "--augment-scale", "0.1"]
+    assert main(args) == 0
+    assert "rotate=12.0, scale=0.1" in capsys.readouterr().out
 
 
 @pytest.mark.slow

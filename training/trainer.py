@@ -30,6 +30,7 @@ from evsim.model.graph import Graph
 from evsim.model.file import load_model
 from evsim.training.architectures import build
 from evsim.training.distributed import Distributed, join
+from evsim.datasets.augment import EventAugment
 from evsim.datasets.samples import (
     AUGMENT_ON_REQUEST,
     MNIST_SHIFT,
@@ -77,6 +78,8 @@ class TrainConfig:
     penalty: ActivityPenalty = ActivityPenalty()
     val: int = 0  # training samples held out for validation (stratified by label)
     augment: bool = False  # datasets.samples.load_training_samples: real N-MNIST events, MNIST shifts
+    rotate: float = 0.0  # with augment on N-MNIST: rotations up to this many degrees (EventAugment.rotate)
+    scale: float = 0.0  # with augment on N-MNIST: sizes within 1 +- scale (EventAugment.scale)
     keep: str = "last"  # the exported model: the last epoch's, or the best by validation accuracy
     synops_budget: float | None = None  # with keep="best-val": only epochs whose validation synops per sample fit
     mix_simulated: int = 0  # simulated N-MNIST recordings added to each epoch of real ones, a fresh draw each epoch
@@ -96,6 +99,11 @@ class TrainConfig:
         if self.augment and self.dataset not in AUGMENT_ON_REQUEST:
             raise InputError("--augment applies to real N-MNIST recordings and to MNIST (colour images are always "
                              "cropped and flipped)")
+        if (self.rotate or self.scale) and not (self.augment and self.dataset == "nmnist"):
+            raise InputError("--augment-rotate and --augment-scale widen the augmentation of real N-MNIST "
+                             "recordings: use them with --dataset nmnist --augment")
+        if self.augment and self.dataset == "nmnist":
+            EventAugment(rotate=self.rotate, scale=self.scale)  # its ranges are checked there
         if self.mix_simulated < 0:
             raise InputError(f"--mix-simulated must not be negative, got {self.mix_simulated}")
         if self.simulated_data is not None and not self.mix_simulated:
@@ -301,7 +309,8 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
 
 
 def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
-    train_set = load_training_samples(config.dataset, config.data, config.limit, config.augment)
+    train_set = load_training_samples(config.dataset, config.data, config.limit, config.augment,
+                                      EventAugment(rotate=config.rotate, scale=config.scale))
     test_set = load_samples(config.dataset, config.data, "test", config.test_limit, encoding=train_set.encoding)
     val_set = None
     if config.val:

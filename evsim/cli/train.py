@@ -91,6 +91,10 @@ def register(subparsers) -> None:
     sparse.add_argument("--augment", action="store_true",
                         help="augment the training data: real N-MNIST recordings by translation, event dropout, time "
                              "jitter and stretch; MNIST digits by shifts of up to 2 pixels")
+    sparse.add_argument("--augment-rotate", type=float, default=0.0, metavar="DEG",
+                        help="with --augment on N-MNIST: also rotate each recording by up to DEG degrees (default 0)")
+    sparse.add_argument("--augment-scale", type=float, default=0.0, metavar="FRAC",
+                        help="with --augment on N-MNIST: also scale each recording by 1 +- up to FRAC (default 0)")
     sparse.add_argument("--mix-simulated", type=int, default=0, metavar="N",
                         help="with --dataset nmnist: add N simulated recordings to each epoch's real ones, a fresh "
                              "draw each epoch (validation and test stay real)")
@@ -148,6 +152,8 @@ def run(args) -> int:
         ),
         val=args.val,
         augment=args.augment,
+        rotate=args.augment_rotate,
+        scale=args.augment_scale,
         mix_simulated=args.mix_simulated,
         simulated_data=args.simulated_data,
         keep=args.keep,
