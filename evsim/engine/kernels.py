@@ -417,10 +417,11 @@ def run_population_steps(
     Fills ``out_index`` (which needs ``unit`` elements of slack, see _fire) with spikes
     (channels-last neuron index), ``out_count`` with each event's spike count, and
     ``out_offsets[t + 1]`` with the running event count. ``V`` holds each neuron's potential
-    after its last update (step ``t_last``), before the leak of the steps since; ``stamp`` must
-    start below ``t0``; the caller keeps every gap within ``leak_table``. ``carry[1 : 1 + carry[0]]`` lists the units that must be visited at the next step
-    although no event may reach them: a subtracting neuron still above threshold after its reset
-    fires again, as the dense model's does (empty for the paper's rule, kept across calls).
+    after its last update (step ``t_last``), before the leak of the steps since; every ``stamp``
+    must be below ``t0``, and the caller keeps every gap within ``leak_table``.
+    ``carry[1 : 1 + carry[0]]`` lists the units that must be visited at the next step although
+    no event may reach them: a subtracting neuron still above threshold after its reset fires
+    again, as the dense model's does (empty for the paper's rule, kept across calls).
     """
     timesteps = ev_offsets.shape[1] - 1
     fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0

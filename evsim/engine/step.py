@@ -2,8 +2,8 @@
 
 Layer by layer, each layer drains the per-step event queues of its sources (the input's
 SpikeEvents first) through evsim.engine.kernels and fills its own queue, so the result equals the
-dense forward. A :class:`Workspace` holds every layer's state and queues, preallocated once per
-thread and reused across inputs.
+dense forward. A :class:`Workspace` holds every layer's state and queues, preallocated once and
+reused across inputs: the Network keeps them in a free list that its threads and streams draw from.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from evsim.model.graph import INPUT
 
 @dataclass
 class Workspace:
-    """Preallocated state and queues of every layer, reused across the inputs one thread runs,
-    and the order in which :func:`run_layers` runs the layers (see :func:`layer_passes`)."""
+    """Preallocated state and queues of every layer, reused input after input by whichever thread
+    holds it (``Network.workspace``), and the order in which :func:`run_layers` runs the layers
+    (see :func:`layer_passes`)."""
 
     states: list[LayerState]
     out_index: list[np.ndarray]
