@@ -129,7 +129,7 @@ def test_mix_simulated_adds_a_fresh_draw_of_simulated_recordings_each_epoch(nmni
     assert main(args) == 0
     assert "1 train + 24 simulated per epoch / 19 test samples" in capsys.readouterr().out
     history = torch.load(f"{out}.checkpoint.pt", weights_only=True)["history"]
-    assert [h["train_samples"] for h in history] == [1 + 24, 1 + 24]  # the simulated ones are trained on
+    assert [h["epoch_samples"] for h in history] == [1 + 24, 1 + 24]  # the simulated ones are trained on
     assert load_model(out).graph.meta["simulated_per_epoch"] == 24
     simulated_only = [arg if arg != "nmnist" else "nmnist-sim" for arg in args]
     for bad, message in ((args + ["--mix-simulated", "41"], "more than the 40 simulated recordings"),

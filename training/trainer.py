@@ -375,7 +375,9 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
         test = evaluate(network, test_set, config.timesteps, config.batch_size, config.seed, progress, penalty, distributed)
         record = {
             "epoch": epoch + 1, "lr": lr,
-            "train_samples": fit.samples, "train_loss": fit.loss, "train_accuracy": fit.accuracy,
+            # samples trained on this epoch, simulated ones included (the model file's train_samples
+            # counts the training split alone)
+            "epoch_samples": fit.samples, "train_loss": fit.loss, "train_accuracy": fit.accuracy,
             "train_penalty": fit.penalty, "train_synops": fit.synops,
             "test_loss": test.loss, "test_accuracy": test.accuracy, "test_synops": test.synops,
             "train_seconds": fit.seconds, "test_seconds": test.seconds,
