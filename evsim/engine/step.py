@@ -183,7 +183,8 @@ class StepStream:
     for longer recordings). A step runs, through every layer, once its bin has closed: when an
     event of a later step arrives, :meth:`advance_to` says no earlier event is left, or
     :meth:`flush` ends the stream. State carries over, so the result does not depend on how the
-    events are cut into chunks, and memory stays constant (at most ``T`` steps are queued).
+    events are cut into chunks, and memory stays constant: the open step's events wait, and the
+    events of chunks fed with ``hold`` until :meth:`advance_to` runs their steps.
     Over the model's window (its first ``T`` steps) the spikes, counters and output are exactly
     those of ``Network.run(events, mode="step")`` on the same events: :meth:`window_result`.
     """
