@@ -26,8 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     models = [load_model(path) for path in args.models]
     graph = models[0].graph
-    shape = (graph.input_shape, graph.populations, graph.timesteps, graph.encoding)
-    if any((m.graph.input_shape, m.graph.populations, m.graph.timesteps, m.graph.encoding) != shape for m in models[1:]):
+    if any(replace(m.graph, meta={}) != replace(graph, meta={}) for m in models[1:]):  # meta: training history
         parser.error("the models must share one graph (architecture, neurons, time steps, input encoding)")
     weights = {name: np.mean([m.weights[name].astype(np.float64) for m in models], axis=0).astype(w.dtype)
                for name, w in models[0].weights.items()}

@@ -86,6 +86,10 @@ class TrainConfig:
     simulated_data: Path | None = None  # the MNIST folder they are simulated from; None: default_root("nmnist-sim")
     distributed: bool = False  # one rank of a DDP process group started by torchrun (evsim.training.distributed)
 
+    def event_augment(self) -> EventAugment:
+        """The ranges real N-MNIST recordings are augmented from (with ``augment``)."""
+        return EventAugment(rotate=self.rotate, scale=self.scale)
+
     def resolved(self) -> "TrainConfig":
         optimizer = self.optimizer or ("adam" if SIMULATED.get(self.dataset, self.dataset) == "nmnist" else "sgd")
         if optimizer not in DEFAULT_LR:
@@ -103,7 +107,7 @@ class TrainConfig:
             raise InputError("--augment-rotate and --augment-scale widen the augmentation of real N-MNIST "
                              "recordings: use them with --dataset nmnist --augment")
         if self.augment and self.dataset == "nmnist":
-            EventAugment(rotate=self.rotate, scale=self.scale)  # its ranges are checked there
+            self.event_augment()  # its ranges are checked there
         if self.mix_simulated < 0:
             raise InputError(f"--mix-simulated must not be negative, got {self.mix_simulated}")
         if self.simulated_data is not None and not self.mix_simulated:
@@ -310,7 +314,7 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
 
 def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
     train_set = load_training_samples(config.dataset, config.data, config.limit, config.augment,
-                                      EventAugment(rotate=config.rotate, scale=config.scale))
+                                      config.event_augment())
     test_set = load_samples(config.dataset, config.data, "test", config.test_limit, encoding=train_set.encoding)
     val_set = None
     if config.val:

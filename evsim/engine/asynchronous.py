@@ -157,15 +157,14 @@ class Stream:
             # nothing arrives: the kernel would change nothing (leaks are applied on the next touch)
             return self._no_events
         if len(sources) == 1:
-            time, index, sign = sources[0].time, sources[0].index, sources[0].sign
-            bounds = np.array([[0, len(index)]], dtype=np.int64)
+            merged = sources[0]
+            bounds = np.array([[0, len(merged)]], dtype=np.int64)
         else:
-            time = np.concatenate([s.time for s in sources])
-            index = np.concatenate([s.index for s in sources])
-            sign = np.concatenate([s.sign for s in sources])
+            merged = _concat(sources)
             sizes = np.array([len(s) for s in sources], dtype=np.int64)
             ends = np.cumsum(sizes)
             bounds = np.stack([ends - sizes, ends], axis=1)
+        time, index, sign = merged.time, merged.index, merged.sign
         heads = bounds[:, 0].copy()
         fires = layer.fires
         capacity = max(1024, 4 * len(index)) if fires else 1
