@@ -36,8 +36,9 @@ EXPECTED_SKIPS = {
 }
 """Skip reasons CI accepts (prefix match), with why. Anything else that skips under CI is a failure."""
 
-REQUIRED_IN_CI = ("torch", "hypothesis", "expelliarmus", "matplotlib", "tonic", "aedat", "scipy", "h5py", "ray")
-"""What `.ci/run` installs ([train,plot,data,nir,cluster,dev]); tests importorskip them for lighter local installs."""
+REQUIRED_IN_CI = ("torch", "hypothesis", "expelliarmus", "matplotlib", "tonic", "aedat", "scipy", "h5py", "ray",
+                  "dv_processing")
+"""What `.ci/run` installs ([train,plot,data,nir,cluster,live,dev]); tests importorskip them for lighter local installs."""
 
 _unexpected_skips: list[str] = []
 

@@ -20,7 +20,7 @@ COMMANDS = sorted({c.strip() for c in re.findall(r"^\s{4,}(evsim [^\n]+)$", READ
 def test_the_readme_shows_the_guide_commands():
     shown = {shlex.split(c)[1] for c in COMMANDS}
     assert {"train", "eval", "run", "stream", "bench", "report"} <= shown
-    assert "pip install torch==2.13.0 && pip install -e \".[train,plot,data,nir,cluster,dev]\"\nevsim demo" in README
+    assert "pip install torch==2.13.0 && pip install -e \".[train,plot,data,nir,cluster,live,dev]\"\nevsim demo" in README
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from evsim.events import make_events, sensor_size, timed_input_events
 MODES = ("step", "async")
 
 
-def _tonic_transforms():
+def tonic_transforms():
     # imports torch: only when a transform is asked for
     return require("tonic.transforms", "data", "--crop and --downsample")
 
@@ -68,7 +69,7 @@ def fit_input(sensor_size, model_size, crop=None, downsample=None) -> InputFit:
     if crop is not None and downsample is not None:
         raise InputError("use --crop or --downsample, not both")
     if crop is not None or downsample is not None:
-        T = _tonic_transforms()
+        T = tonic_transforms()
     if crop is not None:
         crop_w, crop_h = crop
         if (crop_w, crop_h) != (model_w, model_h):
@@ -166,10 +167,14 @@ def _ctrl_c_stops_between_chunks():
         signal.signal(signal.SIGINT, previous)
 
 
-def stream_file(path, network, every_us: float, crop=None, downsample=None, chunk_events: int = 65536,
+def stream_file(source, network, every_us: float, crop=None, downsample=None, chunk_events: int = 65536,
                 on_start=None, on_point=None, keep_timeline: bool = True, mode: str = "step") -> dict:
     """Stream one file through ``network`` in ``mode`` (step or async); the report, partial if
     interrupted or damaged.
+
+    ``source`` is a file's path, or a source already opened: an EventFile, or a live stream
+    (evsim.datasets.live.LiveStream), whose counts (received, processed, dropped, lag) then join
+    every read-out and the report's ``live``.
 
     ``on_start()`` is called once the file and its fit to the model are checked, before the
     first event; ``on_point(point)`` with each read-out as it happens; the report's ``timeline``
@@ -183,7 +188,8 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
     """
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
-    event_file = open_event_file(path)
+    event_file = open_event_file(source) if isinstance(source, (str, PurePath)) else source
+    live = getattr(event_file, "progress", None)
     model_size = model_sensor_size(network)
     fit = fit_input(event_file.sensor_size, model_size, crop, downsample)
     warm_up(network, mode)
@@ -209,6 +215,8 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
             output = stream.output() if step else stream.output(at_us)
         prediction, margin = read_out(output)
         point = {"time_us": at_us, "prediction": prediction, "margin": margin}
+        if live is not None:
+            point.update(live())
         timeline.add(point)
         if on_point is not None:
             on_point(point)
@@ -219,6 +227,8 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
                 if Stop.requested:
                     interrupted = True
                     break
+                if len(chunk) == 0:  # a live source waiting for events
+                    continue
                 if origin is None:
                     origin = int(chunk["t"][0])
                 chunk = chunk.copy()
@@ -270,7 +280,7 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
     wall = time.perf_counter() - started
     prediction, margin = read_out(result.output)
     report = {
-        "file": str(path),
+        "file": str(event_file.path),
         "mode": mode,
         "format": event_file.format,
         "sensor_size": list(event_file.sensor_size),
@@ -298,6 +308,8 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
         report["window"] = _counts(stream.window_result())
     elif window is not None:
         report["window"] = _counts(window)
+    if live is not None:
+        report["live"] = {**live(), "camera": event_file.camera, "end": event_file.end}
     if error is not None:
         report["error"] = str(error)
     return report

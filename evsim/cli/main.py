@@ -10,7 +10,8 @@ import sys
 from evsim.errors import EvsimError
 
 # Optional dependencies and the extra that installs each: a missing one is one line naming it.
-EXTRAS = {"torch": "train", "matplotlib": "plot", "tonic": "data", "aedat": "data", "scipy": "data"}
+EXTRAS = {"torch": "train", "matplotlib": "plot", "tonic": "data", "aedat": "data", "scipy": "data",
+          "dv_processing": "live"}
 
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func``.
 COMMAND_MODULES = (
@@ -20,6 +21,7 @@ COMMAND_MODULES = (
     "evsim.cli.convert",
     "evsim.cli.run",
     "evsim.cli.stream",
+    "evsim.cli.serve",
     "evsim.cli.bench",
     "evsim.cli.report",
     "evsim.cli.demo",

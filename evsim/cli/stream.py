@@ -12,7 +12,8 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from evsim.analysis.streaming import Stop, stream_file
+from evsim.analysis.streaming import Stop, tonic_transforms, stream_file, warm_up
+from evsim.datasets.live import is_stream_address
 from evsim.errors import DataError, EvsimError, InputError
 
 DEFAULT_EVERY_MS = 50.0
@@ -30,9 +31,14 @@ def _ms(us) -> str:
     return "n/a" if us is None else f"{us / 1000:,.1f} ms"
 
 
-def format_point(point: dict) -> str:
+def format_point(point: dict, every_us: float | None = None) -> str:
     prediction = "-" if point["prediction"] is None else str(point["prediction"])
-    return f"{_ms(point['time_us']):>12}  prediction {prediction:>3}  margin {point['margin']:.4f}"
+    line = f"{_ms(point['time_us']):>12}  prediction {prediction:>3}  margin {point['margin']:.4f}"
+    if "received" not in point:
+        return line
+    behind = "  BEHIND" if every_us is not None and point["lag_us"] > every_us else ""
+    return (f"{line}  received {point['received']:,}  processed {point['processed']:,}  "
+            f"dropped {point['dropped']:,}  lag {_ms(point['lag_us'])}{behind}")
 
 
 def format_report(report: dict) -> str:
@@ -64,6 +70,11 @@ def format_report(report: dict) -> str:
     speed = (f"{_ms(report['duration_us'])} of recording in {report['wall_s']:.2f} s "
              f"({report['mode']} mode, batch 1, 1 thread)")
     lines.append(("speed", speed + (f": {factor:,.2f}x real time" if factor is not None else "")))
+    live = report.get("live")
+    if live is not None:
+        end = {"closed": "the server closed the connection"}.get(live["end"], "stopped before the stream's end")
+        lines.append(("live", f"{live['camera']}: {live['received']:,} events received, {live['processed']:,} "
+                              f"processed, {live['dropped']:,} dropped, lag at the end {_ms(live['lag_us'])}; {end}"))
     if report.get("interrupted"):
         lines.append(("status", "interrupted: the figures cover the part streamed so far"))
     if report.get("error"):
@@ -113,9 +124,16 @@ def run(args) -> int:
         raise InputError(f"--chunk-events must be positive, got {args.chunk_events}")
     if args.workers < 1:
         raise InputError(f"--workers must be positive, got {args.workers}")
-    files = expand_inputs(args.files)
     options = dict(every_us=args.every * 1000.0, crop=args.crop, downsample=args.downsample,
                    chunk_events=args.chunk_events, keep_timeline=args.json, mode=args.mode)
+    addresses = [item for item in args.files if is_stream_address(item)]
+    if addresses:
+        if len(args.files) > 1:
+            raise InputError("a live stream (tcp://HOST:PORT) streams alone: give one address and no files")
+        if args.cluster:
+            raise InputError("--cluster streams files; a live stream runs here")
+        return _run_live(addresses[0], args, options)
+    files = expand_inputs(args.files)
     if args.cluster:
         return _run_on_cluster(files, args, options)
     if len(files) == 1:
@@ -140,6 +158,42 @@ def _run_one(path: Path, network, args, options) -> int:
     sys.stdout.flush()
     if "error" in report:
         raise DataError(None, report["error"])
+    return 130 if report["interrupted"] else 0
+
+
+def _run_live(address: str, args, options) -> int:
+    """A live stream: the read-outs as they come, the summary at the end, exit 0 when the server
+    closed the stream, 1 when the connection was lost, 130 on Ctrl-C."""
+    from evsim.datasets.live import LiveStream
+    from evsim.engine.network import load
+
+    if args.timeout <= 0:
+        raise InputError(f"--timeout must be positive, got {args.timeout}")
+    max_lag_us = None if args.max_lag is None else args.max_lag * 1000.0
+    network = load(args.model)
+    # everything slow comes before the connection: dv's reader drops what it holds unread when
+    # the server closes, and a long import or kernel load holds the GIL from the receiving thread
+    warm_up(network, args.mode)
+    if args.crop is not None or args.downsample is not None:
+        tonic_transforms()
+    source = LiveStream(address, timeout_s=args.timeout, max_lag_us=max_lag_us)
+
+    def header() -> None:
+        print(f"stream {address} ({source.camera}, {source.sensor_size[0]} x {source.sensor_size[1]}) "
+              f"through {args.model}; "
+              + ("every event kept" if max_lag_us is None else f"events more than {args.max_lag:g} ms behind dropped"))
+        print(f"{'time':>12}  (every {args.every:g} ms of stream time; lag: the newest event received "
+              "minus the newest processed)", flush=True)
+
+    def point(p: dict) -> None:
+        print(format_point(p, options["every_us"]), flush=True)
+
+    report = stream_file(source, network, on_start=None if args.json else header,
+                         on_point=None if args.json else point, **options)
+    print(json.dumps(report) if args.json else format_report(report), flush=True)
+    if "error" in report:
+        print(f"evsim stream: error: {report['error']}", file=sys.stderr)
+        return 1
     return 130 if report["interrupted"] else 0
 
 
@@ -250,8 +304,9 @@ def register(subparsers) -> None:
         "Async mode runs in continuous time. "
         f"Formats: {supported_formats()}. Times are recording time: the first event's timestamp is subtracted.",
     )
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                        help="event files, or folders whose event files are all streamed (in parallel)")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="event files, or folders whose event files are all streamed (in parallel), "
+                             "or one live AEDAT 4.0 stream tcp://HOST:PORT (DV's network output; needs evsim[live])")
     parser.add_argument("--model", required=True, help="model file (.npz) or bundled model name")
     parser.add_argument("--every", type=float, default=DEFAULT_EVERY_MS, metavar="MS",
                         help=f"read the prediction out every MS ms of recording time (default {DEFAULT_EVERY_MS:g})")
@@ -272,4 +327,10 @@ def register(subparsers) -> None:
                         help="stream the files on a Ray cluster instead, every node reading them under the same "
                              "path: local (Ray started here) or the head's HOST:PORT, ray://HOST:PORT or auto "
                              "(needs evsim[cluster])")
+    live = parser.add_argument_group("live streams (tcp://HOST:PORT)")
+    live.add_argument("--max-lag", type=float, metavar="MS",
+                      help="drop the oldest unprocessed events when the engine falls more than MS ms of "
+                           "stream time behind (default: keep every event; the lag grows)")
+    live.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                      help="take the connection as lost after S s without an event (default 10)")
     parser.set_defaults(func=run)
