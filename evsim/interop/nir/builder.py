@@ -37,6 +37,10 @@ from evsim.interop.nir.nodes import (
 from evsim.interop.nir.semantics import _neuron_param, _threshold, read_neuron
 from evsim.model.graph import INPUT, Population, Projection, refuse_bias
 
+MAX_WALK = 100_000
+"""The most steps of the walk back from one population through its non-neuron nodes (diamonds of
+Scale nodes multiply the paths)."""
+
 
 class _Builder:
     """Turns the checked NIR graph into evsim populations (topological order) and weights."""
@@ -119,16 +123,24 @@ class _Builder:
     # -- paths from a population (or the input) through weight, pooling, Flatten and Scale nodes
 
     def paths_into(self, name: str) -> list[tuple[str, list[str]]]:
+        """Every path into ``name`` from a population or the Input, with the weight, pooling,
+        Flatten and Scale nodes along it, depth first (iterative, at most MAX_WALK steps)."""
         paths = []
-        for p in self.preds[name]:
+        stack = [(p, None) for p in reversed(self.preds[name])]  # (node, the linked nodes after it)
+        for _ in range(MAX_WALK):
+            if not stack:
+                return paths
+            p, after = stack.pop()
             t = self.node(p).type
             if t == "Input" or t in SPIKING_TYPES:
-                paths.append((p, []))
+                paths.append((p, _unlink(after)))
             elif t in READOUT_TYPES:
-                raise ModelError(f"node {p!r} ({t}) feeds {name!r}; LI and I are read as the output only")
+                raise ModelError(f"node {p!r} ({t}) feeds {after[0] if after else name!r}; LI and I are read as "
+                                 "the output only")
             else:
-                paths.extend((src, ops + [p]) for src, ops in self.paths_into(p))
-        return paths
+                stack.extend((q, (p, after)) for q in reversed(self.preds[p]))
+        raise ModelError(f"node {name!r}: the paths into it through weight, pooling, Flatten and Scale nodes "
+                         f"branch into more than {MAX_WALK} steps")
 
     def projections_into(self, target: str, gain) -> list[Projection]:
         projections = []
@@ -246,6 +258,14 @@ class _Builder:
                 threshold=1.0, leak=1.0, reset="subtract", spikes_per_step=None, fire_test=">="))
             self.passthrough[key] = name
         return self.passthrough[key]
+
+
+def _unlink(linked) -> list[str]:
+    out = []
+    while linked is not None:
+        out.append(linked[0])
+        linked = linked[1]
+    return out
 
 
 def _per_channel(scale, where: str):

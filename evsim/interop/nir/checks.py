@@ -5,19 +5,24 @@ node on an Input-to-Output path, and every node's output shape."""
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
 from evsim.errors import ModelError
-from evsim.interop.nir.nodes import NODE_TYPES, POOL_TYPES, NirGraph, NirNode
+from evsim.interop.nir.nodes import MAX_EDGES, MAX_NODES, NODE_TYPES, POOL_TYPES, NirGraph, NirNode
 from evsim.model.graph import conv_output_size
 
 
 def check_graph(graph: NirGraph) -> tuple[list[str], dict[str, tuple[int, ...]]]:
     """The nodes in topological order and every node's output shape; ModelError naming the node
-    on an unknown type, a missing or extra Input/Output, a dangling edge, a cycle, a node off the
-    Input-to-Output paths, non-finite parameters or shapes that do not fit."""
+    on an unknown type, a missing or extra Input/Output, a dangling edge, a cycle, an unreachable
+    node, a node that leads nowhere, no Input-to-Output path, more than MAX_NODES nodes or
+    MAX_EDGES edges, non-finite parameters or shapes that do not fit. Every walk is iterative."""
     nodes = graph.nodes
+    if len(nodes) > MAX_NODES or len(graph.edges) > MAX_EDGES:
+        raise ModelError(f"the graph has {len(nodes)} nodes and {len(graph.edges)} edges; evsim imports at most "
+                         f"{MAX_NODES} nodes and {MAX_EDGES} edges")
     for node in nodes.values():
         if node.type not in NODE_TYPES:
             raise ModelError(f"node {node.name!r} has type {node.type}, which evsim does not import "
@@ -38,17 +43,14 @@ def check_graph(graph: NirGraph) -> tuple[list[str], dict[str, tuple[int, ...]]]
     for a, b in graph.edges:
         for end in (a, b):
             if end not in nodes:
-                raise ModelError(f"edge {a!r} -> {b!r} names a node {end!r} that the graph does not have")
+                raise ModelError(f"dangling edge: {a!r} -> {b!r} names a node {end!r} that the graph does not have")
         succs[a].append(b)
         preds[b].append(a)
-    if preds[inputs[0].name]:
-        raise ModelError(f"Input node {inputs[0].name!r} has incoming edges")
+    source, sink = inputs[0].name, outputs[0].name
+    if preds[source]:
+        raise ModelError(f"Input node {source!r} has incoming edges")
     order = _topological_order(nodes, preds, succs)
-    reachable = _reach(inputs[0].name, succs)
-    feeds_output = _reach(outputs[0].name, preds)
-    for name in order:
-        if name not in reachable or name not in feeds_output:
-            raise ModelError(f"node {name!r} ({nodes[name].type}) is not on a path from Input to Output")
+    _check_paths(order, nodes, _reach(source, succs), _reach(sink, preds), source, sink)
     shapes = {}
     for name in order:
         node = nodes[name]
@@ -64,11 +66,12 @@ def check_graph(graph: NirGraph) -> tuple[list[str], dict[str, tuple[int, ...]]]
 
 
 def _topological_order(nodes, preds, succs) -> list[str]:
+    """Kahn's algorithm (iterative: a chain of any length); ModelError naming a cycle's nodes."""
     indegree = {name: len(preds[name]) for name in nodes}
-    ready = [name for name in nodes if indegree[name] == 0]
+    ready = deque(name for name in nodes if indegree[name] == 0)
     order = []
     while ready:
-        name = ready.pop(0)
+        name = ready.popleft()
         order.append(name)
         for nxt in succs[name]:
             indegree[nxt] -= 1
@@ -79,6 +82,19 @@ def _topological_order(nodes, preds, succs) -> list[str]:
         raise ModelError(f"the graph has a cycle (through {', '.join(repr(s) for s in stuck[:4])}); "
                          "evsim imports feed-forward graphs (DAGs) only")
     return order
+
+
+def _check_paths(order, nodes, from_input: set, to_output: set, source: str, sink: str) -> None:
+    """Every node on an Input-to-Output path, with one message for each way of missing it."""
+    if sink not in from_input:
+        raise ModelError(f"the graph has no path from its Input {source!r} to its Output {sink!r}")
+    for name in order:
+        if name not in from_input:
+            raise ModelError(f"node {name!r} ({nodes[name].type}) is unreachable: no path from the Input "
+                             f"{source!r} leads to it")
+        if name not in to_output:
+            raise ModelError(f"node {name!r} ({nodes[name].type}) leads nowhere: no path from it reaches the "
+                             f"Output {sink!r}")
 
 
 def _reach(start: str, links) -> set[str]:

@@ -3,77 +3,97 @@ code (``nir.read`` is not used)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from evsim.errors import ModelError, require
-from evsim.interop.nir.nodes import NirGraph, NirNode, _text
+from evsim.interop.nir.h5access import H5Access
+from evsim.interop.nir.nodes import MAX_EDGES, MAX_FIELDS, MAX_NODES, NirGraph, NirNode, _text
+from evsim.model.file import MAX_MODEL_BYTES
 
 
 def read_nir(path) -> NirGraph:
-    """Read a NIR file's graph with h5py (datasets and strings only); ModelError if unreadable."""
+    """Read a NIR file's graph with h5py (datasets and strings only); ModelError if unreadable.
+
+    Every link and dataset is checked before it is followed or read (evsim.interop.nir.h5access):
+    nothing outside the file, at most MAX_NODES nodes and MAX_EDGES edges, and at most
+    MAX_MODEL_BYTES declared in all."""
     h5py = require("h5py", "nir", "reading NIR files")
     path = Path(path)
     if not path.is_file():
         raise ModelError("no such NIR file", path)
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ModelError(f"the file has {size} bytes; evsim reads model files of at most {MAX_MODEL_BYTES} bytes "
+                         "(MAX_MODEL_BYTES)", path)
     try:
         with h5py.File(path, "r") as f:
-            version = _text(f["version"][()]) if "version" in f else ""
-            if "node" not in f or not isinstance(f["node"], h5py.Group):
+            access = H5Access(h5py)
+            version = access.child(f, "version")
+            version = access.read(version, text=True) if version is not None else ""
+            if not isinstance(access.child(f, "node"), h5py.Group):
                 raise ModelError("not a NIR file (no 'node' group)", path)
-            root = f["node"]
-            if _text(_dataset(root, "type", h5py)) != "NIRGraph":
+            root = access.group(f, "node")
+            if access.read(access.dataset(root, "type"), text=True) != "NIRGraph":
                 raise ModelError("not a NIR graph (the root node is not a NIRGraph)", path)
-            nodes = {}
-            for name, group in root["nodes"].items():
-                if not isinstance(group, h5py.Group) or "type" not in group:
-                    raise ModelError(f"node {name!r} has no type", path)
-                nodes[name] = _read_node(name, group, h5py)
-            raw = root["edges"][()] if "edges" in root else np.zeros((0, 2), dtype=object)
-            raw = np.asarray(raw)
-            if raw.size and (raw.ndim != 2 or raw.shape[1] != 2):
-                raise ModelError(f"edges must be pairs of node names, got shape {raw.shape}", path)
-            edges = tuple((_text(a), _text(b)) for a, b in raw.reshape(-1, 2))
-            metadata = _read_metadata(root, h5py)
+            group = access.group(root, "nodes")
+            nodes = {name: _read_node(name, access.child(group, name), access)
+                     for name in access.names(group, MAX_NODES, "nodes")}
+            edges = _read_edges(root, access)
+            metadata = _read_metadata(root, access)
     except ModelError as exc:
         raise ModelError(exc.reason, path) from None
-    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError, AttributeError, RuntimeError) as exc:
         raise ModelError(f"not a readable NIR file ({type(exc).__name__}: {exc})", path) from None
     return NirGraph(nodes, edges, metadata, version)
 
 
-def _read_node(name: str, group, h5py) -> NirNode:
-    type_ = _text(_dataset(group, "type", h5py))
+def _read_node(name: str, group, access: H5Access) -> NirNode:
+    if not isinstance(group, access.h5py.Group) or access.child(group, "type") is None:
+        raise ModelError(f"node {name!r} has no type")
+    type_ = access.read(access.dataset(group, "type"), text=True)
     if type_ == "NIRGraph":
         raise ModelError(f"node {name!r} is a nested NIRGraph; evsim reads flat graphs only")
     params = {}
-    for key, item in group.items():
+    for key in access.names(group, MAX_FIELDS, "fields"):
         if key in ("type", "metadata"):
             continue
-        if not isinstance(item, h5py.Dataset):
+        item = access.child(group, key)
+        if not isinstance(item, access.h5py.Dataset):
             raise ModelError(f"node {name!r} ({type_}): field {key!r} is not a dataset")
-        value = item[()]
-        params[key] = _text(value) if isinstance(value, (bytes, str)) else np.asarray(value)
-    return NirNode(name, type_, params, _read_metadata(group, h5py))
+        params[key] = access.read(item)
+    return NirNode(name, type_, params, _read_metadata(group, access))
 
 
-def _read_metadata(group, h5py) -> dict:
-    if "metadata" not in group or not isinstance(group["metadata"], h5py.Group):
+def _read_edges(root, access: H5Access) -> tuple:
+    edges = access.child(root, "edges")
+    if edges is None:
+        return ()
+    if not isinstance(edges, access.h5py.Dataset):
+        raise ModelError("'edges' is not a dataset")
+    shape = edges.shape or ()
+    if math.prod(shape) and (len(shape) != 2 or shape[1] != 2):
+        raise ModelError(f"edges must be pairs of node names, got shape {shape}")
+    if math.prod(shape) > 2 * MAX_EDGES:
+        raise ModelError(f"the graph has {shape[0]} edges; evsim reads at most {MAX_EDGES}")
+    if not access.check(edges):
+        raise ModelError("edges must be pairs of node names, got numbers")
+    raw = np.asarray(edges[()])
+    return tuple((_text(a), _text(b)) for a, b in raw.reshape(-1, 2))
+
+
+def _read_metadata(group, access: H5Access) -> dict:
+    meta = access.child(group, "metadata")
+    if not isinstance(meta, access.h5py.Group):
         return {}
     out = {}
-    for key, item in group["metadata"].items():
-        if isinstance(item, h5py.Dataset):
-            value = item[()]
-            out[key] = _text(value) if isinstance(value, (bytes, str)) else np.asarray(value)
+    for key in access.names(meta, MAX_FIELDS, "metadata fields"):
+        item = access.child(meta, key)
+        if isinstance(item, access.h5py.Dataset):
+            out[key] = access.read(item)
     return out
-
-
-def _dataset(group, key, h5py):
-    item = group[key]
-    if not isinstance(item, h5py.Dataset):
-        raise ModelError(f"{key!r} is not a dataset")
-    return item[()]
 
 
 def write_nir(path, graph: NirGraph) -> Path:

@@ -16,6 +16,13 @@ SPIKING_TYPES = ("IF", "LIF")
 READOUT_TYPES = ("LI", "I")
 NODE_TYPES = ("Input", "Output", "Flatten", "Scale", *WEIGHT_TYPES, *POOL_TYPES, *SPIKING_TYPES, *READOUT_TYPES)
 METADATA_PREFIX = "evsim_"
+MAX_NODES = 10_000
+"""The most nodes evsim reads from one NIR graph (a large CNN has a few dozen; a long chain of
+Scale or Flatten nodes still imports), checked before a node is read."""
+MAX_EDGES = 20_000
+"""The most edges of one NIR graph, checked before the edge list is read."""
+MAX_FIELDS = 64
+"""The most datasets in one node or metadata group (a NIR node has at most a dozen)."""
 
 
 @dataclass(frozen=True)
