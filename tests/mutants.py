@@ -45,14 +45,26 @@ class Mutant:
 
 
 # the pinned cases run first and catch most engine mutants within seconds; the drawn ones follow
+HOSTILE = "tests/test_hostile_files.py::test_hostile_file_ends_in_one_line_and_exit_2"
 EXACT = ("tests/test_engine_exact.py::test_pinned_cases_fire_in_every_layer",
          "tests/test_engine_exact.py::test_step_mode_equals_dense_forward_in_float64")
 
 MUTANTS = (
     # --- no pickle: model files are read with numpy alone, never unpickled
+    # (the .npy header check refuses object arrays before numpy's allow_pickle=False would see them)
     Mutant("pickle-allowed", "no pickle", "evsim/model/file.py",
-           "with np.load(path, allow_pickle=False) as npz:", "with np.load(path, allow_pickle=True) as npz:",
+           "    if dtype.hasobject:\n", "    if False:\n",
            ("tests/test_engine_io.py::test_pickled_arrays_are_refused_without_being_executed",)),
+    # --- files from strangers: sizes before reads, nothing from outside the file
+    Mutant("nir-dataset-size-unchecked", "sizes before reads", "evsim/interop/nir/h5access.py",
+           "        if nbytes > self.budget:\n", "        if False:\n",
+           (HOSTILE + "[nir: gzip bomb]", "tests/test_hostile_files.py::test_hostile_corpus_peak_memory_is_bounded")),
+    Mutant("npz-model-size-unchecked", "sizes before reads", "evsim/model/file.py",
+           "    if needed > MAX_MODEL_BYTES:\n", "    if False:\n",
+           (HOSTILE + "[npz: graph needs 6.4 GB of weights]",)),
+    Mutant("nir-external-storage-read", "nothing outside the file", "evsim/interop/nir/h5access.py",
+           "        if plist.get_external_count():\n", "        if False:\n",
+           (HOSTILE + "[nir: external storage]",)),
     # --- synaptic-operation counts
     Mutant("conv-synops-stride1", "synop counts", "evsim/engine/kernels.py",
            "                    synops += n * spikes\n", "                    synops += (n + C * (kx_hi > kx_lo)) * spikes\n",
