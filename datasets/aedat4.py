@@ -35,6 +35,7 @@ class Aedat4Info:
 
 def _decoder(path: Path):
     aedat = require("aedat", "data", "reading AEDAT 4.0 files")
+    _header_end(path)  # the header's size field checked before the decoder allocates it
     try:
         return aedat.Decoder(str(path))
     except Exception as exc:  # aedat raises plain exceptions for any header problem
@@ -61,33 +62,79 @@ class _PacketWalk:
     def __init__(self, path: Path):
         self.path = path
         self.size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(len(MAGIC) + 4)
-        if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
-            raise DataError(path, "does not start with the AEDAT 4.0 magic line #!AER-DAT4.0", 0)
-        (header_size,) = struct.unpack("<i", head[len(MAGIC):])
-        self.offset = len(MAGIC) + 4 + header_size  # of the next packet
+        self.offset = _header_end(path)  # of the next packet
+        self.end = _data_table_position(path, self.offset)  # the decoder stops there: the file's index follows
 
     def advance(self, fh) -> None:
         fh.seek(self.offset)
         _, size = PACKET_HEADER.unpack(fh.read(PACKET_HEADER.size))
         self.offset += PACKET_HEADER.size + size
 
-    def describe_failure(self, fh, exc: Exception) -> DataError:
+    def check_next(self, fh) -> None:
+        """Refuse the next packet if its size field claims more bytes than the file holds, before
+        the decoder allocates a buffer of that size."""
+        error = self.oversized(fh)
+        if error is not None:
+            raise error
+
+    def oversized(self, fh) -> DataError | None:
+        if self.end is not None and self.offset >= self.end:
+            return None
         fh.seek(self.offset)
         head = fh.read(PACKET_HEADER.size)
         if len(head) < PACKET_HEADER.size:
-            return DataError(self.path, f"the file ends inside a packet header (cut short?; aedat: {exc})", self.offset)
+            return None
         stream_id, size = PACKET_HEADER.unpack(head)
         remaining = self.size - self.offset - PACKET_HEADER.size
-        if size > remaining:
+        if size < 0 or size > remaining:
             return DataError(
                 self.path,
                 f"the file ends inside a packet of stream {stream_id}: it declares {size} bytes, "
                 f"{remaining} remain (cut short?)",
                 self.offset,
             )
-        return DataError(self.path, f"cannot decode the packet of stream {stream_id} here ({exc})", self.offset)
+        return None
+
+    def describe_failure(self, fh, exc: Exception) -> DataError:
+        fh.seek(self.offset)
+        head = fh.read(PACKET_HEADER.size)
+        if len(head) < PACKET_HEADER.size:
+            return DataError(self.path, f"the file ends inside a packet header (cut short?; aedat: {exc})", self.offset)
+        stream_id, _ = PACKET_HEADER.unpack(head)
+        return self.oversized(fh) or DataError(self.path, f"cannot decode the packet of stream {stream_id} here ({exc})",
+                                               self.offset)
+
+
+def _data_table_position(path: Path, header_end: int) -> int | None:
+    """The header's ``dataTablePosition`` (field 1 of the IOHeader flatbuffer), where the packets
+    end; None if the file has none (-1) or the header does not parse (the decoder then refuses it)."""
+    with open(path, "rb") as fh:
+        fh.seek(len(MAGIC) + 4)
+        buf = fh.read(header_end - len(MAGIC) - 4)
+    try:
+        (table,) = struct.unpack_from("<I", buf, 0)
+        vtable = table - struct.unpack_from("<i", buf, table)[0]
+        (vtable_size,) = struct.unpack_from("<H", buf, vtable)
+        (field,) = struct.unpack_from("<H", buf, vtable + 6) if vtable_size > 6 else (0,)
+        position = struct.unpack_from("<q", buf, table + field)[0] if field else -1
+    except struct.error:
+        return None
+    return position if position >= header_end else None
+
+
+def _header_end(path: Path) -> int:
+    """The offset after the file header; DataError if the magic line is missing or the header's
+    size field is negative or larger than the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC) + 4)
+    if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
+        raise DataError(path, "does not start with the AEDAT 4.0 magic line #!AER-DAT4.0", 0)
+    (header_size,) = struct.unpack("<i", head[len(MAGIC):])
+    if header_size < 0 or len(head) + header_size > size:
+        raise DataError(path, f"the header declares {header_size} bytes, the file has {size - len(head)} after "
+                        "its size field (cut short or damaged)", len(MAGIC))
+    return len(head) + header_size
 
 
 def iter_aedat4_chunks(path: Path, info: Aedat4Info, chunk_events: int):
@@ -123,6 +170,7 @@ def _iter_packets(path: Path, info: Aedat4Info):
         packets = iter(decoder)
         while True:
             packet_offset = walk.offset
+            walk.check_next(fh)
             try:
                 packet = next(packets)
             except StopIteration:

@@ -36,6 +36,8 @@ from evsim.errors import DataError
 
 SensorSize = tuple[int, int, int]
 DEFAULT_CHUNK_EVENTS = 1 << 16
+MAX_SENSOR_SIDE = 1 << 16
+"""No event camera comes near it (the largest are 1280 x 720); a header that says more is damaged."""
 HEAD_BYTES = 64
 
 SUPPORTED_FORMATS = (
@@ -248,6 +250,10 @@ def open_event_file(path, infer_sensor_size: bool = True) -> EventFile:
         hint = f"; its header looks like {claim}" if claim else ""
         raise DataError(path, f"unknown event file format {path.suffix!r}{hint} (supported: {supported_formats()})")
     event_file = opener(path, head)
+    if event_file.sensor_size is not None and max(event_file.sensor_size[:2]) > MAX_SENSOR_SIDE:
+        width, height = event_file.sensor_size[:2]
+        raise DataError(path, f"the header declares a {width}x{height} sensor; evsim reads sensors of at most "
+                        f"{MAX_SENSOR_SIDE} pixels a side", 0)
     if event_file.sensor_size is None and infer_sensor_size:
         size = _size_from_events(event_file.chunks())
         event_file = EventFile(path, event_file.format, size, "events", event_file.decode)

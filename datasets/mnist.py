@@ -7,7 +7,7 @@ dimensions) and its labels 2049 (uint8, 1 dimension).
 
 from __future__ import annotations
 
-import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -41,6 +41,8 @@ _IDX_TYPES = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+DEFLATE_MAX_RATIO = 1032
+"""Deflate's ceiling: one compressed byte stands for at most 1032 bytes."""
 
 
 def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
@@ -56,10 +58,7 @@ def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
     except OSError as exc:
         raise DataError(path, f"cannot read IDX file: {exc.strerror or exc}") from exc
     if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(path, f"damaged gzip stream: {exc}") from exc
+        raw = _gunzip(path, raw)
     if len(raw) < 4:
         raise DataError(path, f"IDX header needs 4 bytes, file has {len(raw)}", 0)
     magic = int.from_bytes(raw[:4], "big")
@@ -94,6 +93,39 @@ def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
             header_bytes + expected,
         )
     return np.frombuffer(raw, dtype=dtype, offset=header_bytes).reshape(shape)
+
+
+def _gunzip(path: Path, raw: bytes) -> bytes:
+    """The gzip stream's content, decompressed no further than its IDX header declares (and one
+    byte more, to tell that more follows): a small file cannot expand to gigabytes."""
+    out = bytearray()
+    limit = DEFLATE_MAX_RATIO * len(raw)
+    stream, data = zlib.decompressobj(wbits=31), raw
+    try:
+        while len(out) <= limit:
+            piece = stream.decompress(data, min(1 << 20, limit + 1 - len(out)))
+            out += piece
+            data = stream.unconsumed_tail
+            limit = min(limit, _declared_end(out, limit))
+            if stream.eof:
+                if not stream.unused_data:
+                    break
+                stream, data = zlib.decompressobj(wbits=31), stream.unused_data  # a further gzip member
+            elif not piece and not data:
+                raise DataError(path, "damaged gzip stream: it ends before its end-of-stream marker")
+    except zlib.error as exc:
+        raise DataError(path, f"damaged gzip stream: {exc}") from exc
+    return bytes(out)
+
+
+def _declared_end(head: bytes, default: int) -> int:
+    """Where the IDX data that ``head`` starts with ends, by its header; ``default`` until the
+    header is complete or if it does not parse (read_idx then names the fault)."""
+    if len(head) < 4 or head[2] not in _IDX_TYPES or len(head) < 4 + 4 * head[3]:
+        return default
+    ndim = head[3]
+    shape = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return 4 + 4 * ndim + math.prod(shape) * _IDX_TYPES[head[2]].itemsize
 
 
 def mnist_files(root, split: str) -> tuple[Path, Path]:

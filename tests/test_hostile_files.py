@@ -317,3 +317,86 @@ def test_flipped_and_truncated_model_files_end_in_a_model_or_a_model_error(tmp_p
                 assert "\n" not in str(exc)
                 outcomes["error"] += 1
     assert outcomes["error"] > 20, outcomes
+
+
+# ------------------------------------------------------------------------------- event files
+
+
+def gzip_of_zeros(header: bytes, zeros: int) -> bytes:
+    """A gzip stream of ``header`` and ``zeros`` zero bytes, written a megabyte at a time."""
+    import zlib
+
+    stream = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [stream.compress(header)]
+    for _ in range(zeros >> 20):
+        parts.append(stream.compress(bytes(1 << 20)))
+    return b"".join(parts) + stream.flush()
+
+
+def peak_python_bytes(fn) -> tuple[int, Exception | None]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        error = None
+    except Exception as exc:  # noqa: BLE001 - returned for the caller to check
+        error = exc
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, error
+
+
+def test_an_idx_gzip_bomb_decompresses_no_further_than_its_header_declares(tmp_path):
+    from evsim.datasets.mnist import read_idx
+    from evsim.errors import DataError
+
+    header = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (2, 28, 28))  # 1568 bytes of images
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    path.write_bytes(gzip_of_zeros(header, 64 << 20))  # ... and 64 MiB behind them, in about 64 kB
+    peak, error = peak_python_bytes(lambda: read_idx(path))
+    assert isinstance(error, DataError) and "unexpected bytes after the IDX data" in str(error), error
+    assert peak < 4 << 20, f"peak {peak} bytes"
+
+
+def test_an_idx_header_declaring_gigabytes_allocates_nothing_of_them(tmp_path):
+    from evsim.datasets.mnist import read_idx
+    from evsim.errors import DataError
+
+    header = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (4_000_000, 28, 28))
+    for name, data in (("raw-idx3-ubyte", header + bytes(100)), ("gz-idx3-ubyte.gz", gzip_of_zeros(header, 0))):
+        (tmp_path / name).write_bytes(data)
+        peak, error = peak_python_bytes(lambda: read_idx(tmp_path / name))
+        assert isinstance(error, DataError) and "truncated" in str(error), error
+        assert peak < 4 << 20, (name, peak)
+
+
+def test_aedat4_size_fields_are_checked_against_the_file_before_decoding(tmp_path, dvs_dir):
+    import struct
+
+    from evsim.datasets.formats import read_events
+    from evsim.errors import DataError
+
+    data = bytearray((dvs_dir / "sample.aedat4").read_bytes())
+    first_packet = 18 + struct.unpack_from("<i", data, 14)[0]
+    bad_packet = bytearray(data)
+    struct.pack_into("<i", bad_packet, first_packet + 4, 0x7FFFFFFF)
+    bad_header = bytearray(data)
+    struct.pack_into("<i", bad_header, 14, 0x7FFFFFF0)
+    cases = ((bad_packet, r"declares 2147483647 bytes, \d+ remain"), (bad_header, r"the header declares 2147483632 bytes"))
+    for k, (damaged, match) in enumerate(cases):
+        path = tmp_path / f"bad{k}.aedat4"
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(DataError, match=match):
+            read_events(path)
+
+
+def test_a_header_declaring_an_absurd_sensor_is_refused(tmp_path, dvs_dir):
+    from evsim.datasets.formats import read_events
+    from evsim.errors import DataError
+
+    data = (dvs_dir / "gen3_evt2_sample.raw").read_bytes()
+    path = tmp_path / "huge.raw"
+    path.write_bytes(b"% geometry 100000000x100000000\n" + data)
+    with pytest.raises(DataError, match="declares a 100000000x100000000 sensor"):
+        read_events(path)
