@@ -55,6 +55,10 @@ MUTANTS = (
     Mutant("pickle-allowed", "no pickle", "evsim/model/file.py",
            "    if dtype.hasobject:\n", "    if False:\n",
            ("tests/test_engine_io.py::test_pickled_arrays_are_refused_without_being_executed",)),
+    # --- each peer's NIR semantics, guarded by a file that peer exported
+    Mutant("sinabs-lif-euler", "peer semantics", "evsim/interop/nir/semantics.py",
+           "        leak = math.exp(-1.0 / tau)\n", "        leak = 1.0 - 1.0 / tau\n",
+           ("tests/test_nir.py::test_sinabs_lif_and_exp_leak_readout_reproduced",)),
     # --- files from strangers: sizes before reads, nothing from outside the file
     Mutant("nir-dataset-size-unchecked", "sizes before reads", "evsim/interop/nir/h5access.py",
            "        if nbytes > self.budget:\n", "        if False:\n",
