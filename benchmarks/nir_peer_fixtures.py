@@ -11,7 +11,9 @@ peers without installing them:
   (conv 5x5 s2 p2 8, pool 2, conv 3x3 16, pool 2, linear 10), with biases;
 - ``sumpool0`` (``--nets sumpool0``): the same with all biases 0, which evsim imports;
 - ``lif`` (``--peers sinabs --nets lif``): the sumpool0 shape with sinabs's LIF neurons and an
-  ExpLeak (NIR LI) readout after one more linear layer: every neuron type sinabs exports.
+  ExpLeak (NIR LI) readout after one more linear layer: every neuron type sinabs exports;
+- ``li`` (``--peers norse --nets li``): norse's sumpool0 net and a LIBoxCell (NIR LI) readout after
+  one more linear layer.
 
 Each ``tests/data/nir/<peer>_<net>/`` holds
 
@@ -261,9 +263,16 @@ def build_norse(net: str):
             return norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.full(shape, 125.0),
                                                            v_th=torch.ones(shape), v_leak=torch.zeros(shape)))
 
-        seq = norse.SequentialState(m["conv1"], cell((8, 17, 17)), N.LPPool2d(1, 2), m["conv2"], cell((16, 6, 6)),
-                                    N.LPPool2d(1, 2), N.Flatten(), m["fc"], cell((10,)))
+        layers = [m["conv1"], cell((8, 17, 17)), N.LPPool2d(1, 2), m["conv2"], cell((16, 6, 6)),
+                  N.LPPool2d(1, 2), N.Flatten(), m["fc"], cell((10,))]
         neuron_desc = "norse.LIFBoxCell(tau_mem_inv=125/s, v_th=1, v_leak=0, v_reset=0, reset_value)"
+        if net == "li":  # the sumpool0 net and a LIBoxCell readout (NIR LI) after one more linear layer
+            m["readout"] = N.Linear(10, 10, bias=False)
+            set_params({"readout": m["readout"]}, {"readout": dyadic(np.random.default_rng(SEED + 2), (10, 10), 0.5, 0)})
+            layers += [m["readout"], norse.LIBoxCell(norse.LIBoxParameters(tau_mem_inv=torch.full((10,), 125.0),
+                                                                           v_leak=torch.zeros(10)))]
+            neuron_desc += "; readout norse.LIBoxCell(tau_mem_inv=125/s, v_leak=0)"
+        seq = norse.SequentialState(*layers)
 
     def fallback(module):
         node = _extract_norse_module(module, dt=0.001)
@@ -280,22 +289,25 @@ def build_norse(net: str):
     graph = extract_nir_graph(seq, fallback, torch.zeros(1, 2, 34, 34), model_name="norse", ignore_dims=[0])
     graph.infer_types()
     neurons = [i for i, mod in enumerate(seq) if isinstance(mod, (norse.IAFCell, norse.LIFBoxCell))]
+    stateful = [i for i, mod in enumerate(seq) if isinstance(mod, (norse.IAFCell, norse.LIFBoxCell, norse.LIBoxCell))]
 
-    def run(x):
+    def run(x):  # out: the last spiking population's spikes; outv: the last cell's membrane (the LI's, in net li)
         counts, out, outv = [], [], []
         state = None
         with torch.no_grad():
             for t in range(x.shape[1]):
                 h, states = x[:, t], []
                 for i, mod in enumerate(seq):
-                    if i in neurons:
+                    if i in stateful:
                         h, s = mod(h, None if state is None else state[len(states)])
                         states.append(s)
-                        counts.append(h.reshape(len(x), -1).sum(1).numpy())
                     else:
                         h = mod(h)
+                    if i in neurons:
+                        counts.append(h.reshape(len(x), -1).sum(1).numpy())
+                    if i == neurons[-1]:
+                        out.append(h.numpy())
                 state = states
-                out.append(h.numpy())
                 outv.append(states[-1].v.numpy())
         c = np.array(counts).reshape(x.shape[1], len(neurons), len(x))
         return np.stack(out, 1), np.stack(outv, 1), np.transpose(c, (1, 2, 0))

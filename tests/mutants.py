@@ -58,7 +58,7 @@ MUTANTS = (
     # --- each peer's NIR semantics, guarded by a file that peer exported
     Mutant("sinabs-lif-euler", "peer semantics", "evsim/interop/nir/semantics.py",
            "        leak = math.exp(-1.0 / tau)\n", "        leak = 1.0 - 1.0 / tau\n",
-           ("tests/test_nir.py::test_sinabs_lif_and_exp_leak_readout_reproduced",)),
+           ("tests/test_nir.py::test_peer_li_readout_and_lif_reproduced",)),
     # --- files from strangers: sizes before reads, nothing from outside the file
     Mutant("nir-dataset-size-unchecked", "sizes before reads", "evsim/interop/nir/h5access.py",
            "        if nbytes > self.budget:\n", "        if False:\n",

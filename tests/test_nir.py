@@ -84,22 +84,29 @@ def test_peer_model_reproduced_exactly(name, dtype):
         np.testing.assert_array_equal(result.output * T, counts)
 
 
+# the LI readouts each peer exports (sinabs also its LIF), read as the peer's tests above read its files
+LI_READOUTS = {"sinabs_lif": ("sinabs", None), "norse_li": ("nir", 1e-6)}
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_sinabs_lif_and_exp_leak_readout_reproduced(dtype):
-    """sinabs's own export of its LIF (tau in steps: leak exp(-1/tau), not the Euler 1 - 1/tau) and
-    ExpLeak readout (NIR LI), against sinabs's recorded run: the spikes of every population
-    exactly, and the readout as sinabs's last membrane (evsim's readout sums leak**(T-t) y_t / T
-    over steps t < T: one leak more than sinabs's membrane, over T; the same ranking)."""
-    path, x, ref = fixture("sinabs_lif")
-    model = import_nir(path, dt_us=DT_US, timesteps=T, semantics="sinabs")
-    tau = float(read_nir(path).nodes["1"].params["tau"].reshape(-1)[0])
-    assert [p.neuron.leak for p in model.graph.populations if p.kind in ("lif", "output")] == [np.exp(-1 / tau)] * 4
+@pytest.mark.parametrize("name", sorted(LI_READOUTS))
+def test_peer_li_readout_and_lif_reproduced(name, dtype):
+    """The peer's own export of an LI readout (sinabs's ExpLeak, norse's LIBoxCell; and sinabs's
+    LIF, whose tau is in steps: leak exp(-1/tau), not the Euler 1 - 1/tau), against the peer's
+    recorded run: every population's spikes exactly, and the readout as the peer's last membrane
+    (evsim's readout sums leak**(T-t) y_t / T over steps t < T: one leak more than the peer's
+    membrane, over T; the same ranking)."""
+    path, x, ref = fixture(name)
+    semantics, neuron_dt_s = LI_READOUTS[name]
+    model = import_nir(path, dt_us=DT_US, timesteps=T, semantics=semantics, neuron_dt_s=neuron_dt_s)
+    assert read_nir(path).nodes[model.graph.output.name].type == "LI"
     network = Network(model.graph, model.weights, dtype=dtype)
     for b, result in enumerate(run_all(network, x)):
         ours = [result.per_layer[n]["spikes"] for n in ref["layer_names"]]
         assert ours == ref["layer_counts"][:, b].sum(1).tolist(), f"sample {b}"
-        np.testing.assert_array_equal(result.spike_counts["8"].reshape(-1), ref["out_spikes"][b].sum(0))
-        np.testing.assert_allclose(result.output * T, np.exp(-1 / tau) * ref["out_v"][b, -1], rtol=1e-5, atol=1e-6)
+        last = str(ref["layer_names"][-1])
+        np.testing.assert_array_equal(result.spike_counts[last].reshape(-1), ref["out_spikes"][b].sum(0))
+        np.testing.assert_allclose(result.output * T, model.graph.output.leak * ref["out_v"][b, -1], rtol=1e-5, atol=1e-6)
 
 
 def test_nir_semantics_differs_from_snntorch_only_by_its_float32_rounding():
