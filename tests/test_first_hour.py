@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import evsim
-from evsim.analysis.streaming import stream_file
+from evsim.runtime.streaming import stream_file
 from evsim.datasets.formats import read_events
 from evsim.errors import DataError, InputError
 from evsim.events import bin_events, make_events, to_frames, window_events

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evsim.analysis.streaming import stream_file
+from evsim.runtime.streaming import stream_file
 from evsim.cli.main import main
 from evsim.datasets.formats import read_events
 from evsim.engine.network import Network, load

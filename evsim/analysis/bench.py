@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from evsim.analysis.inputs import sample_inputs
+from evsim.runtime.inputs import sample_inputs
 from evsim.engine import kernels
 from evsim.errors import InputError
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evsim.analysis.inputs import sample_inputs
+from evsim.runtime.inputs import sample_inputs
 from evsim.engine.counting import ENERGY_PJ, Summary, energy_estimates
 from evsim.engine.network import Network
 from evsim.errors import EvsimError, InputError

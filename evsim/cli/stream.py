@@ -1,6 +1,6 @@
 """``evsim stream FILE... --model MODEL``: run recordings through a model as they play.
 
-The pipeline is evsim.analysis.streaming; this module holds the arguments, the text output,
+The pipeline is evsim.runtime.streaming; this module holds the arguments, the text output,
 folder expansion and the process pool for several files.
 """
 
@@ -12,7 +12,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from evsim.analysis.streaming import Stop, stream_file
+from evsim.runtime.streaming import Stop, stream_file
 from evsim.errors import DataError, EvsimError, InputError
 
 DEFAULT_EVERY_MS = 50.0
@@ -199,7 +199,7 @@ def _run_many(files: list[Path], args, options) -> int:
 def _run_on_cluster(files: list[Path], args, options) -> int:
     from tqdm import tqdm
 
-    from evsim.analysis.cluster import stream_on_cluster
+    from evsim.runtime.cluster import stream_on_cluster
     from evsim.engine.network import load
 
     # one thread per task: a file streams on one thread, and Ray runs a task on every CPU
