@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from evsim.datasets import prophesee
-from evsim.events import EVENT_DTYPE, register_event_file_reader
+from evsim.events import EVENT_DTYPE
 from evsim.errors import DataError
 
 SensorSize = tuple[int, int, int]
@@ -270,5 +270,3 @@ def read_events(path) -> tuple[np.ndarray, SensorSize]:
     events = np.concatenate(parts) if parts else np.empty(0, dtype=EVENT_DTYPE)
     return events, event_file.sensor_size or _size_from_events(parts)
 
-
-register_event_file_reader(read_events)  # lets Network.run take a file path (see evsim.events)

@@ -13,7 +13,7 @@ from evsim.errors import DataError, EvsimError, InputError, ModelError
 
 # The engine loads numba; the names below are resolved on first use, so that importing a lower
 # layer (evsim.model, evsim.events, evsim.datasets) does not pay for it.
-_LAZY = {"Network": "evsim.engine.network", "load": "evsim.engine.network", "Stream": "evsim.engine.asynchronous"}
+_LAZY = {"Network": "evsim.engine.network", "load": "evsim.runtime.load", "Stream": "evsim.engine.asynchronous"}
 
 __all__ = ["DataError", "EvsimError", "InputError", "ModelError", "Network", "Stream", "load"]
 __version__ = "0.1.0"
@@ -22,8 +22,6 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
-
-        import evsim.datasets.formats  # noqa: F401  registers the file readers, so that Network.run takes a path
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'evsim' has no attribute {name!r}")

@@ -36,25 +36,6 @@ EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p",
 
 DEFAULT_WINDOW_US = 300_000
 
-_event_file_reader = None
-
-
-def register_event_file_reader(reader) -> None:
-    """Set the function ``path -> (events, sensor_size)`` that :func:`read_event_file` uses.
-
-    The readers live in evsim.datasets, a layer above this one; evsim.datasets.formats registers
-    itself here when imported, so that the engine can take a file path without depending on them.
-    """
-    global _event_file_reader
-    _event_file_reader = reader
-
-
-def read_event_file(path):
-    """All events of an event file and its sensor size, through the registered reader."""
-    if _event_file_reader is None:
-        raise InputError(f"cannot read {path}: no event file reader is registered (import evsim.datasets.formats)")
-    return _event_file_reader(path)
-
 
 def make_events(x, y, t, p) -> np.ndarray:
     """A structured event array from four equal-length sequences."""

@@ -105,7 +105,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 
 
 def run(args) -> int:
-    from evsim.engine.network import load
+    from evsim.runtime.load import load
 
     if args.every <= 0:
         raise InputError(f"--every must be positive, got {args.every}")
@@ -148,7 +148,7 @@ _worker_network = None
 
 def _init_worker(model_path: str) -> None:
     global _worker_network
-    from evsim.engine.network import load
+    from evsim.runtime.load import load
 
     # Ctrl-C reaches the whole process group: an idle worker must not die of it (a streaming
     # one stops between chunks and returns what it has, see Stop).
@@ -167,7 +167,7 @@ def _stream_in_worker(path: str, options: dict) -> dict:
 def _run_many(files: list[Path], args, options) -> int:
     from tqdm import tqdm
 
-    from evsim.engine.network import load
+    from evsim.runtime.load import load
 
     load(args.model)  # a bad model is one error here, not one per file in the workers
     reports: list[dict | None] = [None] * len(files)
@@ -200,7 +200,7 @@ def _run_on_cluster(files: list[Path], args, options) -> int:
     from tqdm import tqdm
 
     from evsim.runtime.cluster import stream_on_cluster
-    from evsim.engine.network import load
+    from evsim.runtime.load import load
 
     # one thread per task: a file streams on one thread, and Ray runs a task on every CPU
     reports = stream_on_cluster(load(args.model), files, args.cluster, options, threads=1)

@@ -169,10 +169,11 @@ def worker_network(model: SharedModel, per_node_cache: bool):
         use_node_cache(per_node_cache)
         import ray
 
+        from evsim.datasets.formats import read_events
         from evsim.engine.network import Network
 
         graph, weights, dtype, name = ray.get(model.ref[0])
-        _worker_model = (model.key, Network(graph, weights, dtype=dtype, name=name))
+        _worker_model = (model.key, Network(graph, weights, dtype=dtype, name=name, read_file=read_events))
     return _worker_model[1]
 
 
