@@ -10,7 +10,7 @@ in evsim.model.neuron; a population carries the neuron's fields under the same n
 Projection ops: ``conv`` (weight ``[C_out, C_in, K, K]``, stride, padding), ``linear`` (weight
 ``[N_out, N_in]`` over the source flattened in ``C, H, W`` order), ``avgpool`` (a fixed
 ``kernel x kernel`` window of weight ``1 / kernel**2``), ``sumpool`` (the same window, weight 1)
-and ``identity`` (weight 1, same shape).
+and ``identity`` (weight 1, same shape); what each computes and costs is evsim.model.ops.
 
 No projection has a bias. A bias is input to every neuron at every step, which an event-driven
 engine can only pay for at dense cost; evsim refuses one (:func:`refuse_bias`, for importers)
@@ -28,20 +28,25 @@ import numpy as np
 
 from evsim.errors import ModelError
 from evsim.model.neuron import NEURON_FIELDS, Neuron
+from evsim.model.ops import Op, conv_output_size, output_shape, weight_shape
+
+__all__ = ["INPUT", "Graph", "Population", "Projection", "conv_output_size", "refuse_bias"]
 
 INPUT = "input"
-PROJECTION_OPS = ("conv", "linear", "avgpool", "sumpool", "identity")
-POOLING_OPS = ("avgpool", "sumpool")
 
 
 @dataclass(frozen=True)
 class Projection:
     source: str
-    op: str
+    op: Op | str  # an Op; a name that is none stays a str, for Graph.validate to refuse
     weight: str | None = None
     kernel: int = 1
     stride: int = 1
     padding: int = 0
+
+    def __post_init__(self):
+        if self.op in Op._value2member_map_:
+            object.__setattr__(self, "op", Op(self.op))
 
     def to_dict(self) -> dict:
         return {
@@ -120,11 +125,9 @@ class Graph:
         shapes = {}
         for pop in self.populations:
             for proj in pop.inputs:
-                src = self.shape_of(proj.source)
-                if proj.op == "conv":
-                    shapes[proj.weight] = (pop.shape[0], src[0], proj.kernel, proj.kernel)
-                elif proj.op == "linear":
-                    shapes[proj.weight] = (pop.shape[0], math.prod(src))
+                shape = weight_shape(proj, self.shape_of(proj.source), pop.shape)
+                if shape is not None:
+                    shapes[proj.weight] = shape
         return shapes
 
     def to_dict(self) -> dict:
@@ -192,7 +195,7 @@ class Graph:
             for proj in pop.inputs:
                 if proj.source not in seen:
                     raise ModelError(f"{pop.name}: input {proj.source!r} is not an earlier population")
-                expected = projected_shape(proj, self.shape_of(proj.source), pop.shape, pop.name)
+                expected = output_shape(proj, self.shape_of(proj.source), pop.shape, pop.name)
                 if expected != pop.shape:
                     raise ModelError(
                         f"{pop.name}: projection {proj.op} from {proj.source} gives shape "
@@ -227,35 +230,3 @@ def refuse_bias(where: str, bias) -> None:
             f"{where}: has a nonzero bias; evsim does not simulate biases (a bias is input to every "
             "neuron at every step, which costs dense work event by event): fold it away or retrain without one"
         )
-
-
-def projected_shape(proj: Projection, src: tuple[int, ...], dst: tuple[int, ...], where: str) -> tuple[int, ...]:
-    """The output shape of ``proj`` applied to a source of shape ``src``."""
-    if proj.op not in PROJECTION_OPS:
-        raise ModelError(f"{where}: unknown projection op {proj.op!r}")
-    if proj.op == "linear":
-        if proj.weight is None:
-            raise ModelError(f"{where}: linear projection without a weight")
-        return (dst[0],) if len(dst) == 1 else (-1,)
-    if proj.op == "identity":
-        return tuple(src)
-    if len(src) != 3:
-        raise ModelError(f"{where}: {proj.op} needs a (C, H, W) source, got {src}")
-    if proj.kernel < 1 or proj.stride < 1 or proj.padding < 0:
-        raise ModelError(f"{where}: kernel and stride must be positive and padding non-negative")
-    c, h, w = src
-    pad = proj.padding if proj.op == "conv" else 0
-    oh = conv_output_size(h, proj.kernel, proj.stride, pad)
-    ow = conv_output_size(w, proj.kernel, proj.stride, pad)
-    if oh < 1 or ow < 1:
-        raise ModelError(f"{where}: kernel {proj.kernel} does not fit a {h}x{w} input")
-    if proj.op == "conv":
-        if proj.weight is None:
-            raise ModelError(f"{where}: conv projection without a weight")
-        return (dst[0] if len(dst) == 3 else -1, oh, ow)
-    return (c, oh, ow)
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output rows (or columns) of a convolution or pooling window over ``size`` inputs."""
-    return (size + 2 * padding - kernel) // stride + 1

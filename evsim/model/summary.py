@@ -6,6 +6,7 @@ import math
 
 from evsim.model.graph import Graph, Population
 from evsim.model.neuron import Neuron
+from evsim.model import ops
 
 
 def neuron_rule(neuron: Neuron) -> str:
@@ -31,15 +32,7 @@ def neuron_rule(neuron: Neuron) -> str:
 
 
 def projection_text(pop: Population) -> str:
-    texts = []
-    for proj in pop.inputs:
-        if proj.op == "conv":
-            texts.append(f"conv {proj.kernel}x{proj.kernel}/{proj.stride} pad {proj.padding} from {proj.source}")
-        elif proj.op in ("avgpool", "sumpool"):
-            texts.append(f"{proj.op} {proj.kernel}x{proj.kernel}/{proj.stride} from {proj.source}")
-        else:
-            texts.append(f"{proj.op} from {proj.source}")
-    return " + ".join(texts)
+    return " + ".join(ops.describe(proj) for proj in pop.inputs)
 
 
 def analog_rule(pop: Population) -> str:
@@ -47,7 +40,7 @@ def analog_rule(pop: Population) -> str:
     its neuron fields are placeholders the ANN never uses."""
     if not pop.neuron.fires:
         return "linear read-out (ANN)"
-    if all(proj.op in ("avgpool", "sumpool") for proj in pop.inputs):
+    if all(proj.op in ops.POOLING for proj in pop.inputs):
         return "pooling, no activation (ANN)"
     return "ReLU (ANN)"
 
