@@ -15,7 +15,7 @@ import numpy as np
 from evsim.engine import kernels
 from evsim.engine.counting import dense_macs_per_step
 from evsim.model.graph import Graph
-from evsim.model.neuron import Neuron
+from evsim.model.neuron import FireTest, Neuron
 from evsim.model.ops import POOLING, engine_weight
 
 _OPS = {"conv": kernels.OP_CONV, "linear": kernels.OP_LINEAR, "avgpool": kernels.OP_AVGPOOL,
@@ -132,9 +132,9 @@ def firing_rule(neuron: Neuron) -> np.ndarray:
     """The neuron's firing rule (evsim.model.neuron) as the kernels' ``rule`` row."""
     rule = np.zeros(kernels.RULE_COLUMNS, dtype=np.float64)
     rule[kernels.R_DEFAULT] = neuron.is_default_rule
-    rule[kernels.R_INCLUSIVE] = neuron.fire_test == ">="
+    rule[kernels.R_INCLUSIVE] = neuron.fire_test == FireTest.INCLUSIVE
     rule[kernels.R_MAX_SPIKES] = neuron.spikes_per_step or 0
-    rule[kernels.R_SUBTRACT] = neuron.reset == "subtract"
+    rule[kernels.R_SUBTRACT] = neuron.reset.code  # the reset rule's number (Reset.code: 0 zero, 1 subtract)
     rule[kernels.R_HAS_FLOOR] = neuron.lower_bound is not None
     rule[kernels.R_FLOOR] = neuron.lower_bound or 0.0
     return rule

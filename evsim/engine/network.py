@@ -30,6 +30,7 @@ from evsim.events import (
 )
 from evsim.model.file import load_model, model_path
 from evsim.model.graph import Graph
+from evsim.model.names import Mode
 
 
 class Network:
@@ -114,8 +115,7 @@ class Network:
         ``record_spikes`` (step mode only) the result also holds every layer's per-neuron spike
         counts in the graph's ``(C, H, W)`` layout (``result.spike_counts``).
         """
-        if mode not in ("step", "async"):
-            raise InputError(f"unknown mode {mode!r}; choose step or async")
+        mode = Mode.of(mode, "mode")
         if record_spikes and mode != "step":
             raise InputError("record_spikes=True works in step mode only: the asynchronous engine counts "
                              "spikes per layer (result.per_layer), not per neuron")

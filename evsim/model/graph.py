@@ -21,6 +21,7 @@ The graph is plain data (JSON in the model file); weights live beside it, keyed 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -59,24 +60,38 @@ class Projection:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Population:
+    """Neurons of one shape, their dynamics (``neuron``) and their input projections.
+
+    ``Population(name, kind, shape, inputs, threshold=..., ...)`` builds the Neuron from its
+    fields (positional after ``inputs`` in the Neuron's order); ``Population(name, shape=...,
+    inputs=..., neuron=Neuron(...))`` takes one. The neuron's fields read through
+    (``population.threshold`` is ``population.neuron.threshold``); they are not stored twice.
+    """
+
     name: str
-    kind: str
     shape: tuple[int, ...]
     inputs: tuple[Projection, ...]
-    # the fields of evsim.model.neuron.Neuron, with its defaults (the paper's LIF)
-    threshold: float | tuple[float, ...] = 1.0
-    leak: float = 0.99
-    reset: str = "zero"
-    spikes_per_step: int | None = 1
-    lower_bound: float | None = None
-    fire_test: str = ">"
+    neuron: Neuron
 
-    @property
-    def neuron(self) -> Neuron:
-        """This population's dynamics (its fields named as the Neuron's)."""
-        return Neuron(**{name: getattr(self, name) for name in NEURON_FIELDS})
+    def __init__(self, name: str, kind: str | None = None, shape: tuple[int, ...] = (),
+                 inputs: tuple[Projection, ...] = (), *neuron_args, neuron: Neuron | None = None, **neuron_fields):
+        if neuron is None:
+            neuron = Neuron(kind or "lif", *neuron_args, **neuron_fields)
+        elif neuron_args:
+            raise TypeError("give a Population either a Neuron or the neuron's fields in order, not both")
+        elif kind is not None or neuron_fields:  # dataclasses.replace(population, threshold=...)
+            neuron = dataclasses.replace(neuron, **({"kind": kind} if kind is not None else {}), **neuron_fields)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "shape", tuple(shape))
+        object.__setattr__(self, "inputs", tuple(inputs))
+        object.__setattr__(self, "neuron", neuron)
+
+    def __getattr__(self, name: str):
+        if name in NEURON_FIELDS:  # only called for what the instance does not hold
+            return getattr(self.neuron, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def fires(self) -> bool:
@@ -146,7 +161,7 @@ class Graph:
                 Population(
                     name=str(p["name"]),
                     shape=tuple(int(s) for s in p["shape"]),
-                    **_neuron_fields(p),
+                    neuron=_neuron(p),
                     inputs=tuple(
                         Projection(
                             source=str(q["source"]),
@@ -204,14 +219,13 @@ class Graph:
             seen.add(pop.name)
 
 
-def _neuron_fields(data: dict) -> dict:
-    """A population's neuron fields from its JSON: kind, threshold and leak are in every file;
-    the variants' keys are absent from files written before them and take their defaults."""
+def _neuron(data: dict) -> Neuron:
+    """A population's neuron from its JSON: kind, threshold and leak are in every file; the
+    variants' keys are absent from files written before them and take their defaults."""
     missing = [key for key in ("kind", "threshold", "leak") if key not in data]
     if missing:
         raise KeyError(missing[0])
-    neuron = Neuron.from_dict(data)
-    return {name: getattr(neuron, name) for name in NEURON_FIELDS}
+    return Neuron.from_dict(data)
 
 
 def refuse_bias(where: str, bias) -> None:

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 from enum import Enum
 
+from evsim.errors import InputError
+
 
 class Name(str, Enum):
     """A str enum whose text is its value (``enum.StrEnum`` from Python 3.11, here for 3.10 too)."""
 
     __str__ = str.__str__
     __format__ = str.__format__
+
+    def __repr__(self) -> str:  # as the plain string shows: reprs of records read as before
+        return repr(self.value)
+
+    @classmethod
+    def of(cls, value, what: str):
+        """The member named ``value``; an InputError naming ``what`` and the choices otherwise."""
+        if isinstance(value, str) and value in cls._value2member_map_:
+            return cls(value)
+        raise InputError(f"unknown {what} {value!r}; choose {cls.choices()}")
 
     @classmethod
     def choices(cls) -> str:

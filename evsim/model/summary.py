@@ -24,8 +24,7 @@ def neuron_rule(neuron: Neuron) -> str:
     else:
         cap = "" if neuron.spikes_per_step is None else f" (at most {neuron.spikes_per_step})"
         spikes = f"{'floor(v/th)' if neuron.fire_test == '>=' else 'ceil(v/th)-1'} spikes{cap}"
-    reset = "reset to 0" if neuron.reset == "zero" else "reset by subtraction"
-    parts = [f"{theta}, {spikes}", reset, leak]
+    parts = [f"{theta}, {spikes}", neuron.reset.text, leak]
     if neuron.lower_bound is not None:
         parts.append(f"membrane >= {neuron.lower_bound:.6g}")
     return "; ".join(parts)

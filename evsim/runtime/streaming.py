@@ -29,8 +29,9 @@ from evsim.engine.asynchronous import Stream, step_width_us
 from evsim.engine.step import StepStream
 from evsim.errors import DataError, EvsimError, InputError, require
 from evsim.events import make_events, sensor_size, timed_input_events
+from evsim.model.names import Mode
 
-MODES = ("step", "async")
+MODES = tuple(Mode)
 
 
 def _tonic_transforms():
@@ -181,8 +182,7 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
     prediction and counters for this recording in the same mode; the top-level figures cover
     the whole recording.
     """
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
+    mode = Mode.of(mode, "mode")
     event_file = open_event_file(path)
     model_size = model_sensor_size(network)
     fit = fit_input(event_file.sensor_size, model_size, crop, downsample)
@@ -190,7 +190,7 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
     if on_start is not None:
         on_start()
     started = time.perf_counter()
-    step = mode == "step"
+    step = mode == Mode.STEP
     # times reach the stream as recording time (the first event read is 0), before any crop
     stream = StepStream(network, origin_us=0) if step else Stream(network)
     # async mode: the state at the window's end is taken on the way (step mode keeps its own)
