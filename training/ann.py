@@ -88,7 +88,7 @@ def analog_inputs(samples: SampleSet, batch: np.ndarray, timesteps: int, rng: np
         images = samples.images[batch]
         if samples.augment:
             images = augment_images(samples.dataset, images, rng)
-        return images * np.float32(samples.encoding["scale"])
+        return images * np.float32(samples.encoding.scale)
     return samples.inputs(batch, timesteps, rng).mean(axis=0, dtype=np.float32)
 
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evsim.errors import ModelError
+from evsim.errors import InputError, ModelError
+from evsim.model.encoding import Encoding
 from evsim.model.neuron import NEURON_FIELDS, Neuron
 from evsim.model.ops import Op, conv_output_size, output_shape, weight_shape
 
@@ -52,7 +53,7 @@ class Projection:
     def to_dict(self) -> dict:
         return {
             "source": self.source,
-            "op": self.op,
+            "op": str(self.op),  # a plain str: the JSON form holds no enum
             "weight": self.weight,
             "kernel": self.kernel,
             "stride": self.stride,
@@ -117,8 +118,11 @@ class Graph:
     input_shape: tuple[int, int, int]
     populations: tuple[Population, ...]
     timesteps: int
-    encoding: dict = field(default_factory=dict)
+    encoding: Encoding = field(default_factory=Encoding)  # its JSON form (a dict) is taken too
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "encoding", Encoding.of(self.encoding))
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         if name == INPUT:
@@ -145,11 +149,19 @@ class Graph:
                     shapes[proj.weight] = shape
         return shapes
 
+    def with_timesteps(self, timesteps: int, asked: str) -> "Graph":
+        """The same network run for ``timesteps`` steps of the same width (a recorded window
+        scales with them: evsim.model.encoding.Encoding.for_timesteps; ``asked`` starts its error)."""
+        if timesteps < 1:
+            raise InputError(f"time steps must be positive, got {timesteps}")
+        encoding = self.encoding.for_timesteps(timesteps, self.timesteps, asked)
+        return dataclasses.replace(self, timesteps=timesteps, encoding=encoding)
+
     def to_dict(self) -> dict:
         return {
             "input_shape": list(self.input_shape),
             "timesteps": self.timesteps,
-            "encoding": dict(self.encoding),
+            "encoding": self.encoding.to_dict(),
             "meta": dict(self.meta),
             "populations": [p.to_dict() for p in self.populations],
         }
@@ -180,7 +192,7 @@ class Graph:
                 input_shape=tuple(int(s) for s in data["input_shape"]),
                 populations=pops,
                 timesteps=int(data["timesteps"]),
-                encoding=dict(data.get("encoding", {})),
+                encoding=Encoding.of(data.get("encoding", {})),
                 meta=dict(data.get("meta", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:

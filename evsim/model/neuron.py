@@ -203,6 +203,7 @@ class Neuron:
     def to_dict(self) -> dict:
         """The fields as JSON values (a per-neuron threshold as a list)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update({key: str(data[key]) for key in _NAMED})  # plain strs: the JSON form holds no enum
         if self.per_neuron_threshold:
             data["threshold"] = list(self.threshold)
         return data

@@ -46,8 +46,7 @@ def analog_rule(pop: Population) -> str:
 
 def describe(graph: Graph) -> list[str]:
     """The model's input, encoding and one line per population (name, kind, shape, inputs, rule)."""
-    enc = graph.encoding or {}
-    window = enc.get("window_us")
+    window = graph.encoding.window_us
     binning = f", bins of {window // graph.timesteps} µs" if window else ""
     ann = bool(graph.meta.get("ann"))
     if ann:

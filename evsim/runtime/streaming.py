@@ -49,9 +49,9 @@ class InputFit:
 
 def model_sensor_size(network) -> tuple[int, int, int]:
     """The (width, height, polarities) the model takes: its encoding's, else its input shape's."""
-    size = network.encoding.get("sensor_size")
+    size = network.encoding.sensor_size
     if size:
-        return tuple(int(s) for s in size)
+        return size
     return sensor_size(network.input_shape)
 
 
