@@ -29,6 +29,7 @@ from evsim.events import (
     window_events,
 )
 from evsim.model.file import load_model, model_path
+from evsim.model.encoding import Encoding
 from evsim.model.graph import Graph
 from evsim.model.names import Mode
 
@@ -70,7 +71,7 @@ class Network:
         return self.graph.input_shape
 
     @property
-    def encoding(self) -> dict:
+    def encoding(self) -> Encoding:
         return self.graph.encoding
 
     def __repr__(self) -> str:
