@@ -38,7 +38,7 @@ def _decoder(path: Path):
     try:
         return aedat.Decoder(str(path))
     except Exception as exc:  # aedat raises plain exceptions for any header problem
-        raise DataError(path, f"not a readable AEDAT 4.0 file ({exc})", 0) from None
+        raise DataError(f"not a readable AEDAT 4.0 file ({exc})", path, 0) from None
 
 
 def probe_aedat4(path: Path) -> Aedat4Info:
@@ -47,11 +47,11 @@ def probe_aedat4(path: Path) -> Aedat4Info:
     event_ids = sorted(i for i, s in streams.items() if s.get("type") == "events")
     if not event_ids:
         kinds = ", ".join(sorted({str(s.get("type")) for s in streams.values()})) or "none"
-        raise DataError(path, f"the AEDAT 4.0 file holds no event stream (streams: {kinds})")
+        raise DataError(f"the AEDAT 4.0 file holds no event stream (streams: {kinds})", path)
     stream = streams[event_ids[0]]
     width, height = stream.get("width"), stream.get("height")
     if not width or not height:
-        raise DataError(path, "the AEDAT 4.0 event stream does not state its sensor size")
+        raise DataError("the AEDAT 4.0 event stream does not state its sensor size", path)
     return Aedat4Info(event_ids[0], (int(width), int(height)))
 
 
@@ -64,7 +64,7 @@ class _PacketWalk:
         with open(path, "rb") as fh:
             head = fh.read(len(MAGIC) + 4)
         if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
-            raise DataError(path, "does not start with the AEDAT 4.0 magic line #!AER-DAT4.0", 0)
+            raise DataError("does not start with the AEDAT 4.0 magic line #!AER-DAT4.0", path, 0)
         (header_size,) = struct.unpack("<i", head[len(MAGIC):])
         self.offset = len(MAGIC) + 4 + header_size  # of the next packet
 
@@ -77,17 +77,17 @@ class _PacketWalk:
         fh.seek(self.offset)
         head = fh.read(PACKET_HEADER.size)
         if len(head) < PACKET_HEADER.size:
-            return DataError(self.path, f"the file ends inside a packet header (cut short?; aedat: {exc})", self.offset)
+            return DataError(f"the file ends inside a packet header (cut short?; aedat: {exc})", self.path, self.offset)
         stream_id, size = PACKET_HEADER.unpack(head)
         remaining = self.size - self.offset - PACKET_HEADER.size
         if size > remaining:
             return DataError(
-                self.path,
                 f"the file ends inside a packet of stream {stream_id}: it declares {size} bytes, "
                 f"{remaining} remain (cut short?)",
+                self.path,
                 self.offset,
             )
-        return DataError(self.path, f"cannot decode the packet of stream {stream_id} here ({exc})", self.offset)
+        return DataError(f"cannot decode the packet of stream {stream_id} here ({exc})", self.path, self.offset)
 
 
 def iter_aedat4_chunks(path: Path, info: Aedat4Info, chunk_events: int):
@@ -149,13 +149,13 @@ def _check_packet(path, events, raw, width, height, last_t, offset) -> None:
     if outside.any():
         k = int(np.argmax(outside))
         raise DataError(
-            path,
             f"event {k} of the packet here lies at x={int(raw['x'][k])}, y={int(raw['y'][k])}, "
             f"outside the {width}x{height} sensor; the file is damaged",
+            path,
             offset,
         )
     t = events["t"]
     back = np.diff(t, prepend=t[:1] if last_t is None else last_t) < 0
     if back.any():
         k = int(np.argmax(back))
-        raise DataError(path, f"event {k} of the packet here goes back in time; the file is damaged", offset)
+        raise DataError(f"event {k} of the packet here goes back in time; the file is damaged", path, offset)

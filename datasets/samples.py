@@ -54,7 +54,7 @@ def default_root(dataset: str) -> Path:
     if dataset == "nmnist":
         return BUNDLED_DATA / "nmnist"
     where = "no data folder" if root is None else f"no {folder}"
-    raise DataError(None, f"{where}: pass --data, or set $EVSIM_DATA to the folder holding {DATA_FOLDERS.get(dataset, dataset)}/")
+    raise DataError(f"{where}: pass --data, or set $EVSIM_DATA to the folder holding {DATA_FOLDERS.get(dataset, dataset)}/", None)
 
 
 def same_inputs(dataset: str, other: str) -> bool:

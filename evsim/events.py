@@ -78,7 +78,7 @@ def check_time_order(t: np.ndarray, last_t: int, path, byte_offset, label: str, 
     if back.any():
         k = int(np.argmax(back))
         before = last_t if k == 0 else int(t[k - 1])
-        raise DataError(path, f"{label} {int(t[k])} µs comes after {before} µs; {consequence}", byte_offset(k))
+        raise DataError(f"{label} {int(t[k])} µs comes after {before} µs; {consequence}", path, byte_offset(k))
 
 
 @dataclass(frozen=True)

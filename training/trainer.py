@@ -322,7 +322,7 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
     for samples in (train_set, test_set):
         if len(samples) == 0:
             hint = " (nmnist-sim leaves out MNIST training digits 1-1000 and test digits 1-100: real recordings show them)" if config.dataset == "nmnist-sim" else ""
-            raise DataError(config.data, f"the {config.dataset} {samples.split} split here has no samples{hint}")
+            raise DataError(f"the {config.dataset} {samples.split} split here has no samples{hint}", config.data)
     simulated = None
     if config.mix_simulated:  # validation and test stay real recordings only
         simulated = load_samples("nmnist-sim", config.simulated_data, "train", encoding=train_set.encoding)

@@ -97,7 +97,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
         if item.is_dir():
             found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in READERS)
             if not found:
-                raise DataError(item, f"no event files ({', '.join(sorted(READERS))}) in this folder")
+                raise DataError(f"no event files ({', '.join(sorted(READERS))}) in this folder", item)
             files.extend(found)
         else:
             files.append(item)
@@ -139,7 +139,7 @@ def _run_one(path: Path, network, args, options) -> int:
         print(format_report(report))
     sys.stdout.flush()
     if "error" in report:
-        raise DataError(None, report["error"])
+        raise DataError(report["error"])
     return 130 if report["interrupted"] else 0
 
 
