@@ -106,6 +106,11 @@ MUTANTS = (
     Mutant("fan-out-window-short", "fan-out == engine synops", "evsim/model/ops.py",
            "counts[max(start, 0) : max(start + kernel, 0)] += 1", "counts[max(start, 0) : max(start + kernel - 1, 0)] += 1",
            ("tests/test_ops.py", "tests/test_regularizers.py::test_fan_outs_at_the_borders")),
+    # --- evsim.load reads event files; a bare Network refuses a path (no hidden registration)
+    Mutant("load-without-reader", "load and Network agree on paths", "evsim/runtime/load.py",
+           "return Network.from_file(path_or_name, dtype=dtype, read_file=read_events)",
+           "return Network.from_file(path_or_name, dtype=dtype)",
+           ("tests/test_first_hour.py::test_load_and_network_behave_the_same_on_a_path",)),
     # --- the gradient formula (paper eq. 22-24)
     Mutant("no-leak-correction", "gradient formula", "training/neurons.py",
            "factor = trace.mul_(math.log(leak))", "factor = trace.mul_(0.0)",

@@ -5,7 +5,8 @@ current from one or more *projections* (synapses from an earlier population, or 
 and the currents of all its projections sum into one membrane, which is how a residual block's two
 paths meet in its second LIF. A population's dynamics are its :class:`~evsim.model.neuron.Neuron`
 (``population.neuron``; kinds ``lif``, ``pool``, ``output``, and the firing variants, all defined
-in evsim.model.neuron; a population carries the neuron's fields under the same names).
+in evsim.model.neuron; a population holds one Neuron, whose fields read through it and are
+the population's keys in the model file).
 
 Projection ops: ``conv`` (weight ``[C_out, C_in, K, K]``, stride, padding), ``linear`` (weight
 ``[N_out, N_in]`` over the source flattened in ``C, H, W`` order), ``avgpool`` (a fixed
