@@ -156,11 +156,7 @@ class Network:
         a :class:`~evsim.engine.step.StepStream` (``mode="step"``, the trained network's time
         steps, exactly :meth:`run`'s step mode) or an asynchronous
         :class:`~evsim.engine.asynchronous.Stream` (``mode="async"``, continuous time)."""
-        if mode == "step":
-            return StepStream(self, **options)
-        if mode == "async":
-            return Stream(self, **options)
-        raise InputError(f"unknown mode {mode!r}; choose step or async")
+        return {Mode.STEP: StepStream, Mode.ASYNC: Stream}[Mode.of(mode, "mode")](self, **options)
 
     def run_many(self, inputs, workers: int = 2, mode: str = "step", progress=None):
         """Run an iterable of inputs on ``workers`` threads (the kernels release the GIL).
