@@ -4,9 +4,12 @@
 runs one input (an event file path, tonic events, binned events, or a spike train ``[T, C, H, W]``
 as a numpy array or torch tensor; ``[T, B, C, H, W]`` gives a list of results) in step or async
 mode and returns a :class:`~evsim.engine.counting.RunResult` with ``prediction``, ``output``,
-``per_layer`` counters and what the input window read, used and dropped. The layers, bottom up: :mod:`evsim.model` and :mod:`evsim.events`, the data
-readers :mod:`evsim.datasets`, the engine :mod:`evsim.engine` and the trainer :mod:`evsim.training`
-(needs torch), :mod:`evsim.analysis`, and the command line :mod:`evsim.cli`.
+``per_layer`` counters and what the input window read, used and dropped. The layers, bottom up:
+:mod:`evsim.model`, :mod:`evsim.events`, the data readers :mod:`evsim.datasets`, the engine
+:mod:`evsim.engine` and the trainer :mod:`evsim.training` (needs torch), the runtime
+:mod:`evsim.runtime` (``load``, streaming, cluster runs), :mod:`evsim.analysis`, and the command
+line :mod:`evsim.cli`. ``load`` gives a Network that reads event files; one built directly
+(``evsim.Network``) takes events.
 """
 
 from evsim.errors import DataError, EvsimError, InputError, ModelError
