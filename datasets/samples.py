@@ -3,7 +3,7 @@
 Static images become signed Poisson spike trains (evsim.datasets.encoding.poisson_spikes) drawn
 fresh for every mini-batch; N-MNIST recordings, real or simulated from MNIST
 (``nmnist-sim``, evsim.datasets.saccades), become event-count frames
-(evsim.events.to_frames), the same binning the engine uses. The ``encoding`` dict of a
+(evsim.events.to_frames), the same binning the engine uses. The ``encoding`` (evsim.model.encoding.Encoding) of a
 :class:`SampleSet` is what the model file records, so the engine can encode its inputs the same way.
 """
 
