@@ -39,7 +39,7 @@ def _decoder(path: Path):
     try:
         return aedat.Decoder(str(path))
     except Exception as exc:  # aedat raises plain exceptions for any header problem
-        raise DataError(path, f"not a readable AEDAT 4.0 file ({exc})", 0) from None
+        raise DataError(f"not a readable AEDAT 4.0 file ({exc})", path, 0) from None
 
 
 def probe_aedat4(path: Path) -> Aedat4Info:
@@ -48,11 +48,11 @@ def probe_aedat4(path: Path) -> Aedat4Info:
     event_ids = sorted(i for i, s in streams.items() if s.get("type") == "events")
     if not event_ids:
         kinds = ", ".join(sorted({str(s.get("type")) for s in streams.values()})) or "none"
-        raise DataError(path, f"the AEDAT 4.0 file holds no event stream (streams: {kinds})")
+        raise DataError(f"the AEDAT 4.0 file holds no event stream (streams: {kinds})", path)
     stream = streams[event_ids[0]]
     width, height = stream.get("width"), stream.get("height")
     if not width or not height:
-        raise DataError(path, "the AEDAT 4.0 event stream does not state its sensor size")
+        raise DataError("the AEDAT 4.0 event stream does not state its sensor size", path)
     return Aedat4Info(event_ids[0], (int(width), int(height)))
 
 
@@ -88,9 +88,9 @@ class _PacketWalk:
         remaining = self.size - self.offset - PACKET_HEADER.size
         if size < 0 or size > remaining:
             return DataError(
-                self.path,
                 f"the file ends inside a packet of stream {stream_id}: it declares {size} bytes, "
                 f"{remaining} remain (cut short?)",
+                self.path,
                 self.offset,
             )
         return None
@@ -99,9 +99,9 @@ class _PacketWalk:
         fh.seek(self.offset)
         head = fh.read(PACKET_HEADER.size)
         if len(head) < PACKET_HEADER.size:
-            return DataError(self.path, f"the file ends inside a packet header (cut short?; aedat: {exc})", self.offset)
+            return DataError(f"the file ends inside a packet header (cut short?; aedat: {exc})", self.path, self.offset)
         stream_id, _ = PACKET_HEADER.unpack(head)
-        return self.oversized(fh) or DataError(self.path, f"cannot decode the packet of stream {stream_id} here ({exc})",
+        return self.oversized(fh) or DataError(f"cannot decode the packet of stream {stream_id} here ({exc})", self.path,
                                                self.offset)
 
 
@@ -129,11 +129,11 @@ def _header_end(path: Path) -> int:
     with open(path, "rb") as fh:
         head = fh.read(len(MAGIC) + 4)
     if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
-        raise DataError(path, "does not start with the AEDAT 4.0 magic line #!AER-DAT4.0", 0)
+        raise DataError("does not start with the AEDAT 4.0 magic line #!AER-DAT4.0", path, 0)
     (header_size,) = struct.unpack("<i", head[len(MAGIC):])
     if header_size < 0 or len(head) + header_size > size:
-        raise DataError(path, f"the header declares {header_size} bytes, the file has {size - len(head)} after "
-                        "its size field (cut short or damaged)", len(MAGIC))
+        raise DataError(f"the header declares {header_size} bytes, the file has {size - len(head)} after "
+                        "its size field (cut short or damaged)", path, len(MAGIC))
     return len(head) + header_size
 
 
@@ -197,13 +197,13 @@ def _check_packet(path, events, raw, width, height, last_t, offset) -> None:
     if outside.any():
         k = int(np.argmax(outside))
         raise DataError(
-            path,
             f"event {k} of the packet here lies at x={int(raw['x'][k])}, y={int(raw['y'][k])}, "
             f"outside the {width}x{height} sensor; the file is damaged",
+            path,
             offset,
         )
     t = events["t"]
     back = np.diff(t, prepend=t[:1] if last_t is None else last_t) < 0
     if back.any():
         k = int(np.argmax(back))
-        raise DataError(path, f"event {k} of the packet here goes back in time; the file is damaged", offset)
+        raise DataError(f"event {k} of the packet here goes back in time; the file is damaged", path, offset)

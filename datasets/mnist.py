@@ -56,23 +56,23 @@ def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataError(path, f"cannot read IDX file: {exc.strerror or exc}") from exc
+        raise DataError(f"cannot read IDX file: {exc.strerror or exc}", path) from exc
     if raw[:2] == _GZIP_MAGIC:
         raw = _gunzip(path, raw)
     if len(raw) < 4:
-        raise DataError(path, f"IDX header needs 4 bytes, file has {len(raw)}", 0)
+        raise DataError(f"IDX header needs 4 bytes, file has {len(raw)}", path, 0)
     magic = int.from_bytes(raw[:4], "big")
     if expected_magic is not None and magic != expected_magic:
         raise DataError(
-            path, f"IDX magic number is {magic}, expected {expected_magic}", 0
+            f"IDX magic number is {magic}, expected {expected_magic}", path, 0
         )
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise DataError(path, f"not an IDX file (magic number {magic})", 0)
+        raise DataError(f"not an IDX file (magic number {magic})", path, 0)
     dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
     header_bytes = 4 + 4 * ndim
     if len(raw) < header_bytes:
         raise DataError(
-            path, f"IDX header of {ndim} dimensions is cut off at {len(raw)} bytes", len(raw)
+            f"IDX header of {ndim} dimensions is cut off at {len(raw)} bytes", path, len(raw)
         )
     shape = tuple(
         int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
@@ -81,15 +81,15 @@ def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
     found = len(raw) - header_bytes
     if found < expected:
         raise DataError(
-            path,
             f"IDX data is truncated: shape {shape} needs {expected} bytes, "
             f"only {found} follow the header",
+            path,
             len(raw),
         )
     if found > expected:
         raise DataError(
-            path,
             f"{found - expected} unexpected bytes after the IDX data of shape {shape}",
+            path,
             header_bytes + expected,
         )
     return np.frombuffer(raw, dtype=dtype, offset=header_bytes).reshape(shape)
@@ -112,9 +112,9 @@ def _gunzip(path: Path, raw: bytes) -> bytes:
                     break
                 stream, data = zlib.decompressobj(wbits=31), stream.unused_data  # a further gzip member
             elif not piece and not data:
-                raise DataError(path, "damaged gzip stream: it ends before its end-of-stream marker")
+                raise DataError("damaged gzip stream: it ends before its end-of-stream marker", path)
     except zlib.error as exc:
-        raise DataError(path, f"damaged gzip stream: {exc}") from exc
+        raise DataError(f"damaged gzip stream: {exc}", path) from exc
     return bytes(out)
 
 
@@ -135,7 +135,7 @@ def mnist_files(root, split: str) -> tuple[Path, Path]:
     standard names, gzipped or not, and for the ``train-images.idx3-ubyte`` spelling.
     """
     if split not in SPLIT_PREFIXES:
-        raise DataError(root, f"unknown MNIST split {split!r}; use 'train' or 'test'")
+        raise DataError(f"unknown MNIST split {split!r}; use 'train' or 'test'", root)
     root = Path(root)
     prefix = SPLIT_PREFIXES[split]
     found = []
@@ -150,9 +150,9 @@ def mnist_files(root, split: str) -> tuple[Path, Path]:
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
             raise DataError(
-                root,
                 f"no MNIST {split} {kind} here: expected {names[0]}.gz (or uncompressed) in "
                 "this folder, in mnist/ or in MNIST/raw/",
+                root,
             )
         found.append(path)
     return found[0], found[1]
@@ -172,14 +172,14 @@ def load_mnist(root, split: str | None = None, download: bool = False,
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
     if images.shape[1:] != IMAGE_SHAPE:
-        raise DataError(images_path, f"MNIST images are 28x28, these are {images.shape[1:]}")
+        raise DataError(f"MNIST images are 28x28, these are {images.shape[1:]}", images_path)
     if len(images) != len(labels):
         raise DataError(
-            labels_path, f"{len(labels)} labels for the {len(images)} images of {images_path.name}"
+            f"{len(labels)} labels for the {len(images)} images of {images_path.name}", labels_path
         )
     if labels.size and labels.max() > 9:
         i = int(np.argmax(labels > 9))
-        raise DataError(labels_path, f"label {labels[i]} is not a digit", 8 + i)
+        raise DataError(f"label {labels[i]} is not a digit", labels_path, 8 + i)
     return images, labels.astype(np.int64)
 
 
@@ -193,7 +193,7 @@ def _download(root: Path, split: str) -> None:
         pass
     prefix = SPLIT_PREFIXES.get(split)
     if prefix is None:
-        raise DataError(root, f"unknown MNIST split {split!r}; use 'train' or 'test'")
+        raise DataError(f"unknown MNIST split {split!r}; use 'train' or 'test'", root)
     for kind in ("images-idx3", "labels-idx1"):
         name = f"{prefix}-{kind}-ubyte.gz"
         fetch([mirror + name for mirror in MIRRORS], root / name, DOWNLOAD_MD5[name])

@@ -96,7 +96,7 @@ MUTANTS = (
     Mutant("leak-off-by-one", "step == dense", "evsim/engine/kernels.py",
            "        return leak_table[int(gap)]\n", "        return leak_table[int(gap) - 1]\n",
            EXACT),
-    Mutant("conv-kernel-not-flipped", "step == dense", "evsim/engine/layers.py",
+    Mutant("conv-kernel-not-flipped", "step == dense", "evsim/model/ops.py",
            "weight.transpose(1, 2, 3, 0)[:, :, ::-1, :]", "weight.transpose(1, 2, 3, 0)",
            EXACT),
     Mutant("async-leak-table-shifted", "async leak lookup == exp", "evsim/engine/kernels.py",
@@ -118,6 +118,15 @@ MUTANTS = (
     Mutant("merge-ignores-horizon", "chunk independence, unequal delays", "evsim/engine/asynchronous.py",
            "            ready_before = min(horizons[s] for s in layer.sources)\n", "            ready_before = math.inf\n",
            ("tests/test_engine_async.py::test_async_unequal_path_delays_merge_in_time_order",)),
+    # --- the op table's fan-out, which the regulariser prices spikes by
+    Mutant("fan-out-window-short", "fan-out == engine synops", "evsim/model/ops.py",
+           "counts[max(start, 0) : max(start + kernel, 0)] += 1", "counts[max(start, 0) : max(start + kernel - 1, 0)] += 1",
+           ("tests/test_ops.py", "tests/test_regularizers.py::test_fan_outs_at_the_borders")),
+    # --- evsim.load reads event files; a bare Network refuses a path (no hidden registration)
+    Mutant("load-without-reader", "load and Network agree on paths", "evsim/runtime/load.py",
+           "return Network.from_file(path_or_name, dtype=dtype, read_file=read_events)",
+           "return Network.from_file(path_or_name, dtype=dtype)",
+           ("tests/test_first_hour.py::test_load_and_network_behave_the_same_on_a_path",)),
     # --- the gradient formula (paper eq. 22-24)
     Mutant("no-leak-correction", "gradient formula", "training/neurons.py",
            "factor = trace.mul_(math.log(leak))", "factor = trace.mul_(0.0)",

@@ -251,11 +251,11 @@ def test_live_peers_reproduce_the_export(tmp_path):
     # the bundled model: trained weights (ties are unlikely), leak 0.99, a leaky Linear readout
     model = load_model("lenet-nmnist")
     path = export_nir(model, tmp_path / "lenet.nir")
-    import evsim.datasets.formats  # noqa: F401  registers the event file readers
-    from evsim.events import bin_events, read_event_file, to_frames
+    from evsim.datasets.formats import read_events
+    from evsim.events import bin_events, to_frames
 
     files = sorted((Path(evsim.__file__).parent / "data" / "nmnist" / "Test").glob("*/*.bin"))[:3]
-    frames = np.stack([to_frames(bin_events(read_event_file(f)[0], (34, 34, 2), 100, 300_000)) for f in files])
+    frames = np.stack([to_frames(bin_events(read_events(f)[0], (34, 34, 2), 100, 300_000)) for f in files])
     network = Network(model.graph, model.weights, dtype=np.float32)
     ours = np.stack([network.run(frames[b]).output for b in range(len(frames))])
     weights = 0.99 ** (100 - np.arange(100))
