@@ -3,7 +3,7 @@ on 1 and 2 DDP ranks (torchrun, gloo), on this machine; and, from the measured p
 expected time for all 70,000 N-MNIST recordings on N nodes.
 
 (a) Ray: the same N-MNIST recordings through ``lenet-nmnist`` in step mode, with
-    evsim.analysis.cluster.run_on_cluster on a local Ray of ``w`` CPUs, one thread per task (so
+    evsim.runtime.cluster.run_on_cluster on a local Ray of ``w`` CPUs, one thread per task (so
     ``w`` worker processes), and, for reference, in this process with Network.run_many on ``w``
     threads. Ray's start and each worker's first task (numba cache load, building the network)
     are outside the timing; the Ray start is reported beside it. The workers run at nice 0 like
@@ -50,7 +50,7 @@ def load_recordings(limit: int):
 def ray_rates(network, samples, workers: int) -> dict:
     import ray
 
-    from evsim.analysis.cluster import run_on_cluster, start_local
+    from evsim.runtime.cluster import run_on_cluster, start_local
 
     # Ray runs its workers at nice 15; this process, to which they are compared, runs at 0
     os.environ.setdefault("RAY_worker_niceness", "0")
@@ -70,7 +70,7 @@ def ray_rates(network, samples, workers: int) -> dict:
 
 
 def local_rate(network, samples, threads: int) -> dict:
-    from evsim.analysis.inputs import sample_inputs
+    from evsim.runtime.inputs import sample_inputs
 
     network.run(next(sample_inputs(samples, network)))  # numba cache load
     started = time.perf_counter()

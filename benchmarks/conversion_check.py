@@ -39,7 +39,7 @@ def main() -> None:
     import torch
 
     import evsim
-    from evsim.analysis.inputs import sample_input
+    from evsim.runtime.inputs import sample_input
     from evsim.datasets.samples import load_samples
     from evsim.model.file import load_model
     from evsim.training.ann import analog_inputs, load_ann

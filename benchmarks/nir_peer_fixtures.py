@@ -9,7 +9,11 @@ peers without installing them:
   pool 2, linear 200, linear 10; a spiking population after each conv and linear), no biases;
 - ``sumpool``: a small net with a stride-2 first conv and sum pooling where the peer has it
   (conv 5x5 s2 p2 8, pool 2, conv 3x3 16, pool 2, linear 10), with biases;
-- ``sumpool0`` (``--nets sumpool0``): the same with all biases 0, which evsim imports.
+- ``sumpool0`` (``--nets sumpool0``): the same with all biases 0, which evsim imports;
+- ``lif`` (``--peers sinabs --nets lif``): the sumpool0 shape with sinabs's LIF neurons and an
+  ExpLeak (NIR LI) readout after one more linear layer: every neuron type sinabs exports;
+- ``li`` (``--peers norse --nets li``): norse's sumpool0 net and a LIBoxCell (NIR LI) readout after
+  one more linear layer.
 
 Each ``tests/data/nir/<peer>_<net>/`` holds
 
@@ -144,6 +148,9 @@ def set_params(modules: dict[str, torch.nn.Module], weights: dict[str, np.ndarra
 # or pool by sum instead of average get the compensating shift.
 LENET_GAIN = {"conv1": 2, "conv2": 3, "fc1": 2, "fc2": 3}
 SUMPOOL_GAIN = {"conv1": 2, "conv2": 3, "fc": 3}
+SINABS_TAU = 7.5
+"""sinabs's LIF and ExpLeak time constant in steps (net ``lif``): leak exp(-1/7.5) = 0.8752, where
+an Euler step would give 1 - 1/7.5 = 0.8667."""
 
 
 # ---------------------------------------------------------------- peers
@@ -256,9 +263,16 @@ def build_norse(net: str):
             return norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.full(shape, 125.0),
                                                            v_th=torch.ones(shape), v_leak=torch.zeros(shape)))
 
-        seq = norse.SequentialState(m["conv1"], cell((8, 17, 17)), N.LPPool2d(1, 2), m["conv2"], cell((16, 6, 6)),
-                                    N.LPPool2d(1, 2), N.Flatten(), m["fc"], cell((10,)))
+        layers = [m["conv1"], cell((8, 17, 17)), N.LPPool2d(1, 2), m["conv2"], cell((16, 6, 6)),
+                  N.LPPool2d(1, 2), N.Flatten(), m["fc"], cell((10,))]
         neuron_desc = "norse.LIFBoxCell(tau_mem_inv=125/s, v_th=1, v_leak=0, v_reset=0, reset_value)"
+        if net == "li":  # the sumpool0 net and a LIBoxCell readout (NIR LI) after one more linear layer
+            m["readout"] = N.Linear(10, 10, bias=False)
+            set_params({"readout": m["readout"]}, {"readout": dyadic(np.random.default_rng(SEED + 2), (10, 10), 0.5, 0)})
+            layers += [m["readout"], norse.LIBoxCell(norse.LIBoxParameters(tau_mem_inv=torch.full((10,), 125.0),
+                                                                           v_leak=torch.zeros(10)))]
+            neuron_desc += "; readout norse.LIBoxCell(tau_mem_inv=125/s, v_leak=0)"
+        seq = norse.SequentialState(*layers)
 
     def fallback(module):
         node = _extract_norse_module(module, dt=0.001)
@@ -275,22 +289,25 @@ def build_norse(net: str):
     graph = extract_nir_graph(seq, fallback, torch.zeros(1, 2, 34, 34), model_name="norse", ignore_dims=[0])
     graph.infer_types()
     neurons = [i for i, mod in enumerate(seq) if isinstance(mod, (norse.IAFCell, norse.LIFBoxCell))]
+    stateful = [i for i, mod in enumerate(seq) if isinstance(mod, (norse.IAFCell, norse.LIFBoxCell, norse.LIBoxCell))]
 
-    def run(x):
+    def run(x):  # out: the last spiking population's spikes; outv: the last cell's membrane (the LI's, in net li)
         counts, out, outv = [], [], []
         state = None
         with torch.no_grad():
             for t in range(x.shape[1]):
                 h, states = x[:, t], []
                 for i, mod in enumerate(seq):
-                    if i in neurons:
+                    if i in stateful:
                         h, s = mod(h, None if state is None else state[len(states)])
                         states.append(s)
-                        counts.append(h.reshape(len(x), -1).sum(1).numpy())
                     else:
                         h = mod(h)
+                    if i in neurons:
+                        counts.append(h.reshape(len(x), -1).sum(1).numpy())
+                    if i == neurons[-1]:
+                        out.append(h.numpy())
                 state = states
-                out.append(h.numpy())
                 outv.append(states[-1].v.numpy())
         c = np.array(counts).reshape(x.shape[1], len(neurons), len(x))
         return np.stack(out, 1), np.stack(outv, 1), np.transpose(c, (1, 2, 0))
@@ -328,6 +345,23 @@ def build_sinabs(net: str):
         set_params(m, lenet_weights(gain))
         seq = N.Sequential(m["conv1"], iaf(), sl.SumPool2d(2), m["conv2"], iaf(), sl.SumPool2d(2), N.Flatten(),
                            m["fc1"], iaf(), m["fc2"], iaf())
+    elif net == "lif":
+        # every other neuron sinabs exports: LIF (tau_mem in steps, leak exp(-1/tau)) and an ExpLeak
+        # readout (NIR LI), both with norm_input=False, as sinabs's own importer builds them
+        # tau and threshold per neuron (all equal): from scalars, nir cannot tell the node's shape
+        def lif(*shape):
+            return sl.LIFSqueeze(tau_mem=torch.full(shape, SINABS_TAU), batch_size=n, spike_threshold=torch.ones(shape),
+                                 norm_input=False)
+
+        m = {"conv1": N.Conv2d(2, 8, 5, stride=2, padding=2, bias=False), "conv2": N.Conv2d(8, 16, 3, bias=False),
+             "fc": N.Linear(144, 10, bias=False), "readout": N.Linear(10, 10, bias=False)}
+        weights = sumpool_weights({k: v + 2 for k, v in SUMPOOL_GAIN.items()}, bias=False)
+        weights = {k: v for k, v in weights.items() if not k.endswith(".bias")}
+        weights["readout"] = dyadic(np.random.default_rng(SEED + 2), (10, 10), 0.5, 2)
+        set_params(m, weights)
+        seq = N.Sequential(m["conv1"], lif(8, 17, 17), sl.SumPool2d(2), m["conv2"], lif(16, 6, 6), sl.SumPool2d(2),
+                           N.Flatten(), m["fc"], lif(10), m["readout"],
+                           sl.ExpLeakSqueeze(tau_mem=torch.full((10,), SINABS_TAU), batch_size=n, norm_input=False))
     else:
         m = {"conv1": N.Conv2d(2, 8, 5, stride=2, padding=2), "conv2": N.Conv2d(8, 16, 3), "fc": N.Linear(144, 10)}
         set_params(m, sumpool_weights({k: v + 2 for k, v in SUMPOOL_GAIN.items()}, bias=net == "sumpool"))
@@ -335,26 +369,32 @@ def build_sinabs(net: str):
                            m["fc"], iaf())
     graph = snir.to_nir(seq, torch.zeros(n, 2, 34, 34))
     graph.infer_types()  # sinabs leaves Conv2d.input_shape None, which nir.write cannot store
-    neurons = [i for i, mod in enumerate(seq) if isinstance(mod, sl.IAFSqueeze)]
+    neurons = [i for i, mod in enumerate(seq) if isinstance(mod, (sl.IAFSqueeze, sl.LIFSqueeze))]
+    readout = len(seq) - 1 if isinstance(seq[-1], sl.ExpLeakSqueeze) else None
 
     def run(x):  # sinabs runs all T steps in one call on (N*T, ...) input
         for i in neurons:
             seq[i].reset_states()
+        if readout is not None:
+            seq[readout].reset_states()
         rec = {}
         hooks = [seq[i].register_forward_hook(lambda mod, inp, o, i=i: rec.__setitem__(i, o)) for i in neurons]
         try:
             with torch.no_grad():
-                seq(x.reshape(-1, *x.shape[2:]))
+                final = seq(x.reshape(-1, *x.shape[2:])).reshape(len(x), x.shape[1], -1).numpy()
         finally:
             for h in hooks:
                 h.remove()
         counts = np.stack([rec[i].reshape(len(x), x.shape[1], -1).sum(2).numpy() for i in neurons])
         out = rec[neurons[-1]].reshape(len(x), x.shape[1], -1).numpy()
-        return out, np.full_like(out, np.nan), counts
+        # out_v: the ExpLeak readout's membrane after each step, where the net has one
+        return out, final if readout is not None else np.full_like(out, np.nan), counts
 
-    meta = {"neuron": "sl.IAFSqueeze(spike_threshold=1, min_v_mem=-1, spike_fn=MultiSpike, "
-            "reset_fn=MembraneSubtract)", "exporter": "sinabs.nir.to_nir(net, torch.zeros(3,2,34,34))",
-            "exporter_dt_s": None}
+    neuron = ("sl.IAFSqueeze(spike_threshold=1, min_v_mem=-1, spike_fn=MultiSpike, reset_fn=MembraneSubtract)"
+              if net != "lif" else f"sl.LIFSqueeze(tau_mem={SINABS_TAU} per neuron, spike_threshold=1, norm_input=False, "
+              f"spike_fn=MultiSpike, reset_fn=MembraneSubtract); readout sl.ExpLeakSqueeze(tau_mem={SINABS_TAU}, "
+              "norm_input=False)")
+    meta = {"neuron": neuron, "exporter": "sinabs.nir.to_nir(net, torch.zeros(3,2,34,34))", "exporter_dt_s": None}
     return graph, [str(i) for i in neurons], run, meta
 
 

@@ -3,7 +3,7 @@
     python benchmarks/realtime_stream.py /work/shared/data/dvs_samples/aedat4_dvxplorer/sample.aedat4 \\
         --model lenet-nmnist --downsample 0.1 --repeats 2
 
-Streams the file through ``evsim.analysis.streaming.stream_file`` (what ``evsim stream`` runs:
+Streams the file through ``evsim.runtime.streaming.stream_file`` (what ``evsim stream`` runs:
 decoding, the input fit and the engine) once untimed per mode (the kernels load), then
 ``--repeats`` times per mode, alternating. Prints per run the recording's length, the wall time
 (the report's ``wall_s``) and the CPU time of the streaming thread (``time.thread_time``, which on
@@ -16,7 +16,7 @@ import argparse
 import time
 
 import evsim
-from evsim.analysis.streaming import stream_file
+from evsim.runtime.streaming import stream_file
 
 
 def main() -> None:

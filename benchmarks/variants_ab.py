@@ -9,7 +9,7 @@ import sys
 import time
 
 from evsim.datasets.nmnist import read_nmnist
-from evsim.engine.network import load
+from evsim.runtime.load import load
 from evsim.paths import BUNDLED_DATA
 
 net = load("lenet-nmnist")

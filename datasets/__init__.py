@@ -34,7 +34,7 @@ def resolve_split(split: str | None, train: bool | None, default: str, what: str
     split = default if split is None else split
     if split not in splits:
         named = " or ".join(repr(name) for name in splits)
-        raise DataError(root, f"unknown {what} split {split!r}; use {named} (or tonic's train=True/False)")
+        raise DataError(f"unknown {what} split {split!r}; use {named} (or tonic's train=True/False)", root)
     return split
 
 

@@ -35,10 +35,11 @@ class Aedat4Info:
 
 def _decoder(path: Path):
     aedat = require("aedat", "data", "reading AEDAT 4.0 files")
+    _header_end(path)  # the header's size field checked before the decoder allocates it
     try:
         return aedat.Decoder(str(path))
     except Exception as exc:  # aedat raises plain exceptions for any header problem
-        raise DataError(path, f"not a readable AEDAT 4.0 file ({exc})", 0) from None
+        raise DataError(f"not a readable AEDAT 4.0 file ({exc})", path, 0) from None
 
 
 def probe_aedat4(path: Path) -> Aedat4Info:
@@ -47,11 +48,11 @@ def probe_aedat4(path: Path) -> Aedat4Info:
     event_ids = sorted(i for i, s in streams.items() if s.get("type") == "events")
     if not event_ids:
         kinds = ", ".join(sorted({str(s.get("type")) for s in streams.values()})) or "none"
-        raise DataError(path, f"the AEDAT 4.0 file holds no event stream (streams: {kinds})")
+        raise DataError(f"the AEDAT 4.0 file holds no event stream (streams: {kinds})", path)
     stream = streams[event_ids[0]]
     width, height = stream.get("width"), stream.get("height")
     if not width or not height:
-        raise DataError(path, "the AEDAT 4.0 event stream does not state its sensor size")
+        raise DataError("the AEDAT 4.0 event stream does not state its sensor size", path)
     return Aedat4Info(event_ids[0], (int(width), int(height)))
 
 
@@ -61,33 +62,79 @@ class _PacketWalk:
     def __init__(self, path: Path):
         self.path = path
         self.size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(len(MAGIC) + 4)
-        if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
-            raise DataError(path, "does not start with the AEDAT 4.0 magic line #!AER-DAT4.0", 0)
-        (header_size,) = struct.unpack("<i", head[len(MAGIC):])
-        self.offset = len(MAGIC) + 4 + header_size  # of the next packet
+        self.offset = _header_end(path)  # of the next packet
+        self.end = _data_table_position(path, self.offset)  # the decoder stops there: the file's index follows
 
     def advance(self, fh) -> None:
         fh.seek(self.offset)
         _, size = PACKET_HEADER.unpack(fh.read(PACKET_HEADER.size))
         self.offset += PACKET_HEADER.size + size
 
+    def check_next(self, fh) -> None:
+        """Refuse the next packet if its size field claims more bytes than the file holds, before
+        the decoder allocates a buffer of that size."""
+        error = self.oversized(fh)
+        if error is not None:
+            raise error
+
+    def oversized(self, fh) -> DataError | None:
+        if self.end is not None and self.offset >= self.end:
+            return None
+        fh.seek(self.offset)
+        head = fh.read(PACKET_HEADER.size)
+        if len(head) < PACKET_HEADER.size:
+            return None
+        stream_id, size = PACKET_HEADER.unpack(head)
+        remaining = self.size - self.offset - PACKET_HEADER.size
+        if size < 0 or size > remaining:
+            return DataError(
+                f"the file ends inside a packet of stream {stream_id}: it declares {size} bytes, "
+                f"{remaining} remain (cut short?)",
+                self.path,
+                self.offset,
+            )
+        return None
+
     def describe_failure(self, fh, exc: Exception) -> DataError:
         fh.seek(self.offset)
         head = fh.read(PACKET_HEADER.size)
         if len(head) < PACKET_HEADER.size:
-            return DataError(self.path, f"the file ends inside a packet header (cut short?; aedat: {exc})", self.offset)
-        stream_id, size = PACKET_HEADER.unpack(head)
-        remaining = self.size - self.offset - PACKET_HEADER.size
-        if size > remaining:
-            return DataError(
-                self.path,
-                f"the file ends inside a packet of stream {stream_id}: it declares {size} bytes, "
-                f"{remaining} remain (cut short?)",
-                self.offset,
-            )
-        return DataError(self.path, f"cannot decode the packet of stream {stream_id} here ({exc})", self.offset)
+            return DataError(f"the file ends inside a packet header (cut short?; aedat: {exc})", self.path, self.offset)
+        stream_id, _ = PACKET_HEADER.unpack(head)
+        return self.oversized(fh) or DataError(f"cannot decode the packet of stream {stream_id} here ({exc})", self.path,
+                                               self.offset)
+
+
+def _data_table_position(path: Path, header_end: int) -> int | None:
+    """The header's ``dataTablePosition`` (field 1 of the IOHeader flatbuffer), where the packets
+    end; None if the file has none (-1) or the header does not parse (the decoder then refuses it)."""
+    with open(path, "rb") as fh:
+        fh.seek(len(MAGIC) + 4)
+        buf = fh.read(header_end - len(MAGIC) - 4)
+    try:
+        (table,) = struct.unpack_from("<I", buf, 0)
+        vtable = table - struct.unpack_from("<i", buf, table)[0]
+        (vtable_size,) = struct.unpack_from("<H", buf, vtable)
+        (field,) = struct.unpack_from("<H", buf, vtable + 6) if vtable_size > 6 else (0,)
+        position = struct.unpack_from("<q", buf, table + field)[0] if field else -1
+    except struct.error:
+        return None
+    return position if position >= header_end else None
+
+
+def _header_end(path: Path) -> int:
+    """The offset after the file header; DataError if the magic line is missing or the header's
+    size field is negative or larger than the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC) + 4)
+    if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
+        raise DataError("does not start with the AEDAT 4.0 magic line #!AER-DAT4.0", path, 0)
+    (header_size,) = struct.unpack("<i", head[len(MAGIC):])
+    if header_size < 0 or len(head) + header_size > size:
+        raise DataError(f"the header declares {header_size} bytes, the file has {size - len(head)} after "
+                        "its size field (cut short or damaged)", path, len(MAGIC))
+    return len(head) + header_size
 
 
 def iter_aedat4_chunks(path: Path, info: Aedat4Info, chunk_events: int):
@@ -123,6 +170,7 @@ def _iter_packets(path: Path, info: Aedat4Info):
         packets = iter(decoder)
         while True:
             packet_offset = walk.offset
+            walk.check_next(fh)
             try:
                 packet = next(packets)
             except StopIteration:
@@ -149,13 +197,13 @@ def _check_packet(path, events, raw, width, height, last_t, offset) -> None:
     if outside.any():
         k = int(np.argmax(outside))
         raise DataError(
-            path,
             f"event {k} of the packet here lies at x={int(raw['x'][k])}, y={int(raw['y'][k])}, "
             f"outside the {width}x{height} sensor; the file is damaged",
+            path,
             offset,
         )
     t = events["t"]
     back = np.diff(t, prepend=t[:1] if last_t is None else last_t) < 0
     if back.any():
         k = int(np.argmax(back))
-        raise DataError(path, f"event {k} of the packet here goes back in time; the file is damaged", offset)
+        raise DataError(f"event {k} of the packet here goes back in time; the file is damaged", path, offset)

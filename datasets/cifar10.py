@@ -31,15 +31,15 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
-        raise DataError(path, f"cannot read CIFAR-10 batch: {exc.strerror or exc}") from exc
+        raise DataError(f"cannot read CIFAR-10 batch: {exc.strerror or exc}", path) from exc
     if raw.size == 0:
-        raise DataError(path, "CIFAR-10 batch file is empty")
+        raise DataError("CIFAR-10 batch file is empty", path)
     partial = raw.size % RECORD_BYTES
     if partial:
         raise DataError(
-            path,
             f"size {raw.size} is not a whole number of {RECORD_BYTES}-byte CIFAR-10 records "
             f"(the last {partial} bytes start a partial record)",
+            path,
             raw.size - partial,
         )
     records = raw.reshape(-1, RECORD_BYTES)
@@ -47,7 +47,7 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     bad = labels > 9
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(path, f"record {i} has label {labels[i]}, not a class 0..9", i * RECORD_BYTES)
+        raise DataError(f"record {i} has label {labels[i]}, not a class 0..9", path, i * RECORD_BYTES)
     images = records[:, 1:].reshape(-1, 3, 32, 32).copy()
     return images, labels
 
@@ -62,16 +62,16 @@ def load_cifar10(root, split: str | None = None, download: bool = False,
     """
     split = resolve_split(split, train, default="train", what="CIFAR-10", root=root)
     if split not in SPLIT_FILES:
-        raise DataError(root, f"unknown CIFAR-10 split {split!r}; use 'train' or 'test'")
+        raise DataError(f"unknown CIFAR-10 split {split!r}; use 'train' or 'test'", root)
     root = Path(root)
     if download and _find_folder(root, split) is None:
         _download(root)
     folder = _find_folder(root, split)
     if folder is None:
         raise DataError(
-            root,
             f"no CIFAR-10 binary {split} batches here: expected {FOLDER}/ holding "
             f"{', '.join(SPLIT_FILES[split])} (the binary version, not the Python pickles)",
+            root,
         )
     batches = [read_cifar_batch(folder / name) for name in SPLIT_FILES[split]]
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])

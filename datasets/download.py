@@ -43,8 +43,8 @@ def fetch(urls: list[str], destination: Path, md5: str | None = None) -> Path:
             continue
         if md5 is not None and md5_of(partial) != md5:
             partial.unlink()
-            raise DataError(destination, f"download from {url} does not have the MD5 {md5}")
+            raise DataError(f"download from {url} does not have the MD5 {md5}", destination)
         partial.replace(destination)
         return destination
     partial.unlink(missing_ok=True)
-    raise DataError(destination, "download failed: " + "; ".join(failures))
+    raise DataError("download failed: " + "; ".join(failures), destination)

@@ -31,11 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from evsim.datasets import prophesee
-from evsim.events import EVENT_DTYPE, register_event_file_reader
+from evsim.events import EVENT_DTYPE
 from evsim.errors import DataError
 
 SensorSize = tuple[int, int, int]
 DEFAULT_CHUNK_EVENTS = 1 << 16
+MAX_SENSOR_SIDE = 1 << 16
+"""No event camera comes near it (the largest are 1280 x 720); a header that says more is damaged."""
 HEAD_BYTES = 64
 
 SUPPORTED_FORMATS = (
@@ -67,13 +69,13 @@ class EventFile:
         chunks before it were yielded.
         """
         if chunk_events < 1:
-            raise DataError(self.path, f"chunk_events must be positive, got {chunk_events}")
+            raise DataError(f"chunk_events must be positive, got {chunk_events}", self.path)
         try:
             for events in self.decode(chunk_events):
                 for start in range(0, len(events), chunk_events):
                     yield events[start : start + chunk_events]
         except OSError as exc:
-            raise DataError(self.path, f"cannot read: {exc.strerror or exc}") from None
+            raise DataError(f"cannot read: {exc.strerror or exc}", self.path) from None
 
 
 # --- what a file's first bytes say ---------------------------------------------------------
@@ -111,7 +113,7 @@ def _refuse(path: Path, suffix_says: str, header_says: str | None) -> DataError:
         reason = f"the name says {suffix_says} but the file does not start with that format's header"
     else:
         reason = f"the name says {suffix_says} but the header says {header_says}"
-    return DataError(path, f"{reason} (supported: {supported_formats()})", 0)
+    return DataError(f"{reason} (supported: {supported_formats()})", path, 0)
 
 
 # --- one opener per suffix ------------------------------------------------------------------
@@ -150,9 +152,9 @@ def _nmnist_chunks(path: Path, chunk_events: int) -> Iterator[np.ndarray]:
                     if len(state.events):
                         yield state.events
     if state.next_offset == 0:
-        raise DataError(path, "file is empty; an N-MNIST recording holds at least one event")
+        raise DataError("file is empty; an N-MNIST recording holds at least one event", path)
     if seen == 0:
-        raise DataError(path, "file holds only timestamp overflow markers, no events")
+        raise DataError("file holds only timestamp overflow markers, no events", path)
 
 
 def _open_aedat4(path: Path, head: bytes) -> EventFile:
@@ -174,16 +176,16 @@ def _open_dat(path: Path, head: bytes) -> EventFile:
         type_and_size = fh.read(2)
     version = header.value("version")
     if version is not None and version.strip() != "2":
-        raise DataError(path, f"DAT version {version} is not supported (only version 2)", 0)
+        raise DataError(f"DAT version {version} is not supported (only version 2)", path, 0)
     if len(type_and_size) < 2:
-        raise DataError(path, "the file ends after its header, without the event type and size bytes",
+        raise DataError("the file ends after its header, without the event type and size bytes", path,
                         header.data_offset)
     event_type, event_size = type_and_size
     if event_type not in prophesee.DAT_EVENT_TYPES or event_size != prophesee.DAT_EVENT_BYTES:
         raise DataError(
-            path,
             f"DAT event type {event_type} of {event_size} bytes is not supported (only the 8-byte "
             f"CD events, types {' and '.join(map(str, prophesee.DAT_EVENT_TYPES))})",
+            path,
             header.data_offset,
         )
     size = header.sensor_size()
@@ -200,16 +202,16 @@ def _open_raw(path: Path, head: bytes) -> EventFile:
     if claim is None or not claim.startswith("Prophesee"):
         raise _refuse(path, "Prophesee RAW (.raw)", claim)
     if claim == "Prophesee DAT":
-        raise DataError(path, "the '%' header of this .raw file does not say its event format "
-                        f"(no '% evt' or '% format' line; supported: {supported_formats()})", 0)
+        raise DataError("the '%' header of this .raw file does not say its event format "
+                        f"(no '% evt' or '% format' line; supported: {supported_formats()})", path, 0)
     if claim not in formats:
-        raise DataError(path, f"{claim} is not supported (supported: {supported_formats()})", 0)
+        raise DataError(f"{claim} is not supported (supported: {supported_formats()})", path, 0)
     with open(path, "rb") as fh:
         header = prophesee.read_header(path, fh)
     size = header.sensor_size()
     if size is None:
-        raise DataError(path, "the header names no sensor size (no '% geometry', '% format ...;width=;height=' "
-                        "or known camera plugin)", 0)
+        raise DataError("the header names no sensor size (no '% geometry', '% format ...;width=;height=' "
+                        "or known camera plugin)", path, 0)
     fmt = formats[claim]
     return EventFile(path, claim, (*size, 2), "header",
                      lambda n: prophesee.iter_word_chunks(path, fmt, header.data_offset, size, n))
@@ -234,20 +236,24 @@ def open_event_file(path, infer_sensor_size: bool = True) -> EventFile:
     """
     path = Path(path)
     if path.is_dir():
-        raise DataError(path, "is a folder, not an event file (name one of its files; `evsim stream` also takes folders)")
+        raise DataError("is a folder, not an event file (name one of its files; `evsim stream` also takes folders)", path)
     if not path.is_file():
-        raise DataError(path, "no such file")
+        raise DataError("no such file", path)
     try:
         with open(path, "rb") as fh:
             head = fh.read(HEAD_BYTES)
     except OSError as exc:
-        raise DataError(path, f"cannot read: {exc.strerror or exc}") from None
+        raise DataError(f"cannot read: {exc.strerror or exc}", path) from None
     opener = READERS.get(path.suffix.lower())
     if opener is None:
         claim = _header_claim(path, head)
         hint = f"; its header looks like {claim}" if claim else ""
-        raise DataError(path, f"unknown event file format {path.suffix!r}{hint} (supported: {supported_formats()})")
+        raise DataError(f"unknown event file format {path.suffix!r}{hint} (supported: {supported_formats()})", path)
     event_file = opener(path, head)
+    if event_file.sensor_size is not None and max(event_file.sensor_size[:2]) > MAX_SENSOR_SIDE:
+        width, height = event_file.sensor_size[:2]
+        raise DataError(f"the header declares a {width}x{height} sensor; evsim reads sensors of at most "
+                        f"{MAX_SENSOR_SIDE} pixels a side", path, 0)
     if event_file.sensor_size is None and infer_sensor_size:
         size = _size_from_events(event_file.chunks())
         event_file = EventFile(path, event_file.format, size, "events", event_file.decode)
@@ -270,5 +276,3 @@ def read_events(path) -> tuple[np.ndarray, SensorSize]:
     events = np.concatenate(parts) if parts else np.empty(0, dtype=EVENT_DTYPE)
     return events, event_file.sensor_size or _size_from_events(parts)
 
-
-register_event_file_reader(read_events)  # lets Network.run take a file path (see evsim.events)

@@ -114,9 +114,9 @@ class LiveStream:
             self._reader = dv.io.NetworkReader(host, port)
         except RuntimeError as exc:  # boost's message: "connect: Connection refused [system:111 at ...]"
             reason = str(exc).split(" [", 1)[0]
-            raise DataError(address, f"no event stream there ({reason})") from None
+            raise DataError(f"no event stream there ({reason})", address) from None
         if not self._reader.isEventStreamAvailable():
-            raise DataError(address, "the server streams no events (only frames, IMU or triggers)")
+            raise DataError("the server streams no events (only frames, IMU or triggers)", address)
         width, height = self._reader.getEventResolution()
         self.sensor_size = (int(width), int(height), 2)
         self.camera = self._reader.getCameraName()
@@ -206,12 +206,12 @@ class LiveStream:
                     continue
                 if closed:
                     if self._failure is not None:
-                        raise DataError(self.address, f"the stream broke: {self._failure}")
+                        raise DataError(f"the stream broke: {self._failure}", self.address)
                     self.end = "closed"
                     return
                 if now - last_event > self.timeout_s:
-                    raise DataError(self.address, f"no event for {self.timeout_s:g} s while connected: "
-                                                  "the connection is taken as lost")
+                    raise DataError(f"no event for {self.timeout_s:g} s while connected: "
+                                    "the connection is taken as lost", self.address)
                 if now - last_yield > IDLE_YIELD_S:
                     last_yield = now
                     yield np.empty(0, dtype=EVENT_DTYPE)
@@ -241,14 +241,14 @@ def serve_events(events: np.ndarray, sensor_size, host: str, port: int, speed: f
     try:
         writer = dv.io.NetworkWriter(host, port, dv.io.Stream.EventStream(0, "events", name, (width, height)))
     except RuntimeError as exc:
-        raise DataError(f"{SCHEME}{host}:{port}", f"cannot serve there ({str(exc).split(' [', 1)[0]})") from None
+        raise DataError(f"cannot serve there ({str(exc).split(' [', 1)[0]})", f"{SCHEME}{host}:{port}") from None
     _WRITERS.append(writer)
     if on_listening is not None:
         on_listening()
     deadline = time.monotonic() + wait_for_client_s
     while writer.getClientCount() == 0:
         if time.monotonic() > deadline:
-            raise DataError(f"{SCHEME}{host}:{port}", f"no client connected within {wait_for_client_s:g} s")
+            raise DataError(f"no client connected within {wait_for_client_s:g} s", f"{SCHEME}{host}:{port}")
         time.sleep(POLL_S)
     started = time.monotonic()
     for offset_us, store in packets:

@@ -7,7 +7,7 @@ dimensions) and its labels 2049 (uint8, 1 dimension).
 
 from __future__ import annotations
 
-import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -41,6 +41,8 @@ _IDX_TYPES = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+DEFLATE_MAX_RATIO = 1032
+"""Deflate's ceiling: one compressed byte stands for at most 1032 bytes."""
 
 
 def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
@@ -54,26 +56,23 @@ def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataError(path, f"cannot read IDX file: {exc.strerror or exc}") from exc
+        raise DataError(f"cannot read IDX file: {exc.strerror or exc}", path) from exc
     if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(path, f"damaged gzip stream: {exc}") from exc
+        raw = _gunzip(path, raw)
     if len(raw) < 4:
-        raise DataError(path, f"IDX header needs 4 bytes, file has {len(raw)}", 0)
+        raise DataError(f"IDX header needs 4 bytes, file has {len(raw)}", path, 0)
     magic = int.from_bytes(raw[:4], "big")
     if expected_magic is not None and magic != expected_magic:
         raise DataError(
-            path, f"IDX magic number is {magic}, expected {expected_magic}", 0
+            f"IDX magic number is {magic}, expected {expected_magic}", path, 0
         )
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise DataError(path, f"not an IDX file (magic number {magic})", 0)
+        raise DataError(f"not an IDX file (magic number {magic})", path, 0)
     dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
     header_bytes = 4 + 4 * ndim
     if len(raw) < header_bytes:
         raise DataError(
-            path, f"IDX header of {ndim} dimensions is cut off at {len(raw)} bytes", len(raw)
+            f"IDX header of {ndim} dimensions is cut off at {len(raw)} bytes", path, len(raw)
         )
     shape = tuple(
         int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
@@ -82,18 +81,51 @@ def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
     found = len(raw) - header_bytes
     if found < expected:
         raise DataError(
-            path,
             f"IDX data is truncated: shape {shape} needs {expected} bytes, "
             f"only {found} follow the header",
+            path,
             len(raw),
         )
     if found > expected:
         raise DataError(
-            path,
             f"{found - expected} unexpected bytes after the IDX data of shape {shape}",
+            path,
             header_bytes + expected,
         )
     return np.frombuffer(raw, dtype=dtype, offset=header_bytes).reshape(shape)
+
+
+def _gunzip(path: Path, raw: bytes) -> bytes:
+    """The gzip stream's content, decompressed no further than its IDX header declares (and one
+    byte more, to tell that more follows): a small file cannot expand to gigabytes."""
+    out = bytearray()
+    limit = DEFLATE_MAX_RATIO * len(raw)
+    stream, data = zlib.decompressobj(wbits=31), raw
+    try:
+        while len(out) <= limit:
+            piece = stream.decompress(data, min(1 << 20, limit + 1 - len(out)))
+            out += piece
+            data = stream.unconsumed_tail
+            limit = min(limit, _declared_end(out, limit))
+            if stream.eof:
+                if not stream.unused_data:
+                    break
+                stream, data = zlib.decompressobj(wbits=31), stream.unused_data  # a further gzip member
+            elif not piece and not data:
+                raise DataError("damaged gzip stream: it ends before its end-of-stream marker", path)
+    except zlib.error as exc:
+        raise DataError(f"damaged gzip stream: {exc}", path) from exc
+    return bytes(out)
+
+
+def _declared_end(head: bytes, default: int) -> int:
+    """Where the IDX data that ``head`` starts with ends, by its header; ``default`` until the
+    header is complete or if it does not parse (read_idx then names the fault)."""
+    if len(head) < 4 or head[2] not in _IDX_TYPES or len(head) < 4 + 4 * head[3]:
+        return default
+    ndim = head[3]
+    shape = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return 4 + 4 * ndim + math.prod(shape) * _IDX_TYPES[head[2]].itemsize
 
 
 def mnist_files(root, split: str) -> tuple[Path, Path]:
@@ -103,7 +135,7 @@ def mnist_files(root, split: str) -> tuple[Path, Path]:
     standard names, gzipped or not, and for the ``train-images.idx3-ubyte`` spelling.
     """
     if split not in SPLIT_PREFIXES:
-        raise DataError(root, f"unknown MNIST split {split!r}; use 'train' or 'test'")
+        raise DataError(f"unknown MNIST split {split!r}; use 'train' or 'test'", root)
     root = Path(root)
     prefix = SPLIT_PREFIXES[split]
     found = []
@@ -118,9 +150,9 @@ def mnist_files(root, split: str) -> tuple[Path, Path]:
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
             raise DataError(
-                root,
                 f"no MNIST {split} {kind} here: expected {names[0]}.gz (or uncompressed) in "
                 "this folder, in mnist/ or in MNIST/raw/",
+                root,
             )
         found.append(path)
     return found[0], found[1]
@@ -140,14 +172,14 @@ def load_mnist(root, split: str | None = None, download: bool = False,
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
     if images.shape[1:] != IMAGE_SHAPE:
-        raise DataError(images_path, f"MNIST images are 28x28, these are {images.shape[1:]}")
+        raise DataError(f"MNIST images are 28x28, these are {images.shape[1:]}", images_path)
     if len(images) != len(labels):
         raise DataError(
-            labels_path, f"{len(labels)} labels for the {len(images)} images of {images_path.name}"
+            f"{len(labels)} labels for the {len(images)} images of {images_path.name}", labels_path
         )
     if labels.size and labels.max() > 9:
         i = int(np.argmax(labels > 9))
-        raise DataError(labels_path, f"label {labels[i]} is not a digit", 8 + i)
+        raise DataError(f"label {labels[i]} is not a digit", labels_path, 8 + i)
     return images, labels.astype(np.int64)
 
 
@@ -161,7 +193,7 @@ def _download(root: Path, split: str) -> None:
         pass
     prefix = SPLIT_PREFIXES.get(split)
     if prefix is None:
-        raise DataError(root, f"unknown MNIST split {split!r}; use 'train' or 'test'")
+        raise DataError(f"unknown MNIST split {split!r}; use 'train' or 'test'", root)
     for kind in ("images-idx3", "labels-idx1"):
         name = f"{prefix}-{kind}-ubyte.gz"
         fetch([mirror + name for mirror in MIRRORS], root / name, DOWNLOAD_MD5[name])

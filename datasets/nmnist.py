@@ -66,9 +66,9 @@ def decode_nmnist(
     whole = len(data) - len(data) % RECORD_BYTES
     if whole != len(data):
         raise DataError(
-            path,
             f"{len(data) % RECORD_BYTES} trailing bytes do not make a whole {RECORD_BYTES}-byte "
             "event record (N-MNIST files are a multiple of 5 bytes long)",
+            path,
             offset + whole,
         )
     records = data.reshape(-1, RECORD_BYTES).astype(np.int64)
@@ -87,9 +87,9 @@ def decode_nmnist(
     if outside.any():
         i = int(index[np.argmax(outside)])
         raise DataError(
-            path,
             f"event at x={x[i]}, y={y[i]} lies outside the {SENSOR_SIZE[0]}x{SENSOR_SIZE[1]} "
             "N-MNIST sensor",
+            path,
             offset + RECORD_BYTES * i,
         )
     event_t = t[index]
@@ -119,12 +119,12 @@ def read_nmnist(path) -> np.ndarray:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataError(path, f"cannot read N-MNIST file: {exc.strerror or exc}") from exc
+        raise DataError(f"cannot read N-MNIST file: {exc.strerror or exc}", path) from exc
     if not raw:
-        raise DataError(path, "file is empty; an N-MNIST recording holds at least one event")
+        raise DataError("file is empty; an N-MNIST recording holds at least one event", path)
     events = decode_nmnist(raw, path).events
     if len(events) == 0:
-        raise DataError(path, "file holds only timestamp overflow markers, no events")
+        raise DataError("file holds only timestamp overflow markers, no events", path)
     return events
 
 
@@ -167,10 +167,10 @@ class NMNIST:
             folder = _find_split_folder(self.root, SPLIT_FOLDERS[split])
         if folder is None:
             raise DataError(
-                self.root,
                 f"no N-MNIST {SPLIT_FOLDERS[split]}/<digit>/*.bin recordings here, nor under "
                 f"NMNIST/ or nmnist/ (expected the official layout "
                 f"{SPLIT_FOLDERS[split]}/0/00001.bin ...)",
+                self.root,
             )
         self.folder = folder
         self.files, labels = _list_recordings(folder)

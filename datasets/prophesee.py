@@ -121,7 +121,7 @@ def read_header(path, fh) -> Header:
             break
         line = first + fh.readline(HEADER_LIMIT)
         if not line.endswith(b"\n") or offset + len(line) > HEADER_LIMIT:
-            raise DataError(path, "the '%' header does not end (file cut inside its header?)", offset)
+            raise DataError("the '%' header does not end (file cut inside its header?)", path, offset)
         offset += len(line)
         text = line[1:].decode("latin-1").strip()
         if text.lower() == "end":
@@ -152,8 +152,8 @@ def _unwrap(path, raw: np.ndarray, positions: np.ndarray, previous: int, loops: 
     if back.any():
         k = int(np.argmax(back))
         raise DataError(
-            path,
             f"{what} steps back from {int(before[k])} to {int(raw[k])}; the file is damaged",
+            path,
             offset + word_bytes * int(positions[k]),
         )
     cumulative = loops + np.cumsum(wraps)
@@ -170,9 +170,9 @@ def _check_events(path, x, y, p, t, positions, sensor, last_t, offset, word_byte
         k = int(np.argmax(bad))
         where = f" outside the {width}x{height} sensor" if width is not None else ""
         raise DataError(
-            path,
             f"{fmt} event at x={int(x[k])}, y={int(y[k])}, p={int(p[k])}{where} "
             "(polarity must be 0 or 1); the file is damaged",
+            path,
             offset + word_bytes * int(positions[k]),
         )
     check_time_order(t, last_t, path, lambda k: offset + word_bytes * int(positions[k]),
@@ -260,9 +260,9 @@ def _check_types(path, kind, known, offset, word_bytes, fmt) -> None:
     if unknown.any():
         k = int(np.argmax(unknown))
         raise DataError(
-            path,
             f"unknown {fmt} word type {int(kind[k])} (known: {', '.join(map(str, known))}); "
             "the file is damaged or not in this format",
+            path,
             offset + word_bytes * k,
         )
 
@@ -389,9 +389,9 @@ def iter_word_chunks(path, fmt: WordFormat, data_offset: int, sensor, chunk_word
                 yield events
             if whole != len(raw):
                 raise DataError(
-                    path,
                     f"the file ends {len(raw) - whole} bytes into a {fmt.word_bytes}-byte "
                     f"{fmt.name} word (cut short?)",
+                    path,
                     offset + whole,
                 )
             offset += whole

@@ -3,7 +3,7 @@
 Static images become signed Poisson spike trains (evsim.datasets.encoding.poisson_spikes) drawn
 fresh for every mini-batch; N-MNIST recordings, real or simulated from MNIST
 (``nmnist-sim``, evsim.datasets.saccades), become event-count frames
-(evsim.events.to_frames), the same binning the engine uses. The ``encoding`` dict of a
+(evsim.events.to_frames), the same binning the engine uses. The ``encoding`` (evsim.model.encoding.Encoding) of a
 :class:`SampleSet` is what the model file records, so the engine can encode its inputs the same way.
 """
 
@@ -18,7 +18,8 @@ import numpy as np
 from evsim.datasets import ColourNormalisation, data_root
 from evsim.datasets.augment import EventAugment, augment as augment_events
 from evsim.datasets.encoding import COLOUR_SCALE, MNIST_SCALE, poisson_spikes
-from evsim.events import DEFAULT_WINDOW_US, bin_events, to_frames
+from evsim.events import bin_events, to_frames
+from evsim.model.encoding import DEFAULT_WINDOW_US, Encoding
 from evsim.errors import DataError, InputError
 from evsim.paths import BUNDLED_DATA
 
@@ -53,7 +54,7 @@ def default_root(dataset: str) -> Path:
     if dataset == "nmnist":
         return BUNDLED_DATA / "nmnist"
     where = "no data folder" if root is None else f"no {folder}"
-    raise DataError(None, f"{where}: pass --data, or set $EVSIM_DATA to the folder holding {DATA_FOLDERS.get(dataset, dataset)}/")
+    raise DataError(f"{where}: pass --data, or set $EVSIM_DATA to the folder holding {DATA_FOLDERS.get(dataset, dataset)}/", None)
 
 
 def same_inputs(dataset: str, other: str) -> bool:
@@ -68,7 +69,7 @@ class SampleSet:
     dataset: str
     split: str
     labels: np.ndarray  # int64 [N]
-    encoding: dict
+    encoding: Encoding
     images: np.ndarray | None = None  # float32 [N, C, H, W] in [-1, 1]
     recordings: object | None = None  # evsim.datasets.nmnist.NMNIST
     indices: np.ndarray | None = None  # recordings' file indices of these samples
@@ -105,14 +106,14 @@ class SampleSet:
             images = self.images[batch]
             if self.augment:
                 images = augment_images(self.dataset, images, rng)
-            return poisson_spikes(images, timesteps, rng, scale=self.encoding["scale"])
+            return poisson_spikes(images, timesteps, rng, scale=self.encoding.scale)
         if self._simulated:  # one vectorised simulation call per batch
             self.recordings.prefetch(self.indices[batch])
         if self.event_augment is None:
             frames = [self._frames(self.events(int(i)), timesteps) for i in batch]
         else:  # one generator per recording, seeded from the epoch's generator
             seeds = rng.integers(0, 2**63, len(batch))
-            sensor = tuple(self.encoding["sensor_size"])
+            sensor = self.encoding.sensor_size
             frames = [self._frames(augment_events(self.events(int(i)), self.event_augment, np.random.default_rng(seed), sensor), timesteps)
                       for i, seed in zip(batch, seeds)]
         return np.stack(frames, axis=1)
@@ -128,8 +129,7 @@ class SampleSet:
         return events
 
     def _frames(self, events: np.ndarray, timesteps: int) -> np.ndarray:
-        width, height, channels = self.encoding["sensor_size"]
-        binned = bin_events(events, (width, height, channels), timesteps, self.encoding["window_us"])
+        binned = bin_events(events, self.encoding.sensor_size, timesteps, self.encoding.window)
         return to_frames(binned, dtype=np.float32)
 
 
@@ -252,7 +252,7 @@ def load_samples(
     root,
     split: str,
     limit: int | tuple[int, int] | None = None,
-    encoding: dict | None = None,
+    encoding: Encoding | dict | None = None,
     window_us: int = DEFAULT_WINDOW_US,
     augment: bool = False,
 ) -> SampleSet:
@@ -274,7 +274,7 @@ def load_samples(
 
         recordings = NMNIST(root, split) if dataset == "nmnist" else SimulatedNMNIST(root, split)
         keep = subset(len(recordings), limit)
-        encoding = encoding or {"kind": "events", "window_us": int(window_us), "sensor_size": list(SENSOR_SIZE)}
+        encoding = Encoding.of(encoding or {"kind": "events", "window_us": int(window_us), "sensor_size": list(SENSOR_SIZE)})
         return SampleSet(dataset, split, recordings.labels[keep], encoding, recordings=recordings, indices=keep)
     if dataset == "mnist":
         from evsim.datasets.mnist import load_mnist
@@ -282,7 +282,7 @@ def load_samples(
         images, labels = load_mnist(root, split)
         keep = subset(len(labels), limit)
         pixels = images[keep, None].astype(np.float32) / 255.0
-        encoding = encoding or {"kind": "poisson", "scale": MNIST_SCALE}
+        encoding = Encoding.of(encoding or {"kind": "poisson", "scale": MNIST_SCALE})
         return SampleSet(dataset, split, labels[keep], encoding, images=pixels, augment=augment)
     loader = _colour_loader(dataset)
     images, labels = loader(root, split)
@@ -298,7 +298,8 @@ def load_samples(
                 "bound": statistics.bound,
             },
         }
-    norm = encoding.get("normalisation")
+    encoding = Encoding.of(encoding)
+    norm = encoding.normalisation
     if norm is None:
         raise InputError(f"a {dataset} model must record its colour normalisation in its encoding")
     statistics = ColourNormalisation(np.asarray(norm["mean"]), np.asarray(norm["std"]), float(norm["bound"]))

@@ -29,24 +29,24 @@ def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
     try:
         contents = scipy_io.loadmat(path, variable_names=("X", "y"))
     except NotImplementedError as exc:  # scipy's answer to a MATLAB v7.3 (HDF5) file
-        raise DataError(path, f"not a MATLAB v5 file as SVHN publishes: {exc}") from exc
+        raise DataError(f"not a MATLAB v5 file as SVHN publishes: {exc}", path) from exc
     except (ValueError, TypeError, OSError, EOFError, scipy_io.matlab.MatReadError) as exc:
-        raise DataError(path, f"cannot read as a MATLAB file: {exc}") from exc
+        raise DataError(f"cannot read as a MATLAB file: {exc}", path) from exc
     missing = [name for name in ("X", "y") if name not in contents]
     if missing:
-        raise DataError(path, f"SVHN file lacks the variable(s) {', '.join(missing)}")
+        raise DataError(f"SVHN file lacks the variable(s) {', '.join(missing)}", path)
     x, y = contents["X"], contents["y"]
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8:
         raise DataError(
-            path, f"SVHN X must be uint8 [32, 32, 3, N], found {x.dtype} {list(x.shape)}"
+            f"SVHN X must be uint8 [32, 32, 3, N], found {x.dtype} {list(x.shape)}", path
         )
     labels = np.asarray(y).reshape(-1)
     if labels.size != x.shape[3]:
-        raise DataError(path, f"{labels.size} labels for {x.shape[3]} images")
+        raise DataError(f"{labels.size} labels for {x.shape[3]} images", path)
     valid = (labels >= 1) & (labels <= 10) & (labels == np.round(labels))
     if not valid.all():
         i = int(np.argmin(valid))
-        raise DataError(path, f"label {labels[i]} of image {i} is not one of SVHN's 1..10")
+        raise DataError(f"label {labels[i]} of image {i} is not one of SVHN's 1..10", path)
     labels = labels.astype(np.int64) % 10  # SVHN's label 10 is the digit 0
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))
     return images, labels
@@ -61,7 +61,7 @@ def load_svhn(root, split: str | None = None, download: bool = False,
     """
     split = resolve_split(split, train, default="train", what="SVHN", root=root, splits=("train", "test", "extra"))
     if split not in SPLIT_FILES:
-        raise DataError(root, f"unknown SVHN split {split!r}; use 'train', 'test' or 'extra'")
+        raise DataError(f"unknown SVHN split {split!r}; use 'train', 'test' or 'extra'", root)
     root = Path(root)
     name = SPLIT_FILES[split]
     path = next((p for p in (root / name, root / "svhn" / name) if p.is_file()), None)
@@ -70,5 +70,5 @@ def load_svhn(root, split: str | None = None, download: bool = False,
 
         path = fetch([BASE_URL + name], root / name, DOWNLOAD_MD5[name])
     if path is None:
-        raise DataError(root, f"no SVHN {split} file here: expected {name} (cropped digits)")
+        raise DataError(f"no SVHN {split} file here: expected {name} (cropped digits)", root)
     return read_svhn_mat(path)

@@ -10,10 +10,11 @@ class EvsimError(Exception):
 class DataError(EvsimError):
     """A data file or folder that cannot be read as claimed.
 
-    Carries the file, the reason and, where it applies, the byte offset of the problem.
+    Carries the reason, the file and, where it applies, the byte offset of the problem (the
+    arguments in ModelError's order: reason first).
     """
 
-    def __init__(self, path, reason: str, offset: int | None = None):
+    def __init__(self, reason: str, path=None, offset: int | None = None):
         self.path = str(path) if path is not None else None
         self.reason = reason
         self.offset = offset

@@ -30,31 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from evsim.errors import DataError, InputError
+from evsim.model.encoding import DEFAULT_WINDOW_US, Encoding
 
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
 """tonic's event dtype (``tonic.io.events_struct``)."""
-
-DEFAULT_WINDOW_US = 300_000
-
-_event_file_reader = None
-
-
-def register_event_file_reader(reader) -> None:
-    """Set the function ``path -> (events, sensor_size)`` that :func:`read_event_file` uses.
-
-    The readers live in evsim.datasets, a layer above this one; evsim.datasets.formats registers
-    itself here when imported, so that the engine can take a file path without depending on them.
-    """
-    global _event_file_reader
-    _event_file_reader = reader
-
-
-def read_event_file(path):
-    """All events of an event file and its sensor size, through the registered reader."""
-    if _event_file_reader is None:
-        raise InputError(f"cannot read {path}: no event file reader is registered (import evsim.datasets.formats)")
-    return _event_file_reader(path)
-
 
 def make_events(x, y, t, p) -> np.ndarray:
     """A structured event array from four equal-length sequences."""
@@ -99,7 +78,7 @@ def check_time_order(t: np.ndarray, last_t: int, path, byte_offset, label: str, 
     if back.any():
         k = int(np.argmax(back))
         before = last_t if k == 0 else int(t[k - 1])
-        raise DataError(path, f"{label} {int(t[k])} µs comes after {before} µs; {consequence}", byte_offset(k))
+        raise DataError(f"{label} {int(t[k])} µs comes after {before} µs; {consequence}", path, byte_offset(k))
 
 
 @dataclass(frozen=True)
@@ -323,12 +302,7 @@ def from_binned(binned: BinnedEvents, dtype=np.float64) -> SpikeEvents:
     return SpikeEvents(binned.step_offsets.astype(np.int64), index, np.ones(len(index), dtype=dtype), binned.window)
 
 
-def model_window_us(encoding: dict) -> int:
-    """The input window (µs) a model of events was trained on; the default for older files."""
-    return int(encoding.get("window_us", DEFAULT_WINDOW_US))
-
-
-def to_spike_events(inputs, input_shape, timesteps: int, encoding: dict, dtype=np.float64,
+def to_spike_events(inputs, input_shape, timesteps: int, encoding: Encoding | dict, dtype=np.float64,
                     origin_us: int | None = None) -> SpikeEvents:
     """Validate ``inputs`` against the network's input and convert them to SpikeEvents.
 
@@ -345,11 +319,10 @@ def to_spike_events(inputs, input_shape, timesteps: int, encoding: dict, dtype=n
     elif raw:
         _check_event_fields(inputs, "an event array")
         sensor = sensor_size(input_shape)
-        if tuple(encoding.get("sensor_size", sensor)) != sensor:
-            raise InputError(
-                f"model sensor size {tuple(encoding['sensor_size'])} does not match its input {tuple(input_shape)}"
-            )
-        window = model_window_us(encoding)
+        encoding = Encoding.of(encoding)
+        if (encoding.sensor_size or sensor) != sensor:
+            raise InputError(f"model sensor size {encoding.sensor_size} does not match its input {tuple(input_shape)}")
+        window = encoding.window
         binned = bin_events(inputs, sensor, timesteps, window, origin_us)
         check_window_used(binned.window, window)
         events = from_binned(binned, dtype)  # valid by construction: bin_events checked every coordinate

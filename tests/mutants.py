@@ -45,14 +45,30 @@ class Mutant:
 
 
 # the pinned cases run first and catch most engine mutants within seconds; the drawn ones follow
+HOSTILE = "tests/test_hostile_files.py::test_hostile_file_ends_in_one_line_and_exit_2"
 EXACT = ("tests/test_engine_exact.py::test_pinned_cases_fire_in_every_layer",
          "tests/test_engine_exact.py::test_step_mode_equals_dense_forward_in_float64")
 
 MUTANTS = (
     # --- no pickle: model files are read with numpy alone, never unpickled
+    # (the .npy header check refuses object arrays before numpy's allow_pickle=False would see them)
     Mutant("pickle-allowed", "no pickle", "evsim/model/file.py",
-           "with np.load(path, allow_pickle=False) as npz:", "with np.load(path, allow_pickle=True) as npz:",
+           "    if dtype.hasobject:\n", "    if False:\n",
            ("tests/test_engine_io.py::test_pickled_arrays_are_refused_without_being_executed",)),
+    # --- each peer's NIR semantics, guarded by a file that peer exported
+    Mutant("sinabs-lif-euler", "peer semantics", "evsim/interop/nir/semantics.py",
+           "        leak = math.exp(-1.0 / tau)\n", "        leak = 1.0 - 1.0 / tau\n",
+           ("tests/test_nir.py::test_peer_li_readout_and_lif_reproduced",)),
+    # --- files from strangers: sizes before reads, nothing from outside the file
+    Mutant("nir-dataset-size-unchecked", "sizes before reads", "evsim/interop/nir/h5access.py",
+           "        if nbytes > self.budget:\n", "        if False:\n",
+           (HOSTILE + "[nir: gzip bomb]", "tests/test_hostile_files.py::test_hostile_corpus_peak_memory_is_bounded")),
+    Mutant("npz-model-size-unchecked", "sizes before reads", "evsim/model/file.py",
+           "    if needed > MAX_MODEL_BYTES:\n", "    if False:\n",
+           (HOSTILE + "[npz: graph needs 6.4 GB of weights]",)),
+    Mutant("nir-external-storage-read", "nothing outside the file", "evsim/interop/nir/h5access.py",
+           "        if plist.get_external_count():\n", "        if False:\n",
+           (HOSTILE + "[nir: external storage]",)),
     # --- synaptic-operation counts
     Mutant("conv-synops-stride1", "synop counts", "evsim/engine/kernels.py",
            "                    synops += n * spikes\n", "                    synops += (n + C * (kx_hi > kx_lo)) * spikes\n",
@@ -80,7 +96,7 @@ MUTANTS = (
     Mutant("leak-off-by-one", "step == dense", "evsim/engine/kernels.py",
            "        return leak_table[int(gap)]\n", "        return leak_table[int(gap) - 1]\n",
            EXACT),
-    Mutant("conv-kernel-not-flipped", "step == dense", "evsim/engine/layers.py",
+    Mutant("conv-kernel-not-flipped", "step == dense", "evsim/model/ops.py",
            "weight.transpose(1, 2, 3, 0)[:, :, ::-1, :]", "weight.transpose(1, 2, 3, 0)",
            EXACT),
     Mutant("async-leak-table-shifted", "async leak lookup == exp", "evsim/engine/kernels.py",
@@ -102,6 +118,15 @@ MUTANTS = (
     Mutant("merge-ignores-horizon", "chunk independence, unequal delays", "evsim/engine/asynchronous.py",
            "            ready_before = min(horizons[s] for s in layer.sources)\n", "            ready_before = math.inf\n",
            ("tests/test_engine_async.py::test_async_unequal_path_delays_merge_in_time_order",)),
+    # --- the op table's fan-out, which the regulariser prices spikes by
+    Mutant("fan-out-window-short", "fan-out == engine synops", "evsim/model/ops.py",
+           "counts[max(start, 0) : max(start + kernel, 0)] += 1", "counts[max(start, 0) : max(start + kernel - 1, 0)] += 1",
+           ("tests/test_ops.py", "tests/test_regularizers.py::test_fan_outs_at_the_borders")),
+    # --- evsim.load reads event files; a bare Network refuses a path (no hidden registration)
+    Mutant("load-without-reader", "load and Network agree on paths", "evsim/runtime/load.py",
+           "return Network.from_file(path_or_name, dtype=dtype, read_file=read_events)",
+           "return Network.from_file(path_or_name, dtype=dtype)",
+           ("tests/test_first_hour.py::test_load_and_network_behave_the_same_on_a_path",)),
     # --- the gradient formula (paper eq. 22-24)
     Mutant("no-leak-correction", "gradient formula", "training/neurons.py",
            "factor = trace.mul_(math.log(leak))", "factor = trace.mul_(0.0)",

@@ -1,6 +1,6 @@
 """The layering of evsim, enforced by import-linter's contracts in pyproject.toml.
 
-cli > analysis > engine | training > datasets > model | events > paths | errors; the engine,
+cli > analysis > runtime > engine | training > datasets > interop > model | events > paths | errors; the engine,
 model and events layers import no torch, no dataset reader, no CLI; only the CLI imports the CLI.
 """
 
@@ -34,8 +34,10 @@ def test_import_contracts_hold():
     ("evsim/engine/kernels.py", "import torch", "import no torch", "evsim.engine is not allowed to import torch"),
     ("evsim/events.py", "import evsim.datasets.nmnist", "import no torch",
      "evsim.events is not allowed to import evsim.datasets"),
-    ("evsim/analysis/inputs.py", "import evsim.cli.common", "Nothing outside the CLI",
-     "evsim.analysis is not allowed to import evsim.cli"),
+    ("evsim/runtime/inputs.py", "import evsim.cli.common", "Nothing outside the CLI",
+     "evsim.runtime is not allowed to import evsim.cli"),
+    ("evsim/runtime/streaming.py", "import evsim.analysis.report", "Layers",
+     "evsim.runtime is not allowed to import evsim.analysis"),
     ("evsim/model/graph.py", "import evsim.engine.kernels", "Layers", "evsim.model is not allowed to import evsim.engine"),
     ("evsim/datasets/nmnist.py", "import evsim.training.network", "Layers",
      "evsim.datasets is not allowed to import evsim.training"),

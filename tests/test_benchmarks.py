@@ -150,7 +150,7 @@ def test_truncated_network_runs_the_first_steps_of_the_same_input(model_path, nm
 
 
 def test_truncated_poisson_inputs_are_a_prefix(mnist_root):
-    from evsim.analysis.inputs import sample_inputs
+    from evsim.runtime.inputs import sample_inputs
     from evsim.datasets.samples import load_samples
     from evsim.engine.network import Network
     from evsim.training.architectures import lenet

@@ -1,4 +1,4 @@
-"""Dataset runs on Ray (evsim.analysis.cluster): the same results as a local run, in input order,
+"""Dataset runs on Ray (evsim.runtime.cluster): the same results as a local run, in input order,
 also when a worker process dies mid-run; clear errors without Ray or without a cluster."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import evsim
-from evsim.analysis.cluster import check_reachable, parse_address, run_on_cluster, start_local, stream_on_cluster
-from evsim.analysis.inputs import InputChunk, sample_inputs
-from evsim.analysis.streaming import stream_report
+from evsim.runtime.cluster import check_reachable, parse_address, run_on_cluster, start_local, stream_on_cluster
+from evsim.runtime.inputs import InputChunk, sample_inputs
+from evsim.runtime.streaming import stream_report
 from evsim.datasets.samples import load_samples
 from evsim.errors import ClusterError, InputError, MissingExtra
 
@@ -42,7 +42,7 @@ def local_results(network, samples):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A local Ray of 2 CPUs for the module; evsim's calls use it as it is (evsim.analysis.cluster.connect)."""
+    """A local Ray of 2 CPUs for the module; evsim's calls use it as it is (evsim.runtime.cluster.connect)."""
     import ray
 
     start_local(num_cpus=2)

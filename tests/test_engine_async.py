@@ -270,7 +270,7 @@ def test_leak_table_gives_exactly_the_exponential(nmnist_root):
     of an exponential per touched unit; the shipped model on real recordings must not see it:
     the same spikes, synaptic operations and output to the last bit as with no table."""
     from evsim.datasets.formats import read_events
-    from evsim.engine.network import load
+    from evsim.runtime.load import load
 
     network = load("lenet-nmnist")
     files = sorted(nmnist_root.glob("Test/*/*.bin"))[:4]

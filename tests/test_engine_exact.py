@@ -22,6 +22,7 @@ from evsim.engine.asynchronous import Stream
 from evsim.engine.network import Network
 from evsim.events import timed_spike_train
 from evsim.model.graph import Graph, Population, Projection, conv_output_size
+from evsim.model.ops import fan_out
 
 torch = pytest.importorskip("torch")  # tests/conftest.py makes a missing torch an error under CI
 from oracle import dense_reference, expected_synops  # noqa: E402
@@ -159,6 +160,11 @@ class RecordingStream(Stream):
         return np.bincount(index, minlength=layer.size).reshape(h, w, c).transpose(2, 0, 1).reshape(layer.shape)
 
 
+def op_table_synops(graph, pop, counts) -> int:
+    """Synaptic operations of ``pop`` by evsim.model.ops' fan-out (what the regulariser reads)."""
+    return sum(int((fan_out(p, graph.shape_of(p.source), pop.shape) * np.abs(counts[p.source])).sum()) for p in pop.inputs)
+
+
 def check_case(graph, weights, train, *, drawn=True):
     """Every check of the oracle on one case; ``drawn``: called by hypothesis (targets, assumes)."""
     graph.validate()
@@ -182,6 +188,7 @@ def check_case(graph, weights, train, *, drawn=True):
     assert result.input_events == int(events["input"].sum())
     for pop, layer in zip(graph.populations, result.layers):
         assert layer.synops == expected_synops(graph, pop, events), f"step synops of {pop.name}"
+        assert layer.synops == op_table_synops(graph, pop, events), f"evsim.model.ops' fan-out of {pop.name}"
         assert layer.input_events == sum(int(events[p.source].sum()) for p in pop.inputs), pop.name
         if pop.fires:
             assert layer.spikes == int(counts[pop.name].sum()), pop.name

@@ -15,7 +15,8 @@ from evsim.events import bin_events, make_events
 from evsim.errors import InputError, ModelError
 from evsim.model.graph import Graph, Population, Projection
 from evsim.model.file import FORMAT_VERSION, GRAPH_KEY, load_model, save_model
-from evsim.engine.network import Network, load
+from evsim.engine.network import Network
+from evsim.runtime.load import load
 
 
 def tiny_graph(timesteps=5) -> Graph:
@@ -140,7 +141,7 @@ def test_pickled_arrays_are_refused_without_being_executed(tmp_path):
 
 def test_unknown_bundled_name_is_a_model_error():
     with pytest.raises(ModelError, match="no model file or bundled model"):
-        evsim.engine.network.load("no-such-model")
+        evsim.load("no-such-model")
 
 
 @pytest.fixture

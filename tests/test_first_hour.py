@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import evsim
-from evsim.analysis.streaming import stream_file
+from evsim.runtime.streaming import stream_file
 from evsim.datasets.formats import read_events
 from evsim.errors import DataError, InputError
 from evsim.events import bin_events, make_events, to_frames, window_events
@@ -163,6 +163,33 @@ def test_net_run_takes_a_path_an_array_and_a_tensor(net):
     from_tensor = net.run(torch.from_numpy(frames))
     np.testing.assert_array_equal(from_numpy.output, from_tensor.output)
     assert from_tensor.prediction == by_array.prediction == 7
+
+
+def test_load_and_network_behave_the_same_on_a_path(tmp_path):
+    """Issue 29: no hidden registration step. ``evsim.load`` reads the file; a Network built
+    without a reader (``Network.from_file``) refuses the path with a message naming evsim.load,
+    and on the file's events gives exactly evsim.load's result, in a fresh interpreter too."""
+    from evsim.engine.network import Network
+
+    events, _ = read_events(SEVEN)
+    bare = Network.from_file("lenet-nmnist")
+    for mode in ("step", "async"):
+        by_load = evsim.load("lenet-nmnist").run(SEVEN, mode=mode)
+        with pytest.raises(InputError, match=r"evsim\.load"):
+            bare.run(SEVEN, mode=mode)
+        by_events = bare.run(events, mode=mode)
+        np.testing.assert_array_equal(by_load.output, by_events.output)
+        assert by_load.per_layer == by_events.per_layer
+    import subprocess
+    import sys
+
+    script = ("import sys, evsim; from evsim.engine.network import Network\n"
+              "print(evsim.load('lenet-nmnist').run(sys.argv[1]).prediction)\n"
+              "try:\n    Network.from_file('lenet-nmnist').run(sys.argv[1])\n"
+              "except evsim.InputError as exc:\n    print(exc)\n")
+    shown = subprocess.run([sys.executable, "-c", script, str(SEVEN)], capture_output=True, text=True, check=True)
+    prediction, refusal = shown.stdout.splitlines()
+    assert prediction == "7" and "evsim.load(model)" in refusal
 
 
 def test_a_batch_axis_gives_one_result_per_sample(net):

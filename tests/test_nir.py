@@ -84,6 +84,31 @@ def test_peer_model_reproduced_exactly(name, dtype):
         np.testing.assert_array_equal(result.output * T, counts)
 
 
+# the LI readouts each peer exports (sinabs also its LIF), read as the peer's tests above read its files
+LI_READOUTS = {"sinabs_lif": ("sinabs", None), "norse_li": ("nir", 1e-6)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(LI_READOUTS))
+def test_peer_li_readout_and_lif_reproduced(name, dtype):
+    """The peer's own export of an LI readout (sinabs's ExpLeak, norse's LIBoxCell; and sinabs's
+    LIF, whose tau is in steps: leak exp(-1/tau), not the Euler 1 - 1/tau), against the peer's
+    recorded run: every population's spikes exactly, and the readout as the peer's last membrane
+    (evsim's readout sums leak**(T-t) y_t / T over steps t < T: one leak more than the peer's
+    membrane, over T; the same ranking)."""
+    path, x, ref = fixture(name)
+    semantics, neuron_dt_s = LI_READOUTS[name]
+    model = import_nir(path, dt_us=DT_US, timesteps=T, semantics=semantics, neuron_dt_s=neuron_dt_s)
+    assert read_nir(path).nodes[model.graph.output.name].type == "LI"
+    network = Network(model.graph, model.weights, dtype=dtype)
+    for b, result in enumerate(run_all(network, x)):
+        ours = [result.per_layer[n]["spikes"] for n in ref["layer_names"]]
+        assert ours == ref["layer_counts"][:, b].sum(1).tolist(), f"sample {b}"
+        last = str(ref["layer_names"][-1])
+        np.testing.assert_array_equal(result.spike_counts[last].reshape(-1), ref["out_spikes"][b].sum(0))
+        np.testing.assert_allclose(result.output * T, model.graph.output.leak * ref["out_v"][b, -1], rtol=1e-5, atol=1e-6)
+
+
 def test_nir_semantics_differs_from_snntorch_only_by_its_float32_rounding():
     # the spec's Euler step at dt = 1e-4 s is snntorch's reading, except that snntorch rounds
     # beta = 1 - dt/tau and theta / (r dt / tau) to float32 (0.875 and 1 here; in float64 they are
@@ -226,11 +251,11 @@ def test_live_peers_reproduce_the_export(tmp_path):
     # the bundled model: trained weights (ties are unlikely), leak 0.99, a leaky Linear readout
     model = load_model("lenet-nmnist")
     path = export_nir(model, tmp_path / "lenet.nir")
-    import evsim.datasets.formats  # noqa: F401  registers the event file readers
-    from evsim.events import bin_events, read_event_file, to_frames
+    from evsim.datasets.formats import read_events
+    from evsim.events import bin_events, to_frames
 
     files = sorted((Path(evsim.__file__).parent / "data" / "nmnist" / "Test").glob("*/*.bin"))[:3]
-    frames = np.stack([to_frames(bin_events(read_event_file(f)[0], (34, 34, 2), 100, 300_000)) for f in files])
+    frames = np.stack([to_frames(bin_events(read_events(f)[0], (34, 34, 2), 100, 300_000)) for f in files])
     network = Network(model.graph, model.weights, dtype=np.float32)
     ours = np.stack([network.run(frames[b]).output for b in range(len(frames))])
     weights = 0.99 ** (100 - np.arange(100))

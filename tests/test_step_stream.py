@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evsim.analysis.streaming import stream_file
+from evsim.runtime.streaming import stream_file
 from evsim.cli.main import main
 from evsim.datasets.formats import read_events
-from evsim.engine.network import Network, load
+from evsim.engine.network import Network
+from evsim.runtime.load import load
 from evsim.engine.step import StepStream
 from random_model import random_nmnist_graph, random_nmnist_weights, save_random_nmnist_model
 

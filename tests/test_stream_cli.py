@@ -11,7 +11,7 @@ import pytest
 
 from evsim.cli.main import main
 from evsim.datasets.formats import EventFile, read_events
-from evsim.engine.network import load
+from evsim.runtime.load import load
 from evsim.engine.asynchronous import Stream
 from random_model import save_random_nmnist_model
 

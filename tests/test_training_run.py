@@ -185,7 +185,7 @@ def test_run_cli_json_reports_the_counters(trained, capsys):
     """`evsim run --json` against the dense float64 model on the same Poisson trains: accuracy,
     spikes and synaptic operations per layer (per-kind formula), input events, dense MACs."""
     import evsim
-    from evsim.analysis.inputs import sample_inputs
+    from evsim.runtime.inputs import sample_inputs
     from evsim.training.network import dense_forward
     from test_engine_exact import expected_synops
 

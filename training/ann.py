@@ -88,7 +88,7 @@ def analog_inputs(samples: SampleSet, batch: np.ndarray, timesteps: int, rng: np
         images = samples.images[batch]
         if samples.augment:
             images = augment_images(samples.dataset, images, rng)
-        return images * np.float32(samples.encoding["scale"])
+        return images * np.float32(samples.encoding.scale)
     return samples.inputs(batch, timesteps, rng).mean(axis=0, dtype=np.float32)
 
 
@@ -161,7 +161,7 @@ def train_ann(config: TrainConfig, log=print, progress: bool = True) -> list[dic
         train_set, val_set = split_validation(train_set, config.val)
     for samples in (train_set, test_set):
         if len(samples) == 0:
-            raise DataError(config.data, f"the {config.dataset} {samples.split} split here has no samples")
+            raise DataError(f"the {config.dataset} {samples.split} split here has no samples", config.data)
     graph = build(config.arch, train_set.input_shape, config.timesteps)
     graph = dataclasses.replace(graph, encoding=train_set.encoding,
                                 meta={"arch": config.arch, "dataset": config.dataset, **ANN_META})

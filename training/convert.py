@@ -134,24 +134,9 @@ def converted(graph: Graph, weights: dict[str, np.ndarray], scales: dict[str, fl
     snn = dataclasses.replace(graph, populations=tuple(populations),
                               meta={"arch": graph.meta.get("arch"), "dataset": graph.meta.get("dataset"), **(meta or {})})
     if timesteps is not None:
-        snn = with_timesteps(snn, timesteps)
+        snn = snn.with_timesteps(timesteps, f"--timesteps {timesteps}")
     snn.validate()
     return snn, out_weights
-
-
-def with_timesteps(graph: Graph, timesteps: int) -> Graph:
-    """``graph`` run for ``timesteps`` steps of the same width: a recording's window becomes
-    ``window_us * T' / T``, so every step still holds what the ANN's input averaged over (the
-    rule of evsim.analysis.report.truncated_graph, which the training layer cannot import)."""
-    encoding = dict(graph.encoding)
-    window = encoding.get("window_us")
-    if window:
-        scaled = int(window) * timesteps
-        if scaled % graph.timesteps:
-            raise InputError(f"--timesteps {timesteps}: the ANN's steps are {int(window)} µs / {graph.timesteps}; "
-                             f"choose T so that {int(window)} * T / {graph.timesteps} is a whole number of µs")
-        encoding["window_us"] = scaled // graph.timesteps
-    return dataclasses.replace(graph, timesteps=timesteps, encoding=encoding)
 
 
 def convert(network: AnalogNetwork, calibration: SampleSet, conversion: Conversion = Conversion(),

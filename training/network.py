@@ -25,7 +25,14 @@ from torch import nn
 from evsim.errors import InputError, ModelError
 from evsim.model.graph import INPUT, Graph, Population, Projection
 from evsim.model.file import check_weights, load_model, save_model
-from evsim.training.neurons import FiringRecurrence, LeakAsIdentity, OutputIntegrator, StepSpike, leak_correction
+from evsim.training.neurons import (
+    FiringRecurrence,
+    LeakAsIdentity,
+    OutputIntegrator,
+    StepSpike,
+    leak_correction,
+    reset_membrane,
+)
 
 
 def is_residual(graph: Graph) -> bool:
@@ -179,7 +186,7 @@ class SpikingNetwork(nn.Module):
                     threshold = threshold_tensor(pop, v)
                     spikes = StepSpike.apply(v, threshold, windows[pop.name], neuron)
                     fired = spikes.detach()
-                    v = v - fired * threshold if neuron.reset == "subtract" else v * (fired == 0)
+                    v = reset_membrane(v, fired, fired != 0, threshold, neuron)
                     if neuron.lower_bound is not None:
                         v = torch.clamp(v, min=neuron.lower_bound)
                 trains[pop.name].append(fired)

@@ -58,6 +58,7 @@ import math
 
 import torch
 
+from evsim.model.neuron import Reset
 from evsim.training.recurrence import dtype_scalars, fire_backward, fire_forward, use_threads
 
 
@@ -79,6 +80,20 @@ def spike_count(membrane: torch.Tensor, threshold, rule) -> torch.Tensor:
     q = membrane / threshold
     n = torch.floor(q) if rule.fire_test == ">=" else torch.ceil(q).sub_(1.0)
     return n.clamp_(min=0.0, max=rule.spikes_per_step)
+
+
+def reset_membrane(membrane: torch.Tensor, counts: torch.Tensor, fired: torch.Tensor, threshold, rule) -> torch.Tensor:
+    """Step 4 of evsim.model.neuron: the membrane after the reset of the neurons that fired
+    (``counts`` spikes each; ``fired``: bool). Out of place, so that autograd may follow it."""
+    if rule.reset == Reset.SUBTRACT:
+        return membrane - counts * threshold
+    return membrane.masked_fill(fired, 0.0)
+
+
+def reset_keeps(fired: torch.Tensor, rule):
+    """Where the gradient keeps its path through the membrane across the reset: cut for the
+    neurons a reset to zero wiped, kept everywhere by subtraction (the count a constant)."""
+    return ~fired if rule.reset == Reset.ZERO else True
 
 
 def fire_test(membrane: torch.Tensor, threshold, rule, out=None) -> torch.Tensor:
@@ -187,12 +202,9 @@ class FiringRecurrence(torch.autograd.Function):
             else:
                 counts[t] = spike_count(membrane, threshold, rule)
                 torch.gt(counts[t], 0.0, out=fired[t])
-            if rule.reset == "subtract":
-                membrane.sub_(counts[t] * threshold)
-            else:
-                membrane.masked_fill_(fired[t], 0.0)
+            membrane = reset_membrane(membrane, counts[t], fired[t], threshold, rule)
             if keep is not None:
-                keep[t] = ~fired[t] if rule.reset == "zero" else True
+                keep[t] = reset_keeps(fired[t], rule)
             if rule.lower_bound is not None:
                 if keep is not None:
                     keep[t] &= membrane >= rule.lower_bound

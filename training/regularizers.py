@@ -7,10 +7,10 @@ events included) costs its neuron's *fan-out*, the number of weights the engine 
     S = sum over sources  sum over neurons  fan_out[neuron] * spikes[neuron]
 
 A convolution's fan-out depends on the position (``C_out`` times the output pixels whose window
-covers the neuron: fewer at the borders, with padding and with strides), a tiled pooling neuron
-reaches one target (none in the rows and columns the windows cut off), a linear one ``N_out``.
-:func:`fan_outs` derives them from the projections themselves, as the gradient of the summed
-output of the projection with unit weights, so they match the engine for any graph.
+covers the neuron: fewer at the borders, with padding and with strides), a pooling neuron reaches
+one target per window covering it (one for tiled windows, none in the rows and columns the
+windows cut off), a linear one ``N_out``. :func:`fan_outs` reads them from the op table
+(evsim.model.ops.fan_out), the facts the engine's counters follow, for every op.
 
 The penalty forms (:class:`ActivityPenalty`), all per sample and summed over the mini-batch like
 the task loss:
@@ -30,10 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from evsim.errors import InputError
-from evsim.model.graph import INPUT, Graph, Projection
+from evsim.model.graph import INPUT, Graph
+from evsim.model.ops import fan_out
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,6 @@ def parse_bound(text: str) -> tuple[str, float]:
     return name, bound
 
 
-def _unit_projection(proj: Projection, source: torch.Tensor, target_shape) -> torch.Tensor:
-    """The projection with every weight 1 (pooling undivided): each output sums the inputs it reads."""
-    if proj.op == "conv":
-        ones = source.new_ones((target_shape[0], source.shape[1], proj.kernel, proj.kernel))
-        return F.conv2d(source, ones, stride=proj.stride, padding=proj.padding)
-    if proj.op == "linear":
-        return F.linear(source.flatten(1), source.new_ones((target_shape[0], source[0].numel())))
-    if proj.op == "avgpool":
-        return F.avg_pool2d(source, proj.kernel, proj.stride) * (proj.kernel * proj.kernel)
-    return source  # identity
-
-
 def fan_outs(graph: Graph, dtype: torch.dtype = torch.float64, device=None) -> dict[str, torch.Tensor]:
     """Synaptic operations one spike of each neuron costs, per source (``INPUT`` included): ``[*shape]``.
 
@@ -99,11 +87,7 @@ def fan_outs(graph: Graph, dtype: torch.dtype = torch.float64, device=None) -> d
     result: dict[str, torch.Tensor] = {}
     for pop in graph.populations:
         for proj in pop.inputs:
-            source = torch.zeros((1, *graph.shape_of(proj.source)), dtype=torch.float64, requires_grad=True)
-            with torch.enable_grad():  # also under an evaluation's no_grad
-                out = _unit_projection(proj, source, pop.shape)
-                (grad,) = torch.autograd.grad(out.sum(), source)
-            fan = grad[0].to(dtype=dtype, device=device)
+            fan = torch.as_tensor(fan_out(proj, graph.shape_of(proj.source), pop.shape), dtype=dtype, device=device)
             result[proj.source] = result[proj.source] + fan if proj.source in result else fan
     return result
 

@@ -312,7 +312,9 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
             distributed.close()
 
 
-def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
+def _splits(config: TrainConfig):
+    """The training, validation (None without ``--val``) and test sets, and the simulated
+    recordings mixed into training (None without ``--mix-simulated``)."""
     train_set = load_training_samples(config.dataset, config.data, config.limit, config.augment,
                                       config.event_augment())
     test_set = load_samples(config.dataset, config.data, "test", config.test_limit, encoding=train_set.encoding)
@@ -322,13 +324,18 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
     for samples in (train_set, test_set):
         if len(samples) == 0:
             hint = " (nmnist-sim leaves out MNIST training digits 1-1000 and test digits 1-100: real recordings show them)" if config.dataset == "nmnist-sim" else ""
-            raise DataError(config.data, f"the {config.dataset} {samples.split} split here has no samples{hint}")
+            raise DataError(f"the {config.dataset} {samples.split} split here has no samples{hint}", config.data)
     simulated = None
     if config.mix_simulated:  # validation and test stay real recordings only
         simulated = load_samples("nmnist-sim", config.simulated_data, "train", encoding=train_set.encoding)
         if config.mix_simulated > len(simulated):
             raise InputError(f"--mix-simulated {config.mix_simulated} is more than the {len(simulated)} simulated "
                              f"recordings {config.simulated_data} offers")
+    return train_set, val_set, test_set, simulated
+
+
+def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
+    train_set, val_set, test_set, simulated = _splits(config)
     graph = build(config.arch, train_set.input_shape, config.timesteps)
     graph = dataclasses.replace(graph, encoding=train_set.encoding,
                                 meta={"arch": config.arch, "dataset": config.dataset})
@@ -399,20 +406,27 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
             f"| {fit.seconds:.0f} s train ({fit.samples_per_second:.1f} samples/s), {test.seconds:.0f} s test")
         if distributed is not None and not distributed.main:
             continue  # rank 0 writes the model and the checkpoint
-        best_epoch = best_by_validation(history, config.synops_budget) if config.keep == "best-val" else None
-        none_fits = config.keep == "best-val" and best_epoch is None and epoch + 1 == config.epochs
-        if config.keep == "last" or best_epoch == epoch + 1 or none_fits:
-            meta = {"val_accuracy": val.accuracy, "val_samples": len(val_set), "val_synops": val.synops} if val is not None else {}
-            if simulated is not None:
-                meta["simulated_per_epoch"] = config.mix_simulated
-            save_trained(config.out, network, epochs=epoch + 1, accuracy=test.accuracy,
-                         test_samples=len(test_set), train_samples=len(train_set), **meta)
-            if none_fits:
-                log(f"wrote {config.out}: the last epoch, since no epoch met the synops budget")
-            elif config.keep == "best-val":
-                log(f"wrote {config.out}: epoch {epoch + 1} is the best by validation so far")
+        _keep(config, network, history, (train_set, val_set, test_set, simulated), val, test, log)
         save_checkpoint(config.checkpoint, network, optimizer, schedule, epoch + 1, history, config)
     return history
+
+
+def _keep(config: TrainConfig, network, history: list[dict], splits, val, test, log) -> None:
+    """Write the model file if this epoch (the last of ``history``) is the one ``--keep`` keeps."""
+    train_set, val_set, test_set, simulated = splits
+    epoch = history[-1]["epoch"]
+    best_epoch = best_by_validation(history, config.synops_budget) if config.keep == "best-val" else None
+    none_fits = config.keep == "best-val" and best_epoch is None and epoch == config.epochs
+    if config.keep == "last" or best_epoch == epoch or none_fits:
+        meta = {"val_accuracy": val.accuracy, "val_samples": len(val_set), "val_synops": val.synops} if val is not None else {}
+        if simulated is not None:
+            meta["simulated_per_epoch"] = config.mix_simulated
+        save_trained(config.out, network, epochs=epoch, accuracy=test.accuracy,
+                     test_samples=len(test_set), train_samples=len(train_set), **meta)
+        if none_fits:
+            log(f"wrote {config.out}: the last epoch, since no epoch met the synops budget")
+        elif config.keep == "best-val":
+            log(f"wrote {config.out}: epoch {epoch} is the best by validation so far")
 
 
 def best_by_validation(history: list[dict], synops_budget: float | None = None) -> int | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from evsim.analysis.inputs import sample_inputs
+from evsim.runtime.inputs import sample_inputs
 from evsim.engine import kernels
 from evsim.errors import InputError
 
@@ -101,55 +101,14 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
     compile_s = time.perf_counter() - compile_start
 
     frames = torch.from_numpy(inputs.frames)
-    # step mode and torch both start from binned inputs (SpikeEvents, frames), made outside the
-    # timing; "step_raw" also times step mode from the raw events, binning included
-    timings = {k: [] for k in ("step", "step_raw", "async", "step_1thread", "dense_batch1", "dense_batch64")}
-    predictions = {}
-    synops = 0
-    rss = {}
     with torch.inference_mode():
         # warm-up at both batch shapes: allocator, thread pool, oneDNN primitives per shape
         dense(frames[:, :1])
         dense(frames[:, :64])
-        for _ in range(rounds):
-            start = time.perf_counter()
-            results = list(network.run_many(inputs.step_events, workers=threads))
-            timings["step"].append(time.perf_counter() - start)
-            predictions["step"] = np.array([r.prediction for r in results])
-            synops = sum(r.synops for r in results)
-            rss["step"] = peak_rss_mb()
-
-            start = time.perf_counter()
-            raw_results = list(network.run_many(inputs.engine_inputs, workers=threads))
-            timings["step_raw"].append(time.perf_counter() - start)
-            predictions["step_raw"] = np.array([r.prediction for r in raw_results])
-
-            start = time.perf_counter()
-            for x in inputs.step_events:
-                network.run(x)
-            timings["step_1thread"].append(time.perf_counter() - start)
-
-            start = time.perf_counter()
-            async_results = list(network.run_many(inputs.engine_inputs, workers=threads, mode="async"))
-            timings["async"].append(time.perf_counter() - start)
-            predictions["async"] = np.array([r.prediction for r in async_results])
-            async_synops = sum(r.synops for r in async_results)
-            rss["async"] = peak_rss_mb()
-
-            start = time.perf_counter()
-            outs = [dense(frames[:, i : i + 1]) for i in range(n)]
-            timings["dense_batch1"].append(time.perf_counter() - start)
-            predictions["dense_batch1"] = torch.cat(outs).argmax(1).numpy()
-            rss["dense_batch1"] = peak_rss_mb()
-
-            start = time.perf_counter()
-            outs = [dense(frames[:, i : i + 64]) for i in range(0, n, 64)]
-            timings["dense_batch64"].append(time.perf_counter() - start)
-            predictions["dense_batch64"] = torch.cat(outs).argmax(1).numpy()
-            rss["dense_batch64"] = peak_rss_mb()
-            if progress:
-                progress()
-
+        timings, predictions, synops, rss = _timed_rounds(_contenders(network, dense, inputs, frames, threads),
+                                                          rounds, progress)
+    async_synops = synops["async"]
+    synops = synops["step"]
     rate = {k: rounds * n / sum(v) for k, v in timings.items()}
     # the spread across rounds shows how steady the machine was (a busy one varies by 10x)
     spread = {k: {"min": min(n / t for t in v), "max": max(n / t for t in v)} for k, v in timings.items()}
@@ -190,6 +149,45 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
         "step_equals_dense_predictions": float(np.mean(
             (predictions["step"] == predictions["dense_batch64"]) & (predictions["step_raw"] == predictions["step"]))),
     }
+
+
+def _contenders(network, dense, inputs, frames, threads: int) -> dict:
+    """What bench times, in the order it runs them each round: name -> (run every sample once,
+    whether its predictions and synops are kept, whether the peak RSS is read after it). Step
+    mode and torch both start from binned inputs (SpikeEvents, frames), made outside the timing;
+    "step_raw" also times step mode from the raw events, binning included."""
+    n = len(inputs.labels)
+    engine = network.run_many
+    return {
+        "step": (lambda: list(engine(inputs.step_events, workers=threads)), True, True),
+        "step_raw": (lambda: list(engine(inputs.engine_inputs, workers=threads)), True, False),
+        "step_1thread": (lambda: [network.run(x) for x in inputs.step_events], False, False),
+        "async": (lambda: list(engine(inputs.engine_inputs, workers=threads, mode="async")), True, True),
+        "dense_batch1": (lambda: [dense(frames[:, i : i + 1]) for i in range(n)], True, True),
+        "dense_batch64": (lambda: [dense(frames[:, i : i + 64]) for i in range(0, n, 64)], True, True),
+    }
+
+
+def _timed_rounds(contenders: dict, rounds: int, progress) -> tuple[dict, dict, dict, dict]:
+    """Every contender once per round, in turn: wall times per round, and the last round's
+    predictions, synops (engine runs) and peak RSS."""
+    timings = {name: [] for name in contenders}
+    predictions, synops, rss = {}, {}, {}
+    for _ in range(rounds):
+        for name, (run, keep, read_rss) in contenders.items():
+            start = time.perf_counter()
+            outputs = run()
+            timings[name].append(time.perf_counter() - start)
+            if keep and name.startswith("dense"):
+                predictions[name] = np.concatenate([out.argmax(1).numpy() for out in outputs])
+            elif keep:
+                predictions[name] = np.array([r.prediction for r in outputs])
+                synops[name] = sum(r.synops for r in outputs)
+            if read_rss:
+                rss[name] = peak_rss_mb()
+        if progress:
+            progress()
+    return timings, predictions, synops, rss
 
 
 def _typical_run(network) -> int:

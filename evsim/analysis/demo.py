@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from evsim.analysis.bench import benchmark
-from evsim.analysis.streaming import MODES, stream_file, warm_up
+from evsim.runtime.streaming import MODES, stream_file, warm_up
 from evsim.engine.asynchronous import step_width_us
 from evsim.engine.counting import energy_estimates
 from evsim.paths import BUNDLED_DATA

@@ -15,14 +15,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from evsim.analysis.inputs import sample_inputs
+from evsim.runtime.inputs import sample_inputs
 from evsim.engine.counting import ENERGY_PJ, Summary, energy_estimates
 from evsim.engine.network import Network
 from evsim.errors import EvsimError, InputError
@@ -45,19 +44,7 @@ def truncated_graph(graph: Graph, timesteps: int) -> Graph:
     generator, they are the first ``T'`` steps of the full-length trains. ``T' > T`` runs longer.
     The output becomes ``V(T') / T'`` (the divisor leaves the argmax alone).
     """
-    if timesteps < 1:
-        raise InputError(f"time steps must be positive, got {timesteps}")
-    encoding = dict(graph.encoding)
-    window = encoding.get("window_us")
-    if window:
-        scaled = int(window) * timesteps
-        if scaled % graph.timesteps:
-            raise InputError(
-                f"T'={timesteps} steps of the model's {int(window)} µs / {graph.timesteps} bins are not a whole "
-                f"number of µs; choose T' so that {int(window)} * T' / {graph.timesteps} is whole"
-            )
-        encoding["window_us"] = scaled // graph.timesteps
-    return dataclasses.replace(graph, timesteps=timesteps, encoding=encoding)
+    return graph.with_timesteps(timesteps, f"T'={timesteps}")
 
 
 def default_timesteps(graph: Graph) -> list[int]:
@@ -108,7 +95,7 @@ def analyse(model, samples, timesteps=None, workers: int = 2, seed: int = 0, pro
             "split": samples.split,
             "samples": len(samples),
             "model_timesteps": graph.timesteps,
-            "encoding": dict(graph.encoding),
+            "encoding": graph.encoding.to_dict(),
             "seed": seed,
             "mode": "step",
             "dtype": str(network.dtype),
@@ -122,7 +109,7 @@ def analyse(model, samples, timesteps=None, workers: int = 2, seed: int = 0, pro
 def _latency_row(network, summary: Summary, seconds: float) -> dict:
     n = summary.samples
     accuracy = summary.accuracy
-    window = network.encoding.get("window_us")
+    window = network.encoding.window_us
     return {
         "timesteps": network.timesteps,
         "window_us": int(window) if window else None,

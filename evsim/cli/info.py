@@ -101,7 +101,7 @@ def model_summary(file: str) -> dict:
 
     graph = load_model(file).graph
     return {"file": file, "format": "evsim model", "input_shape": list(graph.input_shape),
-            "timesteps": graph.timesteps, "encoding": graph.encoding,
+            "timesteps": graph.timesteps, "encoding": graph.encoding.to_dict(),
             "layers": [{"name": p.name, "kind": p.kind, "shape": list(p.shape),
                         "inputs": [q.to_dict() for q in p.inputs], "neuron": p.neuron.to_dict(),
                         "rule": neuron_rule(p.neuron)} for p in graph.populations]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from evsim.analysis.inputs import sample_inputs
+from evsim.runtime.inputs import sample_inputs
 from evsim.cli.common import (
     add_data_arguments,
     add_model_argument,
@@ -52,7 +52,7 @@ def main(args) -> int:
     with tqdm(total=len(samples), desc=f"evsim run ({args.mode})", unit="sample", disable=progress_disabled(args),
               leave=False) as bar:
         if args.cluster:
-            from evsim.analysis.cluster import run_on_cluster
+            from evsim.runtime.cluster import run_on_cluster
 
             results = run_on_cluster(network, samples, args.cluster, mode=args.mode, threads=args.threads,
                                      seed=args.seed, progress=bar.update)

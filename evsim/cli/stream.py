@@ -1,6 +1,6 @@
 """``evsim stream FILE... --model MODEL``: run recordings through a model as they play.
 
-The pipeline is evsim.analysis.streaming; this module holds the arguments, the text output,
+The pipeline is evsim.runtime.streaming; this module holds the arguments, the text output,
 folder expansion and the process pool for several files.
 """
 
@@ -12,7 +12,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from evsim.analysis.streaming import Stop, tonic_transforms, stream_file, warm_up
+from evsim.runtime.streaming import Stop, stream_file, tonic_transforms, warm_up
 from evsim.datasets.live import is_stream_address
 from evsim.errors import DataError, EvsimError, InputError
 
@@ -108,7 +108,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
         if item.is_dir():
             found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in READERS)
             if not found:
-                raise DataError(item, f"no event files ({', '.join(sorted(READERS))}) in this folder")
+                raise DataError(f"no event files ({', '.join(sorted(READERS))}) in this folder", item)
             files.extend(found)
         else:
             files.append(item)
@@ -116,7 +116,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 
 
 def run(args) -> int:
-    from evsim.engine.network import load
+    from evsim.runtime.load import load
 
     if args.every <= 0:
         raise InputError(f"--every must be positive, got {args.every}")
@@ -157,7 +157,7 @@ def _run_one(path: Path, network, args, options) -> int:
         print(format_report(report))
     sys.stdout.flush()
     if "error" in report:
-        raise DataError(None, report["error"])
+        raise DataError(report["error"])
     return 130 if report["interrupted"] else 0
 
 
@@ -165,7 +165,7 @@ def _run_live(address: str, args, options) -> int:
     """A live stream: the read-outs as they come, the summary at the end, exit 0 when the server
     closed the stream, 1 when the connection was lost, 130 on Ctrl-C."""
     from evsim.datasets.live import LiveStream
-    from evsim.engine.network import load
+    from evsim.runtime.load import load
 
     if args.timeout <= 0:
         raise InputError(f"--timeout must be positive, got {args.timeout}")
@@ -202,7 +202,7 @@ _worker_network = None
 
 def _init_worker(model_path: str) -> None:
     global _worker_network
-    from evsim.engine.network import load
+    from evsim.runtime.load import load
 
     # Ctrl-C reaches the whole process group: an idle worker must not die of it (a streaming
     # one stops between chunks and returns what it has, see Stop).
@@ -221,7 +221,7 @@ def _stream_in_worker(path: str, options: dict) -> dict:
 def _run_many(files: list[Path], args, options) -> int:
     from tqdm import tqdm
 
-    from evsim.engine.network import load
+    from evsim.runtime.load import load
 
     load(args.model)  # a bad model is one error here, not one per file in the workers
     reports: list[dict | None] = [None] * len(files)
@@ -253,8 +253,8 @@ def _run_many(files: list[Path], args, options) -> int:
 def _run_on_cluster(files: list[Path], args, options) -> int:
     from tqdm import tqdm
 
-    from evsim.analysis.cluster import stream_on_cluster
-    from evsim.engine.network import load
+    from evsim.runtime.cluster import stream_on_cluster
+    from evsim.runtime.load import load
 
     # one thread per task: a file streams on one thread, and Ray runs a task on every CPU
     reports = stream_on_cluster(load(args.model), files, args.cluster, options, threads=1)

@@ -45,8 +45,7 @@ STATIC_STEP_US = 1000.0
 
 def step_width_us(network) -> float:
     """The bin width the network was trained with: window / T for events, 1 ms per step otherwise."""
-    window = network.encoding.get("window_us")
-    return float(window) / network.timesteps if window else STATIC_STEP_US
+    return network.encoding.step_us(network.timesteps) or STATIC_STEP_US
 
 
 LEAK_TABLE_US = 1 << 16

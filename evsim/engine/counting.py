@@ -17,7 +17,8 @@ import numpy as np
 
 from evsim.engine import kernels
 from evsim.events import WindowCounts
-from evsim.model.graph import Graph, Population, projected_shape
+from evsim.model.graph import Graph, Population
+from evsim.model.ops import dense_macs
 
 ENERGY_PJ = {
     "fp32": {"mac": 4.6, "ac": 0.9},
@@ -27,18 +28,7 @@ ENERGY_PJ = {
 
 def dense_macs_per_step(graph: Graph, population: Population) -> int:
     """Multiply-accumulates one dense step of ``population`` performs (all projections)."""
-    total = 0
-    for proj in population.inputs:
-        src = graph.shape_of(proj.source)
-        if proj.op == "linear":
-            total += int(np.prod(src)) * population.shape[0]
-        elif proj.op == "identity":
-            total += int(np.prod(src))
-        else:
-            out = projected_shape(proj, src, population.shape, population.name)
-            per_output = proj.kernel * proj.kernel * (src[0] if proj.op == "conv" else 1)
-            total += int(np.prod(population.shape[:1] + out[1:])) * per_output
-    return total
+    return sum(dense_macs(proj, graph.shape_of(proj.source), population.shape) for proj in population.inputs)
 
 
 @dataclass

@@ -15,7 +15,8 @@ import numpy as np
 from evsim.engine import kernels
 from evsim.engine.counting import dense_macs_per_step
 from evsim.model.graph import Graph
-from evsim.model.neuron import Neuron
+from evsim.model.neuron import FireTest, Neuron
+from evsim.model.ops import POOLING, engine_weight
 
 _OPS = {"conv": kernels.OP_CONV, "linear": kernels.OP_LINEAR, "avgpool": kernels.OP_AVGPOOL,
         "sumpool": kernels.OP_SUMPOOL, "identity": kernels.OP_IDENTITY}
@@ -24,16 +25,6 @@ _POOLING = (kernels.OP_AVGPOOL, kernels.OP_SUMPOOL)
 
 def as_chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return tuple(shape) if len(shape) == 3 else (shape[0], 1, 1)
-
-
-def engine_weight(op: str, weight: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
-    """A trained weight in the kernels' layout (see evsim.engine.kernels)."""
-    if op == "conv":  # [C_out, C_in, K, K] -> [C_in, K, K (reversed), C_out]
-        return np.ascontiguousarray(weight.transpose(1, 2, 3, 0)[:, :, ::-1, :])
-    # linear: torch flattens the source in (C, H, W) order; the engine's neurons are channels-last
-    c, h, w = as_chw(source_shape)
-    n_out = weight.shape[0]
-    return np.ascontiguousarray(weight.reshape(n_out, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, n_out))
 
 
 @dataclass(repr=False)
@@ -115,7 +106,7 @@ def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtyp
         table[q, kernels.P_PADDING] = proj.padding
         table[q, kernels.P_WEIGHT_OFFSET] = offset
         table[q, kernels.P_ROUTE_OFFSET] = -1
-        if proj.op in ("avgpool", "sumpool") and proj.stride == proj.kernel:
+        if proj.op in POOLING and proj.stride == proj.kernel:
             table[q, kernels.P_ROUTE_OFFSET] = route_offset
             routes.append(pooling_routes(src, dst, proj.kernel))
             route_offset += routes[-1].size
@@ -141,9 +132,9 @@ def firing_rule(neuron: Neuron) -> np.ndarray:
     """The neuron's firing rule (evsim.model.neuron) as the kernels' ``rule`` row."""
     rule = np.zeros(kernels.RULE_COLUMNS, dtype=np.float64)
     rule[kernels.R_DEFAULT] = neuron.is_default_rule
-    rule[kernels.R_INCLUSIVE] = neuron.fire_test == ">="
+    rule[kernels.R_INCLUSIVE] = neuron.fire_test == FireTest.INCLUSIVE
     rule[kernels.R_MAX_SPIKES] = neuron.spikes_per_step or 0
-    rule[kernels.R_SUBTRACT] = neuron.reset == "subtract"
+    rule[kernels.R_SUBTRACT] = neuron.reset.code  # the reset rule's number (Reset.code: 0 zero, 1 subtract)
     rule[kernels.R_HAS_FLOOR] = neuron.lower_bound is not None
     rule[kernels.R_FLOOR] = neuron.lower_bound or 0.0
     return rule

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import queue
 from contextlib import contextmanager
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,20 +24,21 @@ from evsim.events import (
     WindowCounts,
     check_spike_train,
     check_window_used,
-    read_event_file,
     timed_spike_train,
     to_spike_events,
     window_events,
 )
-from evsim.interop.nir import import_nir
 from evsim.model.file import load_model, model_path
+from evsim.model.encoding import Encoding
 from evsim.model.graph import Graph
+from evsim.model.names import Mode
 
 
 class Network:
     """A trained spiking network ready for event-driven simulation."""
 
-    def __init__(self, graph: Graph, weights: dict[str, np.ndarray], dtype=np.float32, name: str = ""):
+    def __init__(self, graph: Graph, weights: dict[str, np.ndarray], dtype=np.float32, name: str = "",
+                 read_file=None):
         if graph.meta.get("ann"):  # its weights would run with spiking dynamics they were never trained for
             raise ModelError(f"{name or 'this model'} is an ANN (evsim train --ann), not a spiking network: "
                              "convert it first (evsim convert --model ANN --out SNN.npz)")
@@ -47,6 +47,9 @@ class Network:
         if self.dtype not in (np.float32, np.float64):
             raise ModelError(f"the engine runs in float32 or float64, not {self.dtype}")
         self.name = name
+        # path -> (events, sensor size): how run() reads a file path. The readers lie above the
+        # engine (evsim.datasets), so the caller hands one in; evsim.load does.
+        self.read_file = read_file
         self.weights = weights  # as trained, keyed by the graph's weight names (for the dense reference)
         self.layers = [compile_layer(graph, pop, weights, self.dtype) for pop in graph.populations]
         self.timesteps = graph.timesteps
@@ -56,18 +59,19 @@ class Network:
         self._leak_tables = [leak_table(layer, self.timesteps, self.dtype) for layer in self.layers]
 
     @classmethod
-    def from_file(cls, path_or_name, dtype=np.float32) -> "Network":
-        """The model in a file, given as a path or as a bundled model's name."""
+    def from_file(cls, path_or_name, dtype=np.float32, read_file=None) -> "Network":
+        """The model in a file, given as a path or as a bundled model's name (``evsim.load`` gives
+        one that also reads event files)."""
         path = model_path(path_or_name)
         model = load_model(path)
-        return cls(model.graph, model.weights, dtype=dtype, name=path.stem)
+        return cls(model.graph, model.weights, dtype=dtype, name=path.stem, read_file=read_file)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.graph.input_shape
 
     @property
-    def encoding(self) -> dict:
+    def encoding(self) -> Encoding:
         return self.graph.encoding
 
     def __repr__(self) -> str:
@@ -112,12 +116,11 @@ class Network:
         ``record_spikes`` (step mode only) the result also holds every layer's per-neuron spike
         counts in the graph's ``(C, H, W)`` layout (``result.spike_counts``).
         """
-        if mode not in ("step", "async"):
-            raise InputError(f"unknown mode {mode!r}; choose step or async")
+        mode = Mode.of(mode, "mode")
         if record_spikes and mode != "step":
             raise InputError("record_spikes=True works in step mode only: the asynchronous engine counts "
                              "spikes per layer (result.per_layer), not per neuron")
-        inputs = as_input(inputs)
+        inputs = as_input(inputs, self.read_file)
         if isinstance(inputs, np.ndarray) and inputs.dtype.names is None and inputs.ndim == 5:
             return [self.run(inputs[:, b], mode, record_spikes, origin_us) for b in range(inputs.shape[1])]
         if mode == "async":
@@ -153,11 +156,7 @@ class Network:
         a :class:`~evsim.engine.step.StepStream` (``mode="step"``, the trained network's time
         steps, exactly :meth:`run`'s step mode) or an asynchronous
         :class:`~evsim.engine.asynchronous.Stream` (``mode="async"``, continuous time)."""
-        if mode == "step":
-            return StepStream(self, **options)
-        if mode == "async":
-            return Stream(self, **options)
-        raise InputError(f"unknown mode {mode!r}; choose step or async")
+        return {Mode.STEP: StepStream, Mode.ASYNC: Stream}[Mode.of(mode, "mode")](self, **options)
 
     def run_many(self, inputs, workers: int = 2, mode: str = "step", progress=None):
         """Run an iterable of inputs on ``workers`` threads (the kernels release the GIL).
@@ -189,30 +188,19 @@ class Network:
                 yield result
 
 
-def as_input(inputs):
-    """An input in a form the engine takes: a file's events, or a tensor as a numpy array.
+def as_input(inputs, read_file=None):
+    """An input in a form the engine takes: a file's events (through ``read_file``, see
+    :class:`Network`), or a tensor as a numpy array.
 
     Tensors are recognised by their ``detach`` method, so that the engine never imports torch.
     """
     if isinstance(inputs, (str, os.PathLike)):
-        events, _ = read_event_file(inputs)
+        if read_file is None:
+            raise InputError(f"cannot read {inputs}: this Network was built without an event file reader; "
+                             "evsim.load(model) gives one that reads event files, or pass the events "
+                             "(evsim.datasets.formats.read_events)")
+        events, _ = read_file(inputs)
         return events
     if hasattr(inputs, "detach") and hasattr(inputs, "cpu"):
         return inputs.detach().cpu().numpy()
     return inputs
-
-
-def load(path_or_name, dtype=np.float32, *, dt_us: int | None = None, timesteps: int | None = None,
-         semantics: str = "nir", neuron_dt_s: float | None = None) -> Network:
-    """A Network from a model file path, or the name of a model bundled with evsim.
-
-    A ``.nir`` file is imported first (evsim.interop.nir.import_nir): ``dt_us`` and ``timesteps``
-    give its input encoding, ``semantics`` whose reading of the neurons to follow.
-    """
-    if str(path_or_name).lower().endswith(".nir"):
-        model = import_nir(path_or_name, dt_us=dt_us, timesteps=timesteps, semantics=semantics,
-                           neuron_dt_s=neuron_dt_s)
-        return Network(model.graph, model.weights, dtype=dtype, name=Path(path_or_name).stem)
-    if (dt_us, timesteps, neuron_dt_s) != (None, None, None) or semantics != "nir":
-        raise ModelError("dt_us, timesteps, semantics and neuron_dt_s apply to .nir files only")
-    return Network.from_file(path_or_name, dtype=dtype)

@@ -18,7 +18,7 @@ from evsim.engine import kernels
 from evsim.engine.counting import LayerCounts, RunResult
 from evsim.engine.layers import Layer, LayerState
 from evsim.errors import InputError
-from evsim.events import DEFAULT_WINDOW_US, SpikeEvents, time_bins, timed_input_events
+from evsim.events import SpikeEvents, time_bins, timed_input_events
 from evsim.model.graph import INPUT
 
 
@@ -192,7 +192,7 @@ class StepStream:
     def __init__(self, network, origin_us: int | None = None):
         self.network = network
         self.timesteps = network.timesteps
-        self.window_us = int(network.encoding.get("window_us", DEFAULT_WINDOW_US))
+        self.window_us = network.encoding.window
         self.origin_us = origin_us
         self.max_batch = self.timesteps
         layers = network.layers

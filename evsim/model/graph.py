@@ -5,12 +5,13 @@ current from one or more *projections* (synapses from an earlier population, or 
 and the currents of all its projections sum into one membrane, which is how a residual block's two
 paths meet in its second LIF. A population's dynamics are its :class:`~evsim.model.neuron.Neuron`
 (``population.neuron``; kinds ``lif``, ``pool``, ``output``, and the firing variants, all defined
-in evsim.model.neuron; a population carries the neuron's fields under the same names).
+in evsim.model.neuron; a population holds one Neuron, whose fields read through it and are
+the population's keys in the model file).
 
 Projection ops: ``conv`` (weight ``[C_out, C_in, K, K]``, stride, padding), ``linear`` (weight
 ``[N_out, N_in]`` over the source flattened in ``C, H, W`` order), ``avgpool`` (a fixed
 ``kernel x kernel`` window of weight ``1 / kernel**2``), ``sumpool`` (the same window, weight 1)
-and ``identity`` (weight 1, same shape).
+and ``identity`` (weight 1, same shape); what each computes and costs is evsim.model.ops.
 
 No projection has a bias. A bias is input to every neuron at every step, which an event-driven
 engine can only pay for at dense cost; evsim refuses one (:func:`refuse_bias`, for importers)
@@ -21,32 +22,39 @@ The graph is plain data (JSON in the model file); weights live beside it, keyed 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from evsim.errors import ModelError
+from evsim.errors import InputError, ModelError
+from evsim.model.encoding import Encoding
 from evsim.model.neuron import NEURON_FIELDS, Neuron
+from evsim.model.ops import Op, conv_output_size, output_shape, weight_shape
+
+__all__ = ["INPUT", "Graph", "Population", "Projection", "conv_output_size", "refuse_bias"]
 
 INPUT = "input"
-PROJECTION_OPS = ("conv", "linear", "avgpool", "sumpool", "identity")
-POOLING_OPS = ("avgpool", "sumpool")
 
 
 @dataclass(frozen=True)
 class Projection:
     source: str
-    op: str
+    op: Op | str  # an Op; a name that is none stays a str, for Graph.validate to refuse
     weight: str | None = None
     kernel: int = 1
     stride: int = 1
     padding: int = 0
 
+    def __post_init__(self):
+        if self.op in Op._value2member_map_:
+            object.__setattr__(self, "op", Op(self.op))
+
     def to_dict(self) -> dict:
         return {
             "source": self.source,
-            "op": self.op,
+            "op": str(self.op),  # a plain str: the JSON form holds no enum
             "weight": self.weight,
             "kernel": self.kernel,
             "stride": self.stride,
@@ -54,24 +62,38 @@ class Projection:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Population:
+    """Neurons of one shape, their dynamics (``neuron``) and their input projections.
+
+    ``Population(name, kind, shape, inputs, threshold=..., ...)`` builds the Neuron from its
+    fields (positional after ``inputs`` in the Neuron's order); ``Population(name, shape=...,
+    inputs=..., neuron=Neuron(...))`` takes one. The neuron's fields read through
+    (``population.threshold`` is ``population.neuron.threshold``); they are not stored twice.
+    """
+
     name: str
-    kind: str
     shape: tuple[int, ...]
     inputs: tuple[Projection, ...]
-    # the fields of evsim.model.neuron.Neuron, with its defaults (the paper's LIF)
-    threshold: float | tuple[float, ...] = 1.0
-    leak: float = 0.99
-    reset: str = "zero"
-    spikes_per_step: int | None = 1
-    lower_bound: float | None = None
-    fire_test: str = ">"
+    neuron: Neuron
 
-    @property
-    def neuron(self) -> Neuron:
-        """This population's dynamics (its fields named as the Neuron's)."""
-        return Neuron(**{name: getattr(self, name) for name in NEURON_FIELDS})
+    def __init__(self, name: str, kind: str | None = None, shape: tuple[int, ...] = (),
+                 inputs: tuple[Projection, ...] = (), *neuron_args, neuron: Neuron | None = None, **neuron_fields):
+        if neuron is None:
+            neuron = Neuron(kind or "lif", *neuron_args, **neuron_fields)
+        elif neuron_args:
+            raise TypeError("give a Population either a Neuron or the neuron's fields in order, not both")
+        elif kind is not None or neuron_fields:  # dataclasses.replace(population, threshold=...)
+            neuron = dataclasses.replace(neuron, **({"kind": kind} if kind is not None else {}), **neuron_fields)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "shape", tuple(shape))
+        object.__setattr__(self, "inputs", tuple(inputs))
+        object.__setattr__(self, "neuron", neuron)
+
+    def __getattr__(self, name: str):
+        if name in NEURON_FIELDS:  # only called for what the instance does not hold
+            return getattr(self.neuron, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def fires(self) -> bool:
@@ -97,8 +119,11 @@ class Graph:
     input_shape: tuple[int, int, int]
     populations: tuple[Population, ...]
     timesteps: int
-    encoding: dict = field(default_factory=dict)
+    encoding: Encoding = field(default_factory=Encoding)  # its JSON form (a dict) is taken too
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "encoding", Encoding.of(self.encoding))
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         if name == INPUT:
@@ -120,18 +145,24 @@ class Graph:
         shapes = {}
         for pop in self.populations:
             for proj in pop.inputs:
-                src = self.shape_of(proj.source)
-                if proj.op == "conv":
-                    shapes[proj.weight] = (pop.shape[0], src[0], proj.kernel, proj.kernel)
-                elif proj.op == "linear":
-                    shapes[proj.weight] = (pop.shape[0], math.prod(src))
+                shape = weight_shape(proj, self.shape_of(proj.source), pop.shape)
+                if shape is not None:
+                    shapes[proj.weight] = shape
         return shapes
+
+    def with_timesteps(self, timesteps: int, asked: str) -> "Graph":
+        """The same network run for ``timesteps`` steps of the same width (a recorded window
+        scales with them: evsim.model.encoding.Encoding.for_timesteps; ``asked`` starts its error)."""
+        if timesteps < 1:
+            raise InputError(f"time steps must be positive, got {timesteps}")
+        encoding = self.encoding.for_timesteps(timesteps, self.timesteps, asked)
+        return dataclasses.replace(self, timesteps=timesteps, encoding=encoding)
 
     def to_dict(self) -> dict:
         return {
             "input_shape": list(self.input_shape),
             "timesteps": self.timesteps,
-            "encoding": dict(self.encoding),
+            "encoding": self.encoding.to_dict(),
             "meta": dict(self.meta),
             "populations": [p.to_dict() for p in self.populations],
         }
@@ -143,7 +174,7 @@ class Graph:
                 Population(
                     name=str(p["name"]),
                     shape=tuple(int(s) for s in p["shape"]),
-                    **_neuron_fields(p),
+                    neuron=_neuron(p),
                     inputs=tuple(
                         Projection(
                             source=str(q["source"]),
@@ -162,7 +193,7 @@ class Graph:
                 input_shape=tuple(int(s) for s in data["input_shape"]),
                 populations=pops,
                 timesteps=int(data["timesteps"]),
-                encoding=dict(data.get("encoding", {})),
+                encoding=Encoding.of(data.get("encoding", {})),
                 meta=dict(data.get("meta", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -192,7 +223,7 @@ class Graph:
             for proj in pop.inputs:
                 if proj.source not in seen:
                     raise ModelError(f"{pop.name}: input {proj.source!r} is not an earlier population")
-                expected = projected_shape(proj, self.shape_of(proj.source), pop.shape, pop.name)
+                expected = output_shape(proj, self.shape_of(proj.source), pop.shape, pop.name)
                 if expected != pop.shape:
                     raise ModelError(
                         f"{pop.name}: projection {proj.op} from {proj.source} gives shape "
@@ -201,14 +232,13 @@ class Graph:
             seen.add(pop.name)
 
 
-def _neuron_fields(data: dict) -> dict:
-    """A population's neuron fields from its JSON: kind, threshold and leak are in every file;
-    the variants' keys are absent from files written before them and take their defaults."""
+def _neuron(data: dict) -> Neuron:
+    """A population's neuron from its JSON: kind, threshold and leak are in every file; the
+    variants' keys are absent from files written before them and take their defaults."""
     missing = [key for key in ("kind", "threshold", "leak") if key not in data]
     if missing:
         raise KeyError(missing[0])
-    neuron = Neuron.from_dict(data)
-    return {name: getattr(neuron, name) for name in NEURON_FIELDS}
+    return Neuron.from_dict(data)
 
 
 def refuse_bias(where: str, bias) -> None:
@@ -227,35 +257,3 @@ def refuse_bias(where: str, bias) -> None:
             f"{where}: has a nonzero bias; evsim does not simulate biases (a bias is input to every "
             "neuron at every step, which costs dense work event by event): fold it away or retrain without one"
         )
-
-
-def projected_shape(proj: Projection, src: tuple[int, ...], dst: tuple[int, ...], where: str) -> tuple[int, ...]:
-    """The output shape of ``proj`` applied to a source of shape ``src``."""
-    if proj.op not in PROJECTION_OPS:
-        raise ModelError(f"{where}: unknown projection op {proj.op!r}")
-    if proj.op == "linear":
-        if proj.weight is None:
-            raise ModelError(f"{where}: linear projection without a weight")
-        return (dst[0],) if len(dst) == 1 else (-1,)
-    if proj.op == "identity":
-        return tuple(src)
-    if len(src) != 3:
-        raise ModelError(f"{where}: {proj.op} needs a (C, H, W) source, got {src}")
-    if proj.kernel < 1 or proj.stride < 1 or proj.padding < 0:
-        raise ModelError(f"{where}: kernel and stride must be positive and padding non-negative")
-    c, h, w = src
-    pad = proj.padding if proj.op == "conv" else 0
-    oh = conv_output_size(h, proj.kernel, proj.stride, pad)
-    ow = conv_output_size(w, proj.kernel, proj.stride, pad)
-    if oh < 1 or ow < 1:
-        raise ModelError(f"{where}: kernel {proj.kernel} does not fit a {h}x{w} input")
-    if proj.op == "conv":
-        if proj.weight is None:
-            raise ModelError(f"{where}: conv projection without a weight")
-        return (dst[0] if len(dst) == 3 else -1, oh, ow)
-    return (c, oh, ow)
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output rows (or columns) of a convolution or pooling window over ``size`` inputs."""
-    return (size + 2 * padding - kernel) // stride + 1

@@ -55,7 +55,10 @@ multiplier, evsim.engine.kernels); its synaptic operations count ``n`` per weigh
 machine delivering ``n`` spikes would perform. Adding a variant is a change here (a field, its
 check in :meth:`Neuron.validate`, its rule in the docstring) plus the engine's and trainer's code
 that reads it, and its tests; a model that asks for anything this does not accept is refused when
-it is loaded, never simulated with other dynamics.
+it is loaded, never simulated with other dynamics. A new reset rule is a member of :class:`Reset`
+(its code is its position, which the engine's rule row carries: evsim.engine.layers.firing_rule),
+its branch in the engine's kernels (evsim.engine.kernels) and in the trainer
+(evsim.training.neurons.reset_membrane and reset_keeps): three source files.
 """
 
 from __future__ import annotations
@@ -66,35 +69,71 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from evsim.errors import ModelError
+from evsim.model.names import Name
 
-NEURON_KINDS = ("lif", "pool", "output")
-RESET_RULES = ("zero", "subtract")
-"""Implemented reset rules: "zero" sets a neuron that fired to 0, "subtract" removes n * theta."""
-FIRE_TESTS = (">", ">=")
-"""Implemented threshold tests: strict (NIR, the paper) or not (sinabs, SpikingJelly)."""
+
+class Kind(Name):
+    LIF = "lif"
+    POOL = "pool"
+    OUTPUT = "output"
+
+
+class Reset(Name):
+    """What a neuron that fired does to its membrane."""
+
+    ZERO = "zero"  # V <- 0
+    SUBTRACT = "subtract"  # V <- V - n * theta
+
+    @property
+    def code(self) -> int:
+        """The rule's number in the engine's rule row: its position here (zero 0, subtract 1)."""
+        return list(Reset).index(self)
+
+    @property
+    def text(self) -> str:
+        """The rule in a few words (``evsim info``)."""
+        return {Reset.ZERO: "reset to 0", Reset.SUBTRACT: "reset by subtraction"}[self]
+
+
+class FireTest(Name):
+    STRICT = ">"  # NIR, the paper
+    INCLUSIVE = ">="  # sinabs, SpikingJelly
+
+
+NEURON_KINDS = tuple(Kind)
+RESET_RULES = tuple(Reset)
+FIRE_TESTS = tuple(FireTest)
+_NAMED = {"kind": Kind, "reset": Reset, "fire_test": FireTest}
 
 
 @dataclass(frozen=True)
 class Neuron:
     """One population's neuron model: typed parameters in the spirit of norse's LIFParameters."""
 
-    kind: str = "lif"
+    kind: Kind = Kind.LIF
     threshold: float | tuple[float, ...] = 1.0
     leak: float = 0.99
-    reset: str = "zero"
+    reset: Reset = Reset.ZERO
     spikes_per_step: int | None = 1
     lower_bound: float | None = None
-    fire_test: str = ">"
+    fire_test: FireTest = FireTest.STRICT
+
+    def __post_init__(self):
+        # a known name becomes its member; an unknown one stays as given, for validate() to refuse
+        for key, names in _NAMED.items():
+            value = getattr(self, key)
+            if isinstance(value, str) and value in names._value2member_map_:
+                object.__setattr__(self, key, names(value))
 
     @property
     def fires(self) -> bool:
         """Whether the population emits spikes (the output integrator only accumulates)."""
-        return self.kind != "output"
+        return self.kind != Kind.OUTPUT
 
     @property
     def trained_with_dropout(self) -> bool:
         """Whether the trainer applies its per-batch dropout mask to this population's spikes."""
-        return self.kind == "lif"
+        return self.kind == Kind.LIF
 
     @property
     def per_neuron_threshold(self) -> bool:
@@ -108,8 +147,8 @@ class Neuron:
     @property
     def is_default_rule(self) -> bool:
         """The paper's firing rule with one threshold for the population: the engines' fast path."""
-        return (self.reset == "zero" and self.single_spike and self.lower_bound is None
-                and self.fire_test == ">" and not self.per_neuron_threshold)
+        return (self.reset == Reset.ZERO and self.single_spike and self.lower_bound is None
+                and self.fire_test == FireTest.STRICT and not self.per_neuron_threshold)
 
     @property
     def async_refractory(self) -> bool:
@@ -119,7 +158,7 @@ class Neuron:
         of the step after it fired (evsim.engine.asynchronous). A subtracting or multi-spike
         neuron keeps that charge in step mode, so it gets none.
         """
-        return self.reset == "zero" and self.single_spike
+        return self.reset == Reset.ZERO and self.single_spike
 
     def thresholds(self, size: int) -> np.ndarray:
         """The threshold of every neuron (float64, ``size`` of them, the population's (C, H, W) order)."""
@@ -130,7 +169,7 @@ class Neuron:
     def surrogate(self) -> tuple[float | np.ndarray, bool]:
         """The trainer's straight-through slope (per neuron with per-neuron thresholds), and
         whether the leak correction scales it."""
-        if self.kind == "lif":
+        if self.kind == Kind.LIF:
             if self.per_neuron_threshold:
                 return 1.0 / np.asarray(self.threshold, dtype=np.float64), True
             return 1.0 / self.threshold, True
@@ -140,16 +179,16 @@ class Neuron:
         """Raise ModelError unless the engine and the trainer implement these dynamics
         (``size``: the population's neuron count, which a per-neuron threshold must match)."""
         if self.kind not in NEURON_KINDS:
-            raise ModelError(f"{where}: unknown population kind {self.kind!r}")
+            raise ModelError(f"{where}: unknown population kind {str(self.kind)!r}")
         thresholds = self.threshold if self.per_neuron_threshold else (self.threshold,)
         if not (0.0 < self.leak <= 1.0) or not all(_positive(th) for th in thresholds) or not thresholds:
             raise ModelError(f"{where}: need 0 < leak <= 1 and a positive threshold (a number, or a tuple of one per neuron)")
         if self.per_neuron_threshold and size is not None and len(self.threshold) != size:
             raise ModelError(f"{where}: {len(self.threshold)} per-neuron thresholds for {size} neurons")
         if self.reset not in RESET_RULES:
-            raise ModelError(f"{where}: unknown reset rule {self.reset!r} (known: {', '.join(RESET_RULES)})")
+            raise ModelError(f"{where}: unknown reset rule {str(self.reset)!r} (known: {', '.join(RESET_RULES)})")
         if self.fire_test not in FIRE_TESTS:
-            raise ModelError(f"{where}: unknown fire test {self.fire_test!r} (known: {', '.join(FIRE_TESTS)})")
+            raise ModelError(f"{where}: unknown fire test {str(self.fire_test)!r} (known: {', '.join(FIRE_TESTS)})")
         cap = self.spikes_per_step
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise ModelError(f"{where}: spikes_per_step must be a positive integer or None (unbounded), got {cap!r}")
@@ -164,6 +203,7 @@ class Neuron:
     def to_dict(self) -> dict:
         """The fields as JSON values (a per-neuron threshold as a list)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update({key: str(data[key]) for key in _NAMED})  # plain strs: the JSON form holds no enum
         if self.per_neuron_threshold:
             data["threshold"] = list(self.threshold)
         return data

@@ -6,6 +6,7 @@ import math
 
 from evsim.model.graph import Graph, Population
 from evsim.model.neuron import Neuron
+from evsim.model import ops
 
 
 def neuron_rule(neuron: Neuron) -> str:
@@ -23,23 +24,14 @@ def neuron_rule(neuron: Neuron) -> str:
     else:
         cap = "" if neuron.spikes_per_step is None else f" (at most {neuron.spikes_per_step})"
         spikes = f"{'floor(v/th)' if neuron.fire_test == '>=' else 'ceil(v/th)-1'} spikes{cap}"
-    reset = "reset to 0" if neuron.reset == "zero" else "reset by subtraction"
-    parts = [f"{theta}, {spikes}", reset, leak]
+    parts = [f"{theta}, {spikes}", neuron.reset.text, leak]
     if neuron.lower_bound is not None:
         parts.append(f"membrane >= {neuron.lower_bound:.6g}")
     return "; ".join(parts)
 
 
 def projection_text(pop: Population) -> str:
-    texts = []
-    for proj in pop.inputs:
-        if proj.op == "conv":
-            texts.append(f"conv {proj.kernel}x{proj.kernel}/{proj.stride} pad {proj.padding} from {proj.source}")
-        elif proj.op in ("avgpool", "sumpool"):
-            texts.append(f"{proj.op} {proj.kernel}x{proj.kernel}/{proj.stride} from {proj.source}")
-        else:
-            texts.append(f"{proj.op} from {proj.source}")
-    return " + ".join(texts)
+    return " + ".join(ops.describe(proj) for proj in pop.inputs)
 
 
 def analog_rule(pop: Population) -> str:
@@ -47,15 +39,14 @@ def analog_rule(pop: Population) -> str:
     its neuron fields are placeholders the ANN never uses."""
     if not pop.neuron.fires:
         return "linear read-out (ANN)"
-    if all(proj.op in ("avgpool", "sumpool") for proj in pop.inputs):
+    if all(proj.op in ops.POOLING for proj in pop.inputs):
         return "pooling, no activation (ANN)"
     return "ReLU (ANN)"
 
 
 def describe(graph: Graph) -> list[str]:
     """The model's input, encoding and one line per population (name, kind, shape, inputs, rule)."""
-    enc = graph.encoding or {}
-    window = enc.get("window_us")
+    window = graph.encoding.window_us
     binning = f", bins of {window // graph.timesteps} µs" if window else ""
     ann = bool(graph.meta.get("ann"))
     if ann:

@@ -28,7 +28,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 
-from evsim.analysis.inputs import InputChunk
+from evsim.runtime.inputs import InputChunk
 from evsim.errors import ClusterError, EvsimError, InputError, require
 
 MAX_RETRIES = 3  # runs of a task whose worker process or node died, beyond the first
@@ -169,10 +169,11 @@ def worker_network(model: SharedModel, per_node_cache: bool):
         use_node_cache(per_node_cache)
         import ray
 
+        from evsim.datasets.formats import read_events
         from evsim.engine.network import Network
 
         graph, weights, dtype, name = ray.get(model.ref[0])
-        _worker_model = (model.key, Network(graph, weights, dtype=dtype, name=name))
+        _worker_model = (model.key, Network(graph, weights, dtype=dtype, name=name, read_file=read_events))
     return _worker_model[1]
 
 
@@ -198,7 +199,7 @@ def run_chunk(model: SharedModel, chunk: InputChunk, mode: str, threads: int, pe
 
 def stream_chunk(model: SharedModel, paths: list[str], options: dict, threads: int, per_node_cache: bool) -> list[dict]:
     """A chunk of files streamed through the network, ``threads`` at a time: their reports in order."""
-    from evsim.analysis.streaming import stream_report
+    from evsim.runtime.streaming import stream_report
 
     network = worker_network(model, per_node_cache)
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -271,7 +272,7 @@ def stream_on_cluster(network, paths: list, address: str, options: dict, threads
                       num_cpus: int | None = None, chunk: int | None = None):
     """Stream every file of ``paths`` through ``network`` on the Ray cluster at ``address`` (each
     node reads them under the same path): yields the reports of
-    :func:`evsim.analysis.streaming.stream_report` in file order."""
+    :func:`evsim.runtime.streaming.stream_report` in file order."""
     given = [str(p) for p in paths]
     absolute = [os.path.abspath(p) for p in given]  # a worker's folder is not ours
     with connect(address, num_cpus) as ray:

@@ -26,12 +26,12 @@ from pathlib import PurePath
 import numpy as np
 
 from evsim.datasets.formats import open_event_file
-from evsim.engine.asynchronous import Stream, step_width_us
-from evsim.engine.step import StepStream
 from evsim.errors import DataError, EvsimError, InputError, require
-from evsim.events import make_events, sensor_size, timed_input_events
+from evsim.events import make_events, sensor_size
+from evsim.model.names import Mode
+from evsim.runtime.modes import mode_stream
 
-MODES = ("step", "async")
+MODES = tuple(Mode)
 
 
 def tonic_transforms():
@@ -49,9 +49,9 @@ class InputFit:
 
 def model_sensor_size(network) -> tuple[int, int, int]:
     """The (width, height, polarities) the model takes: its encoding's, else its input shape's."""
-    size = network.encoding.get("sensor_size")
+    size = network.encoding.sensor_size
     if size:
-        return tuple(int(s) for s in size)
+        return size
     return sensor_size(network.input_shape)
 
 
@@ -186,8 +186,7 @@ def stream_file(source, network, every_us: float, crop=None, downsample=None, ch
     prediction and counters for this recording in the same mode; the top-level figures cover
     the whole recording.
     """
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
+    mode = Mode.of(mode, "mode")
     event_file = open_event_file(source) if isinstance(source, (str, PurePath)) else source
     live = getattr(event_file, "progress", None)
     model_size = model_sensor_size(network)
@@ -196,87 +195,23 @@ def stream_file(source, network, every_us: float, crop=None, downsample=None, ch
     if on_start is not None:
         on_start()
     started = time.perf_counter()
-    step = mode == "step"
-    # times reach the stream as recording time (the first event read is 0), before any crop
-    stream = StepStream(network, origin_us=0) if step else Stream(network)
-    # async mode: the state at the window's end is taken on the way (step mode keeps its own)
-    window_end_us = step_width_us(network) * network.timesteps
-    window = None
-    timeline = Timeline(keep_timeline)
-    origin = None
-    end_us = 0
-    events_read = 0
-    next_mark = every_us
-    interrupted = False
-    error = None
-
-    def mark(at_us: float, output=None) -> None:
-        if output is None:
-            output = stream.output() if step else stream.output(at_us)
-        prediction, margin = read_out(output)
-        point = {"time_us": at_us, "prediction": prediction, "margin": margin}
-        if live is not None:
-            point.update(live())
-        timeline.add(point)
-        if on_point is not None:
-            on_point(point)
-
+    stream = mode_stream(network, mode)
+    run = _Run(stream, Timeline(keep_timeline), on_point, every_us, live)
     with _ctrl_c_stops_between_chunks():
         try:
             for chunk in event_file.chunks(chunk_events):
                 if Stop.requested:
-                    interrupted = True
+                    run.interrupted = True
                     break
-                if len(chunk) == 0:  # a live source waiting for events
-                    continue
-                if origin is None:
-                    origin = int(chunk["t"][0])
-                chunk = chunk.copy()
-                chunk["t"] -= origin
-                read, chunk_end_us = len(chunk), int(chunk["t"][-1])
-                if fit.transform is not None:
-                    chunk = fit.transform(chunk)
-                if step:
-                    # validated and binned once; the steps up to each mark run as it passes
-                    stream.feed(chunk, hold=True)
-                    while next_mark <= chunk_end_us:
-                        stream.advance_to(next_mark)
-                        mark(next_mark)
-                        next_mark += every_us
-                    events_read, end_us = events_read + read, chunk_end_us
-                    continue
-                # validated and converted once, then fed up to each mark
-                chunk = timed_input_events(chunk, network.input_shape, network.dtype)
-                # Async: an event at or after a mark shows that every event before it has arrived.
-                while True:
-                    take_window = window is None and window_end_us <= next_mark
-                    at = window_end_us if take_window else next_mark
-                    if at > chunk_end_us:
-                        break
-                    cut = int(np.searchsorted(chunk.time, at, side="left"))
-                    stream.feed(chunk[:cut], flush=True)  # every event before the mark is here
-                    chunk = chunk[cut:]
-                    if take_window:
-                        window = stream.result(at_us=window_end_us)
-                        continue
-                    mark(next_mark)
-                    next_mark += every_us
-                stream.feed(chunk)
-                events_read, end_us = events_read + read, chunk_end_us
+                if len(chunk):  # a live source yields empty chunks while it waits
+                    run.play(chunk, fit.transform)
         except KeyboardInterrupt:
-            interrupted = True
+            run.interrupted = True
         except DataError as exc:
-            error = exc
-    if step:
-        stream.flush()
-        result = stream.result()
-    else:
-        # read out at the last event read, which a crop may have kept from the network
-        result = stream.result(at_us=float(end_us) if origin is not None else None)
-        if window is None and origin is not None:  # the recording ended inside the window
-            window = stream.result(at_us=window_end_us)
-    if origin is not None and (timeline.last is None or timeline.last["time_us"] < end_us):
-        mark(float(end_us), result.output)
+            run.error = exc
+    result = stream.finish(run.end_us if run.origin is not None else None)
+    if run.origin is not None and (run.timeline.last is None or run.timeline.last["time_us"] < run.end_us):
+        run.mark(float(run.end_us), result.output)
     wall = time.perf_counter() - started
     prediction, margin = read_out(result.output)
     report = {
@@ -287,32 +222,70 @@ def stream_file(source, network, every_us: float, crop=None, downsample=None, ch
         "sensor_size_from": event_file.sensor_size_from,
         "model_input": list(model_size),
         "input_fit": fit.description,
-        "time_origin_us": origin,
-        "duration_us": end_us,
-        "events": events_read,
+        "time_origin_us": run.origin,
+        "duration_us": run.end_us,
+        "events": run.events_read,
         "input_events": result.input_events,
         "prediction": prediction,
         "margin": margin,
-        "decision_time_us": timeline.stable_since,
-        "synops": result.synops,
-        "spikes": result.spikes,
-        "spikes_per_layer": {layer.name: layer.spikes for layer in result.layers if layer.kind != "output"},
-        "synops_per_layer": {layer.name: layer.synops for layer in result.layers},
+        "decision_time_us": run.timeline.stable_since,
+        **_layer_counts(result),
         "wall_s": wall,
-        "realtime_factor": end_us * 1e-6 / wall if end_us > 0 and wall > 0 else None,
-        "timeline": timeline.points,
-        "interrupted": interrupted,
+        "realtime_factor": run.end_us * 1e-6 / wall if run.end_us > 0 and wall > 0 else None,
+        "timeline": run.timeline.points,
+        "interrupted": run.interrupted,
+        **stream.facts(),
     }
-    if step:
-        report["steps"] = stream.steps_done
+    if stream.window_result() is not None:
         report["window"] = _counts(stream.window_result())
-    elif window is not None:
-        report["window"] = _counts(window)
     if live is not None:
         report["live"] = {**live(), "camera": event_file.camera, "end": event_file.end}
-    if error is not None:
-        report["error"] = str(error)
+    if run.error is not None:
+        report["error"] = str(run.error)
     return report
+
+
+class _Run:
+    """A recording as it plays through a stream: its clock, read-out times and timeline."""
+
+    def __init__(self, stream, timeline: Timeline, on_point, every_us: float, progress=None):
+        self.stream = stream  # evsim.runtime.modes: either mode, read the same way
+        self.timeline = timeline
+        self.on_point = on_point
+        self.progress = progress  # a live source's counts, added to every read-out
+        self.every_us = every_us
+        self.next_mark = every_us
+        self.origin: int | None = None
+        self.end_us = 0
+        self.events_read = 0
+        self.interrupted = False
+        self.error: DataError | None = None
+
+    def play(self, chunk: np.ndarray, transform) -> None:
+        """One chunk: fed in recording time, then read out at every mark it passes."""
+        stream = self.stream
+        if self.origin is None:
+            self.origin = int(chunk["t"][0])
+        chunk = chunk.copy()
+        chunk["t"] -= self.origin  # recording time (the first event read is 0), before any crop
+        read, chunk_end_us = len(chunk), int(chunk["t"][-1])
+        if transform is not None:
+            chunk = transform(chunk)
+        stream.feed(chunk, chunk_end_us)
+        while self.next_mark <= chunk_end_us:
+            stream.advance_to(self.next_mark)
+            self.mark(self.next_mark)
+            self.next_mark += self.every_us
+        self.events_read, self.end_us = self.events_read + read, chunk_end_us
+
+    def mark(self, at_us: float, output=None) -> None:
+        prediction, margin = read_out(self.stream.output() if output is None else output)
+        point = {"time_us": at_us, "prediction": prediction, "margin": margin}
+        if self.progress is not None:
+            point.update(self.progress())
+        self.timeline.add(point)
+        if self.on_point is not None:
+            self.on_point(point)
 
 
 def stream_report(path, network, **options) -> dict:
@@ -327,10 +300,11 @@ def stream_report(path, network, **options) -> dict:
 def _counts(result) -> dict:
     """A result's prediction and counters, as the report gives them."""
     prediction, margin = read_out(result.output)
+    return {"prediction": prediction, "margin": margin, "input_events": result.input_events, **_layer_counts(result)}
+
+
+def _layer_counts(result) -> dict:
     return {
-        "prediction": prediction,
-        "margin": margin,
-        "input_events": result.input_events,
         "synops": result.synops,
         "spikes": result.spikes,
         "spikes_per_layer": {layer.name: layer.spikes for layer in result.layers if layer.kind != "output"},
