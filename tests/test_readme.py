@@ -74,7 +74,7 @@ SLOW_COMMANDS = {"train", "eval", "run", "bench", "report"}  # over 5 s each (a 
 
 @pytest.mark.parametrize("command", [
     pytest.param(c, marks=pytest.mark.slow) if shlex.split(c)[1] in SLOW_COMMANDS else c
-    for c in COMMANDS if shlex.split(c)[1] != "demo" and "FILE" not in c
+    for c in COMMANDS if shlex.split(c)[1] not in ("demo", "serve") and "FILE" not in c and "tcp://" not in c
 ])
 def test_readme_command_runs(command, workdir, monkeypatch, capsys, request):
     args = shlex.split(command)
@@ -97,3 +97,29 @@ def test_readme_command_runs(command, workdir, monkeypatch, capsys, request):
         assert accuracy_printed(run_in(workdir, command, monkeypatch, capsys)) > 0.3
         return
     run_in(workdir, command, monkeypatch, capsys)
+
+
+def test_readme_live_stream_commands_run(workdir, monkeypatch, capsys):
+    """The README's pair: ``evsim serve ... --port P &``, then ``evsim stream tcp://127.0.0.1:P``
+    (on a free port here), served by dv-processing's own NetworkWriter."""
+    pytest.importorskip("dv_processing")
+    import socket
+    import subprocess
+    import sys
+
+    serve = next(c for c in COMMANDS if shlex.split(c)[1] == "serve")
+    stream = next(c for c in COMMANDS if "tcp://" in c)
+    port = shlex.split(serve)[shlex.split(serve).index("--port") + 1]
+    assert serve.endswith("&") and f"tcp://127.0.0.1:{port}" in stream
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        free = str(sock.getsockname()[1])
+    args = [a if a != port else free for a in shlex.split(serve.removesuffix("&"))[1:]]
+    server = subprocess.Popen([sys.executable, "-m", "evsim.cli", *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().startswith("serving ")
+        out = run_in(workdir, stream.replace(f":{port}", f":{free}"), monkeypatch, capsys)
+        assert "the server closed the connection" in out and "111,954 events received" in out
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
