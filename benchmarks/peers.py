@@ -40,13 +40,14 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SINABS_NIR = ROOT / "tests" / "data" / "nir" / "sinabs_nmnist" / "model.nir"
 PEERS = ("snntorch", "norse", "sinabs", "spikingjelly")
-DEFAULT_PEERS_PYTHON = Path("/work/peers-venv/bin/python")
+DEFAULT_PEERS_PYTHON = Path(os.environ.get("EVSIM_PEERS_PYTHON", "/work/peers-venv/bin/python"))
 # where a peer's reading of NIR differs from evsim's (tests/data/nir/SEMANTICS.md, README "Semantics")
 SEMANTICS = {
     "snntorch": "reads LIF with dt 1e-4 s as evsim exports it; an IF node as Leaky(beta 0.9) with subtraction",
     "norse": "its own dt of 1e-3 s (leak 1 - 1e-3/tau, gain dt/tau, r ignored); one spike per step, reset to 0",
     "sinabs": "tau in steps (leak exp(-1/tau)); several spikes per step, reset by subtraction; no conv LIF",
     "spikingjelly": "v >= threshold, one spike per step; IF needs r = 1/dt",
+    "evsim async": "continuous time: each event at its own time, not binned (other counts by design)",
 }
 
 
@@ -163,18 +164,18 @@ def _counters(peer: str, build, module, x) -> dict | None:
         from spikingjelly.activation_based import neuron
         from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 
-        # spikes: a hook on its neuron base class, as its monitor.OutputMonitor does (that module
-        # imports tensorboard, which the peers' virtualenv does not have)
+        # spikes: a hook on each neuron's wrapper (the imported graph calls the neuron's
+        # functional_forward, past hooks and monitor.OutputMonitor; that module also needs tensorboard)
         spikes = []
-        hooks = [m.register_forward_hook(lambda _m, _i, o: spikes.append(float(o.sum())))
-                 for m in module.modules() if isinstance(m, neuron.BaseNode)]
+        hooks = [m.register_forward_hook(lambda _m, _i, o: spikes.append(float(o[0].sum())))
+                 for m in module.modules() if isinstance(getattr(m, "module", None), neuron.BaseNode)]
         counter = SynOpCounter()
         with DispatchCounterMode([counter]):
             _run_all(build, x, 1)
         for h in hooks:
             h.remove()
         return {"synops": float(counter.get_total()) / len(x), "spikes": sum(spikes) / len(x),
-                "counter": "spikingjelly op_counter.SynOpCounter; spikes of its neuron.BaseNode outputs"}
+                "counter": "spikingjelly op_counter.SynOpCounter; spikes: its neurons' outputs"}
     return None
 
 
@@ -271,9 +272,15 @@ def _evsim_contenders(network, inputs, batches: list[int]):
     dense = dense.float().eval()
     frames = torch.from_numpy(inputs.frames)
 
+    # the spiking neurons, what the peers count: not the read-out, nor a pooling population that
+    # passes each window's spike count on (sinabs's SumPool2d; an average pool with a threshold spikes)
+    from evsim.interop.nir import is_passthrough_pool
+
+    neurons = {p.name for p in network.graph.populations if p.kind != "output" and not is_passthrough_pool(p)}
+
     def engine(events, mode):
         results = [network.run(x, mode=mode) for x in events]
-        spikes = [sum(l.spikes for l in r.layers if l.kind == "lif") for r in results]  # the spiking neurons: what peers count
+        spikes = [sum(l.spikes for l in r.layers if l.name in neurons) for r in results]
         return np.array([r.prediction for r in results]), [r.synops for r in results], spikes
 
     def dense_at(b):
@@ -355,7 +362,7 @@ def _fmt(v, spec=",.1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _format_table(net: str, rows: list[dict], step_counts: dict) -> list[str]:
+def _format_table(net: str, rows: list[dict], step_counts: dict, layers: dict) -> list[str]:
     lines = [f"\n{net}",
              "| simulator | samples/s, batch 1 | best batch: samples/s | predictions = evsim step | synops/sample (own counter) | spikes/sample (own counter) | note |",
              "|---|---|---|---|---|---|---|"]
@@ -367,7 +374,8 @@ def _format_table(net: str, rows: list[dict], step_counts: dict) -> list[str]:
         c = row["counters"] or {}
         if "error" in c:
             c = {"note": f"counter fails: {c['error']}"}
-        note = [] if row.get("same_outputs", True) and row["agreement"] == 1 else [SEMANTICS.get(sim, "continuous time, not binned")]
+        differs = not row.get("same_outputs", True) or row["agreement"] < 1 or sim == "evsim async"
+        note = [SEMANTICS[sim]] if differs and sim in SEMANTICS else []
         if row.get("same_outputs"):
             note.append("same outputs as evsim step (1e-5)")
         note += [f"batch {b}: {e}" for b, e in row["batch_errors"].items()] + ([c["note"]] if "note" in c else [])
@@ -375,7 +383,8 @@ def _format_table(net: str, rows: list[dict], step_counts: dict) -> list[str]:
         lines.append(f"| {sim} | {row['batch1']:.2f} | {row['best_batch']}: {row['best']:.2f} | {agree} | "
                      f"{_fmt(c.get('synops'))} | {_fmt(c.get('spikes'))} | {'; '.join(note)} |")
     lines.append(f"(evsim's exact counts, step mode: {step_counts['synops']:,.1f} synops, "
-                 f"{step_counts['spikes']:,.1f} spikes of its spiking neurons per sample)")
+                 f"{step_counts['spikes']:,.1f} spikes of its spiking neurons per sample; by population, "
+                 "synops/spikes: " + ", ".join(f"{n} ({k}) {a:,.1f}/{b:,.1f}" for n, (k, a, b) in layers.items()) + ")")
     return lines
 
 
@@ -397,7 +406,7 @@ def _args(argv=None):
                     help="batch sizes tried beside 1 (default 8)")
     ap.add_argument("--peers", type=lambda s: s.split(","), default=list(PEERS))
     ap.add_argument("--peers-python", type=Path, default=None,
-                    help=f"the peers' virtualenv python (default {DEFAULT_PEERS_PYTHON} if there, else this one)")
+                    help=f"the peers' virtualenv python (default $EVSIM_PEERS_PYTHON or {DEFAULT_PEERS_PYTHON} if there, else this one)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -423,13 +432,17 @@ def main(argv=None) -> dict:
     report = {"versions": peers.get("versions"), "cpu": cpu_model(), "args": {k: str(v) for k, v in vars(args).items()}}
     for net, (network, inputs, readout) in nets.items():
         ours = _run_evsim(network, inputs, args.batches, args.rounds)
-        step_out = np.stack([network.run(x).output for x in inputs.step_events])
+        step = [network.run(x) for x in inputs.step_events]
+        step_out = np.stack([r.output for r in step])
+        layers = {l.name: (l.kind, np.mean([r.per_layer[l.name]["synops"] for r in step]),
+                           np.mean([r.per_layer[l.name]["spikes"] for r in step])) for l in step[0].layers}
         truth = ours["evsim step"]["predictions"]
         runs = {**ours, **{p: peers[f"{net}/{p}"] for p in args.peers}}
         rows = [_row(name, r, len(truth), truth, step_out, readout) for name, r in runs.items()]
         accuracy = float(np.mean(truth == inputs.labels))
         print("\n".join(_format_table(f"{net} (T = {network.timesteps}; evsim step mode accuracy {accuracy:.0%})",
-                                      rows, ours["evsim step"]["counters"])))
+                                      rows, ours["evsim step"]["counters"], layers)))
+        report[f"{net}/evsim_layers"] = {k: list(v) for k, v in layers.items()}
         report[net] = [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in row.items()} for row in rows]
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
