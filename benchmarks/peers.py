@@ -378,7 +378,10 @@ def _format_table(net: str, rows: list[dict], step_counts: dict, layers: dict) -
         note = [SEMANTICS[sim]] if differs and sim in SEMANTICS else []
         if row.get("same_outputs"):
             note.append("same outputs as evsim step (1e-5)")
-        note += [f"batch {b}: {e}" for b, e in row["batch_errors"].items()] + ([c["note"]] if "note" in c else [])
+        if row["batch_errors"]:  # the same failure at every larger batch, as a rule: say it once
+            (b, e), *more = row["batch_errors"].items()
+            note.append(f"batch {', '.join(str(k) for k in [b, *dict(more)])} fails: {e}")
+        note += [c["note"]] if "note" in c else []
         agree = f"{row['agreement']:.0%}"
         lines.append(f"| {sim} | {row['batch1']:.2f} | {row['best_batch']}: {row['best']:.2f} | {agree} | "
                      f"{_fmt(c.get('synops'))} | {_fmt(c.get('spikes'))} | {'; '.join(note)} |")
