@@ -210,7 +210,7 @@ def worker(folder: Path) -> None:
     """Run every peer on every network of ``folder/job.json``; write ``folder/peers.npz`` + ``peers.json``."""
     import logging
     import warnings
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     import torch
 
@@ -218,7 +218,13 @@ def worker(folder: Path) -> None:
     torch.set_num_threads(job["threads"])
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
-    report, arrays = {"versions": {p: version(p) for p in ("torch", "nir", "nirtorch", *PEERS)}}, {}
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:  # its row then says how its import fails
+            return None
+
+    report, arrays = {"versions": {p: installed(p) for p in ("torch", "nir", "nirtorch", *PEERS)}}, {}
     for net in job["networks"]:
         x = torch.from_numpy(np.load(folder / f"{net}.npz")["x"])
         for peer in job["peers"]:
