@@ -218,6 +218,7 @@ def worker(folder: Path) -> None:
     torch.set_num_threads(job["threads"])
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
+
     def installed(name):
         try:
             return version(name)
@@ -253,17 +254,20 @@ def _networks(n: int, data: Path, folder: Path) -> dict:
     (folder / "sinabs-nmnist.nir").write_bytes(SINABS_NIR.read_bytes())
     networks = {"lenet-nmnist": evsim.load("lenet-nmnist"),
                 "sinabs-nmnist": evsim.load(SINABS_NIR, dt_us=15_000, timesteps=20, semantics="sinabs")}
-    out = {}
+    out, files = {}, {}
     for name, network in networks.items():
         samples = load_samples("nmnist", data, "test", limit=n, encoding=network.encoding)
+        files[name] = [str(samples.recordings.files[i]) for i in samples.indices]
         inputs = prepare_inputs(samples, network)
         T = network.timesteps
         meta = read_nir(folder / f"{name}.nir").metadata
-        # evsim's readout of an exported graph (its metadata); a graph ending in spikes: counts / T
-        leak = float(meta["evsim_readout_leak"]) if "evsim_readout_leak" in meta else 1.0
-        readout = leak ** (T - np.arange(T)) / T if "evsim_readout_leak" in meta else np.full(T, 1.0 / T)
+        if "evsim_readout_leak" in meta:  # evsim's readout of its exported graph (the file's metadata)
+            readout = float(meta["evsim_readout_leak"]) ** (T - np.arange(T)) / T
+        else:  # a graph that ends in spiking neurons: their spike counts / T
+            readout = np.full(T, 1.0 / T)
         np.savez(folder / f"{name}.npz", x=np.ascontiguousarray(inputs.frames.transpose(1, 0, 2, 3, 4)))
         out[name] = (network, inputs, readout)
+    assert files["lenet-nmnist"] == files["sinabs-nmnist"], "both networks must see the same recordings"
     return out
 
 
@@ -327,7 +331,10 @@ def _run_peers(python: Path, folder: Path, nets: list[str], args) -> dict:
     job = {"networks": nets, "peers": args.peers, "batches": args.batches, "rounds": args.rounds, "threads": args.threads}
     (folder / "job.json").write_text(json.dumps(job))
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
-    subprocess.run([str(python), __file__, "--worker", str(folder)], check=True, env=env)
+    if not python.exists():
+        sys.exit(f"peers.py: no python at {python} (--peers-python: the peers' virtualenv, see nir_peer_fixtures.py)")
+    if subprocess.run([str(python), __file__, "--worker", str(folder)], env=env).returncode:
+        sys.exit(f"peers.py: the peers' process ({python}) failed; its error is above")
     report = json.loads((folder / "peers.json").read_text())
     arrays = np.load(folder / "peers.npz")
     for key, r in report.items():
@@ -404,6 +411,14 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
+def _peer_list(text: str) -> list[str]:
+    peers = [p for p in text.split(",") if p]
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown peer {', '.join(unknown)}; the peers are {', '.join(PEERS)}")
+    return peers
+
+
 def _args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--samples", type=int, default=8, help="N-MNIST test recordings (default 8)")
@@ -413,7 +428,7 @@ def _args(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch and numba threads, every simulator (default 1)")
     ap.add_argument("--batches", type=lambda s: [int(b) for b in s.split(",")], default=[8],
                     help="batch sizes tried beside 1 (default 8)")
-    ap.add_argument("--peers", type=lambda s: s.split(","), default=list(PEERS))
+    ap.add_argument("--peers", type=_peer_list, default=list(PEERS), help=f"comma-separated, of {','.join(PEERS)}")
     ap.add_argument("--peers-python", type=Path, default=None,
                     help=f"the peers' virtualenv python (default $EVSIM_PEERS_PYTHON or {DEFAULT_PEERS_PYTHON} if there, else this one)")
     ap.add_argument("--json", type=Path, help="write every figure here")
