@@ -96,6 +96,17 @@ def exp_table(log_leak, size):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _strict_bound(V, threshold):
+    """The largest value of ``V``'s precision not above ``threshold``: for ``v`` of that
+    precision ``v > threshold`` exactly when ``v > bound``, and the test then runs on float32
+    lanes (twice as many per vector) instead of converting every membrane to float64."""
+    bound = V.dtype.type(threshold)
+    if bound > threshold:
+        bound = np.nextafter(bound, V.dtype.type(-np.inf))
+    return bound
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _any_above(v, threshold):
     # an integer OR of the comparisons vectorizes; a float max does not (LLVM will not reorder
     # a float reduction without fast-math), and spikes are rare, so most pixels leave here
@@ -279,10 +290,110 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
 
     Each *unit* reached is first brought up to time ``now`` (lazy leak) and listed as touched
     under ``tag``: a unit is a pixel (``unit == C``) or, in populations fed only by pooling,
-    a single neuron (``unit == 1``), since a pooling event reaches one channel only. The projection kind is decided once, outside the per-event loops. Returns the
-    number of synaptic operations performed (one per weight added and spike an event carries)
-    and the new touched count.
+    a single neuron (``unit == 1``), since a pooling event reaches one channel only. Three passes
+    with no per-pixel branch (:func:`_mark`, :func:`_leak_new`, :func:`_add_events`): every
+    reached unit is listed, first touches in order; the new ones are leaked; then every event's
+    weights are added unchecked. Each neuron sees its leak, then its adds in event order, as a
+    per-pixel "first touch?" test would give it, so the bits are the same. Returns the number of
+    synaptic operations performed (one per weight added and spike an event carries) and the new
+    touched count.
     """
+    first = n_touched
+    n_touched = _mark(geometry, unit, routes, ev_index, lo, hi, stamp, touched_list, n_touched, tag)
+    _leak_new(V, unit, touched_list, first, n_touched, t_last, now, leak_table, log_leak)
+    return _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi), n_touched
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reach(y, pad, k, s, size):
+    """The first and last output row (or column) an input row ``y`` reaches: ``o`` with
+    ``o * s + kk == y + pad`` for some ``kk < k``, within ``0 .. size - 1`` (empty: ``lo > hi``)."""
+    lo = (max(0, y + pad - k + 1) + s - 1) // s
+    hi = min(size - 1, (y + pad) // s)
+    return lo, hi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _list(u, stamp, touched_list, n_touched, tag):
+    # branch-free: written every time, counted only on the unit's first touch under ``tag``
+    touched_list[n_touched] = u
+    n_touched += stamp[u] != tag
+    stamp[u] = tag
+    return n_touched
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mark(geometry, unit, routes, ev_index, lo, hi, stamp, touched_list, n_touched, tag):
+    """List every unit that events ``lo:hi`` reach and no earlier event under ``tag`` reached,
+    in the order a per-event sweep first reaches them (rows by ``ky``, a stride-1 row left to
+    right, strided columns by ``kx``: :func:`_add_events`' order). ``touched_list`` needs one
+    slot of slack."""
+    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
+    if op == OP_CONV:
+        for e in range(lo, hi):
+            pix = ev_index[e] // src_c
+            y = pix // src_w
+            x = pix - y * src_w
+            oy_lo, oy_hi = _reach(y, pad, k, s, dst_h)
+            ox_lo, ox_hi = _reach(x, pad, k, s, dst_w)
+            for oy in range(oy_hi, oy_lo - 1, -1):
+                if s == 1:
+                    for ox in range(ox_lo, ox_hi + 1):
+                        n_touched = _list(oy * dst_w + ox, stamp, touched_list, n_touched, tag)
+                else:
+                    for ox in range(ox_hi, ox_lo - 1, -1):
+                        n_touched = _list(oy * dst_w + ox, stamp, touched_list, n_touched, tag)
+    elif (op == OP_AVGPOOL or op == OP_SUMPOOL) and roff >= 0:
+        for e in range(lo, hi):
+            neuron = routes[roff + ev_index[e]]
+            if neuron >= 0:
+                n_touched = _list(neuron // unit, stamp, touched_list, n_touched, tag)
+    elif op == OP_AVGPOOL or op == OP_SUMPOOL:
+        for e in range(lo, hi):
+            j = ev_index[e]
+            c = j % src_c
+            pix = j // src_c
+            y = pix // src_w
+            x = pix - y * src_w
+            oy_lo, oy_hi = _pool_reach(y, k, s, dst_h)
+            ox_lo, ox_hi = _pool_reach(x, k, s, dst_w)
+            for oy in range(oy_lo, oy_hi + 1):
+                for ox in range(ox_lo, ox_hi + 1):
+                    n_touched = _list(((oy * dst_w + ox) * C + c) // unit, stamp, touched_list, n_touched, tag)
+    elif op == OP_LINEAR:
+        if hi > lo:
+            n_touched = _list(0, stamp, touched_list, n_touched, tag)
+    else:  # OP_IDENTITY
+        for e in range(lo, hi):
+            n_touched = _list(ev_index[e] // unit, stamp, touched_list, n_touched, tag)
+    return n_touched
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pool_reach(y, k, s, size):
+    """The output rows whose pooling window ``[o * s, o * s + k)`` holds input row ``y``."""
+    return max(0, (y - k + s + s * k) // s - k), min(size - 1, y // s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leak_new(V, unit, touched_list, first, n_touched, t_last, now, leak_table, log_leak):
+    """Bring the units ``touched_list[first:n_touched]`` up to time ``now`` (the lazy leak of
+    :func:`_touch`, a pass over the new units instead of a branch in the adds)."""
+    for i in range(first, n_touched):
+        u = touched_list[i]
+        gap = now - t_last[u]
+        t_last[u] = now
+        if gap > 0 and log_leak != 0.0:
+            factor = _leak_factor(gap, leak_table, log_leak)
+            v = V[u * unit : (u + 1) * unit]
+            for co in range(unit):
+                v[co] *= factor
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi):
+    """Add the weights of events ``lo:hi`` to the neurons they reach, with no per-pixel test
+    (:func:`_mark` and :func:`_leak_new` ran first); the synaptic operations."""
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
     synops = 0
     if op == OP_CONV:
@@ -294,41 +405,23 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
             pix = j // src_c
             y = pix // src_w
             x = pix - y * src_w
-            for ky in range(k):
-                oy_num = y + pad - ky
-                if oy_num < 0 or oy_num % s != 0:
-                    continue
-                oy = oy_num // s
-                if oy >= dst_h:
-                    continue
-                row = woff + (c * k + ky) * k * C
+            oy_lo, oy_hi = _reach(y, pad, k, s, dst_h)
+            ox_lo, ox_hi = _reach(x, pad, k, s, dst_w)
+            if ox_lo > ox_hi:
+                continue
+            for oy in range(oy_hi, oy_lo - 1, -1):
+                row = woff + (c * k + y + pad - oy * s) * k * C  # ky = y + pad - oy * s
                 if s == 1:
-                    # kx = kx_hi .. kx_lo reach ox = x + pad - kx, consecutive pixels: one run
-                    kx_lo = max(0, x + pad - dst_w + 1)
-                    kx_hi = min(k - 1, x + pad)
-                    if kx_lo > kx_hi:
-                        continue
-                    ox0 = x + pad - kx_hi
-                    n = (kx_hi - kx_lo + 1) * C
-                    for ox in range(ox0, ox0 + kx_hi - kx_lo + 1):
-                        if stamp[oy * dst_w + ox] != tag:
-                            n_touched = _touch(V, C, oy * dst_w + ox, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                    base = (oy * dst_w + ox0) * C
-                    wrow = row + (k - 1 - kx_hi) * C
+                    # kx = x + pad - ox: ox = ox_lo .. ox_hi is one run of consecutive pixels
+                    n = (ox_hi - ox_lo + 1) * C
+                    base = (oy * dst_w + ox_lo) * C
+                    wrow = row + (k - 1 - (x + pad - ox_lo)) * C
                     _add_run(V[base : base + n], weights[wrow : wrow + n], sign)
                     synops += n * spikes
                 else:
-                    for kx in range(k):
-                        ox_num = x + pad - kx
-                        if ox_num < 0 or ox_num % s != 0:
-                            continue
-                        ox = ox_num // s
-                        if ox >= dst_w:
-                            continue
+                    for ox in range(ox_hi, ox_lo - 1, -1):
                         opix = oy * dst_w + ox
-                        if stamp[opix] != tag:
-                            n_touched = _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                        wrow = row + (k - 1 - kx) * C
+                        wrow = row + (k - 1 - (x + pad - ox * s)) * C
                         _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
                         synops += C * spikes
     elif (op == OP_AVGPOOL or op == OP_SUMPOOL) and roff >= 0:
@@ -338,9 +431,6 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
             neuron = routes[roff + ev_index[e]]
             if neuron < 0:
                 continue
-            u = neuron if unit == 1 else neuron // unit
-            if stamp[u] != tag:
-                n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
             V[neuron] += ev_sign[e] * share
             synops += int(abs(ev_sign[e]))
     elif op == OP_AVGPOOL or op == OP_SUMPOOL:
@@ -351,37 +441,24 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
             pix = j // src_c
             y = pix // src_w
             x = pix - y * src_w
-            # output rows whose window [oy*s, oy*s + k) contains y
-            oy_lo = max(0, (y - k + s + s * k) // s - k)
-            oy_hi = min(dst_h - 1, y // s)
-            ox_lo = max(0, (x - k + s + s * k) // s - k)
-            ox_hi = min(dst_w - 1, x // s)
+            oy_lo, oy_hi = _pool_reach(y, k, s, dst_h)
+            ox_lo, ox_hi = _pool_reach(x, k, s, dst_w)
             for oy in range(oy_lo, oy_hi + 1):
                 for ox in range(ox_lo, ox_hi + 1):
-                    neuron = (oy * dst_w + ox) * C + c
-                    u = neuron if unit == 1 else neuron // unit
-                    if stamp[u] != tag:
-                        n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                    V[neuron] += ev_sign[e] * share
+                    V[(oy * dst_w + ox) * C + c] += ev_sign[e] * share
                     synops += int(abs(ev_sign[e]))
     elif op == OP_LINEAR:
         spikes = 0
         for e in range(lo, hi):
             j = ev_index[e]
-            if stamp[0] != tag:
-                n_touched = _touch(V, C, 0, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
             _add_run(V[:C], weights[woff + j * C : woff + (j + 1) * C], ev_sign[e])
             spikes += int(abs(ev_sign[e]))
         synops += spikes * C
     else:  # OP_IDENTITY
         for e in range(lo, hi):
-            j = ev_index[e]
-            u = j // unit
-            if stamp[u] != tag:
-                n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-            V[j] += ev_sign[e]
+            V[ev_index[e]] += ev_sign[e]
             synops += int(abs(ev_sign[e]))
-    return synops, n_touched
+    return synops
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -425,6 +502,7 @@ def run_population_steps(
     """
     timesteps = ev_offsets.shape[1] - 1
     fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
+    bound = _strict_bound(V, threshold)
     n_out = 0
     spikes = 0
     synops = 0
@@ -447,12 +525,12 @@ def run_population_steps(
         n_in += arrived
         synops += added
         if fires and fast and unit == 1:
-            n_out = _fire_neurons(V, touched_list, n_touched, threshold, out_index, n_out)
+            n_out = _fire_neurons(V, touched_list, n_touched, bound, out_index, n_out)
         elif fires and fast:
             for i in range(n_touched):
                 base = touched_list[i] * unit
-                if _any_above(V[base : base + unit], threshold):
-                    n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                if _any_above(V[base : base + unit], bound):
+                    n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
         elif fires:
             for i in range(n_touched):
                 base = touched_list[i] * unit
@@ -495,6 +573,8 @@ def run_population_steps_pooled(
     sum pooling).
     """
     timesteps = ev_offsets.shape[1] - 1
+    bound = _strict_bound(V, threshold)
+    pool_bound = _strict_bound(pool_V, pool_threshold)
     n_out = 0
     synops = 0
     n_in = 0
@@ -516,9 +596,9 @@ def run_population_steps_pooled(
         n_pool_touched = 0
         for i in range(n_touched):
             base = touched_list[i] * unit
-            if _any_above(V[base : base + unit], threshold):
+            if _any_above(V[base : base + unit], bound):
                 first = n_out
-                n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
                 for e in range(first, n_out):
                     neuron = pool_routes[out_index[e]]
                     if neuron < 0:
@@ -530,7 +610,7 @@ def run_population_steps_pooled(
                     pool_synops += 1
         updates += n_touched * unit
         out_offsets[t + 1] = n_out
-        pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_threshold, pool_out_index, pool_out)
+        pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_bound, pool_out_index, pool_out)
         pool_updates += n_pool_touched
         pool_out_offsets[t + 1] = pool_out
     out_count[:n_out] = 1.0
@@ -588,6 +668,7 @@ def run_population_async(
     """
     n_proj = projections.shape[0]
     fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
+    bound = _strict_bound(V, threshold)
     n_out = 0
     spikes = 0
     synops = 0
@@ -654,16 +735,16 @@ def run_population_async(
                 base = u * unit
                 if now < unit_refractory_end[u]:
                     # some neuron of the unit is refractory: discard its charge, then test the rest
-                    if _clamp_refractory(V[base : base + unit], refractory_end[base : base + unit], now, threshold):
+                    if _clamp_refractory(V[base : base + unit], refractory_end[base : base + unit], now, bound):
                         n_before = n_out
-                        n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                        n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
                         out_time[n_before:n_out] = now + delay_us
                         for n in range(n_before, n_out):
                             refractory_end[out_index[n]] = now + refractory_us
                         unit_refractory_end[u] = now + refractory_us
-                elif _any_above(V[base : base + unit], threshold):
+                elif _any_above(V[base : base + unit], bound):
                     n_before = n_out
-                    n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                    n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
                     out_time[n_before:n_out] = now + delay_us
                     if refractory_us > 0.0:
                         for n in range(n_before, n_out):
