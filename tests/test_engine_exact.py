@@ -24,7 +24,7 @@ from evsim.events import timed_spike_train
 from evsim.model.graph import Graph, Population, Projection, conv_output_size
 
 torch = pytest.importorskip("torch")  # tests/conftest.py makes a missing torch an error under CI
-from oracle import dense_reference, expected_synops  # noqa: E402
+from oracle import assert_batch_equals_run, dense_reference, expected_synops  # noqa: E402
 
 LIF_THRESHOLDS = [0.6, 1.0, 1.7]
 LIF_LEAKS = [0.8, 0.95, 1.0]
@@ -176,6 +176,7 @@ def check_case(graph, weights, train, *, drawn=True):
     for pop in hidden:
         np.testing.assert_array_equal(result.spike_counts[pop.name], counts[pop.name], err_msg=pop.name)
     np.testing.assert_allclose(result.output, output, rtol=1e-9, atol=1e-12)
+    assert_batch_equals_run(network, [train, train[::-1], -train])
 
     # synaptic operations, step mode: from the dense model's spike counts (equal to the engine's)
     events = {"input": np.abs(train.astype(np.int64)).sum(axis=0), **counts}

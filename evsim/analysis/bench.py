@@ -2,7 +2,8 @@
 
 :func:`benchmark` runs, in one process, evsim's step mode, evsim's asynchronous mode, and the
 trainer's dense PyTorch simulator at batch 1 and at batch 64 (same T, same threads, inference
-mode), interleaved round by round so that machine noise hits all alike. Compile time is measured
+mode), and the *dense floor* (:func:`dense_floor`: the same convolutions and linear layers with
+no neuron recurrence, at its best batch), interleaved round by round so that machine noise hits all alike. Compile time is measured
 apart (the first engine call), and a bare Numba scatter-add kernel gives the machine's ceiling
 for synaptic operations per second. Ratios are taken within this one run, never against figures
 from elsewhere.
@@ -10,16 +11,23 @@ from elsewhere.
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit
 
 from evsim.analysis.inputs import sample_inputs
 from evsim.engine import kernels
 from evsim.errors import InputError
+
+# Numba's default OpenMP threading layer fought torch's threads in one process: dense batch 1 ran
+# at 10-11/s by default and 41-45/s with the work-queue layer (issue 27). A user's choice stands.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 @njit(cache=True, nogil=True)
@@ -78,6 +86,34 @@ def prepare_inputs(samples, network, seed: int = 0) -> BenchInputs:
     return BenchInputs(frames.astype(np.float32), engine_inputs, step_events, np.asarray(samples.labels))
 
 
+def dense_floor(graph, weights: dict):
+    """The network's convolutions, pooling and linear layers alone, on every time step at once
+    (no neuron recurrence, so the steps fold into the batch): what any dense simulation of it pays
+    at least. A callable on frames ``[T, B, C, H, W]`` (a torch tensor)."""
+    import torch
+    import torch.nn.functional as F
+
+    params = {name: torch.as_tensor(np.asarray(w), dtype=torch.float32) for name, w in weights.items()}
+
+    def project(proj, x):
+        if proj.op == "conv":
+            return F.conv2d(x, params[proj.weight], stride=proj.stride, padding=proj.padding)
+        if proj.op in ("avgpool", "sumpool"):
+            divisor = 1 if proj.op == "sumpool" else None
+            return F.avg_pool2d(x, proj.kernel, proj.stride, divisor_override=divisor)
+        if proj.op == "linear":
+            return F.linear(x.flatten(1), params[proj.weight])
+        return x  # identity
+
+    def forward(frames):
+        values = {"input": frames.flatten(0, 1)}
+        for pop in graph.populations:
+            values[pop.name] = sum(project(proj, values[proj.source]) for proj in pop.inputs)
+        return values[graph.populations[-1].name]
+
+    return forward
+
+
 def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0, progress=None) -> dict:
     """Time ``network`` (an evsim Network) in step and async mode against the dense PyTorch model
     of the same graph and weights, at batch 1 and 64, on the same ``samples``."""
@@ -97,13 +133,16 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
 
     compile_start = time.perf_counter()
     network.run(inputs.step_events[0])
+    list(network.run_many(inputs.step_events[:threads], workers=threads))  # and its batch workspace
     network.run(inputs.engine_inputs[0], mode="async")
     compile_s = time.perf_counter() - compile_start
 
     frames = torch.from_numpy(inputs.frames)
     # step mode and torch both start from binned inputs (SpikeEvents, frames), made outside the
     # timing; "step_raw" also times step mode from the raw events, binning included
-    timings = {k: [] for k in ("step", "step_raw", "async", "step_1thread", "dense_batch1", "dense_batch64")}
+    timings = {k: [] for k in ("step", "step_raw", "async", "step_1thread", "dense_batch1", "dense_batch64",
+                               "floor_batch1", "floor_batch64")}
+    floor = dense_floor(network.graph, network.weights)
     predictions = {}
     synops = 0
     rss = {}
@@ -111,6 +150,8 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
         # warm-up at both batch shapes: allocator, thread pool, oneDNN primitives per shape
         dense(frames[:, :1])
         dense(frames[:, :64])
+        floor(frames[:, :1])
+        floor(frames[:, :64])
         for _ in range(rounds):
             start = time.perf_counter()
             results = list(network.run_many(inputs.step_events, workers=threads))
@@ -125,8 +166,7 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
             predictions["step_raw"] = np.array([r.prediction for r in raw_results])
 
             start = time.perf_counter()
-            for x in inputs.step_events:
-                network.run(x)
+            list(network.run_many(inputs.step_events, workers=1))
             timings["step_1thread"].append(time.perf_counter() - start)
 
             start = time.perf_counter()
@@ -147,6 +187,12 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
             timings["dense_batch64"].append(time.perf_counter() - start)
             predictions["dense_batch64"] = torch.cat(outs).argmax(1).numpy()
             rss["dense_batch64"] = peak_rss_mb()
+
+            for batch in (1, 64):  # the floor at both batch sizes; its best is reported
+                start = time.perf_counter()
+                for i in range(0, n, batch):
+                    floor(frames[:, i : i + batch])
+                timings[f"floor_batch{batch}"].append(time.perf_counter() - start)
             if progress:
                 progress()
 
@@ -156,6 +202,7 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
     ceiling = ceiling_synops_per_s(_typical_run(network))
     synops_per_s_1thread = rounds * synops / sum(timings["step_1thread"])
     best_dense = max(rate["dense_batch1"], rate["dense_batch64"])
+    floor_key = max(("floor_batch1", "floor_batch64"), key=lambda k: rate[k])
     return {
         "model": network.name,
         "samples": n,
@@ -170,15 +217,18 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
         "dense_batch1_samples_per_s": rate["dense_batch1"],
         "dense_batch64_samples_per_s": rate["dense_batch64"],
         "dense_batch64_actual_batch": min(64, n),
+        "dense_floor_samples_per_s": rate[floor_key],
+        "dense_floor_batch": 1 if floor_key == "floor_batch1" else min(64, n),
         "spread_samples_per_s": {name: spread[key] for name, key in (
             ("event_samples_per_s", "step"), ("event_from_raw_samples_per_s", "step_raw"),
             ("event_1thread_samples_per_s", "step_1thread"),
             ("async_samples_per_s", "async"), ("dense_batch1_samples_per_s", "dense_batch1"),
-            ("dense_batch64_samples_per_s", "dense_batch64"))},
+            ("dense_batch64_samples_per_s", "dense_batch64"), ("dense_floor_samples_per_s", floor_key))},
         "speedup_vs_dense_batch1": rate["step"] / rate["dense_batch1"],
         "speedup_vs_dense_batch64": rate["step"] / rate["dense_batch64"],
         "speedup_vs_best_dense": rate["step"] / best_dense,
         "speedup_vs_best_dense_from_raw": rate["step_raw"] / best_dense,
+        "speedup_vs_dense_floor": rate["step"] / rate[floor_key],
         "synops_per_sample": synops / n,
         "async_synops_per_sample": async_synops / n,
         "synops_per_s": rounds * synops / sum(timings["step"]),

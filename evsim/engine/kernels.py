@@ -305,9 +305,29 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _decode(j, src_c, src_w):
+    """Channel, row and column of channels-last source neuron ``j``."""
+    pix = _quotient(j, src_c)
+    y = _quotient(pix, src_w)
+    return j - pix * src_c, y, pix - y * src_w
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quotient(a, b):
+    # a float multiply-and-truncate instead of an integer division (tens of cycles each, several
+    # per event); exact for a, b < 2**24, which covers every neuron index the engine allocates
+    # below that; larger ones divide
+    if a < 16_777_216:
+        return int((a + 0.5) * (1.0 / b))
+    return a // b
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _reach(y, pad, k, s, size):
     """The first and last output row (or column) an input row ``y`` reaches: ``o`` with
     ``o * s + kk == y + pad`` for some ``kk < k``, within ``0 .. size - 1`` (empty: ``lo > hi``)."""
+    if s == 1:
+        return max(0, y + pad - k + 1), min(size - 1, y + pad)
     lo = (max(0, y + pad - k + 1) + s - 1) // s
     hi = min(size - 1, (y + pad) // s)
     return lo, hi
@@ -331,9 +351,7 @@ def _mark(geometry, unit, routes, ev_index, lo, hi, stamp, touched_list, n_touch
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
     if op == OP_CONV:
         for e in range(lo, hi):
-            pix = ev_index[e] // src_c
-            y = pix // src_w
-            x = pix - y * src_w
+            c, y, x = _decode(ev_index[e], src_c, src_w)
             oy_lo, oy_hi = _reach(y, pad, k, s, dst_h)
             ox_lo, ox_hi = _reach(x, pad, k, s, dst_w)
             for oy in range(oy_hi, oy_lo - 1, -1):
@@ -401,10 +419,7 @@ def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi):
             j = ev_index[e]
             sign = ev_sign[e]
             spikes = int(abs(sign))
-            c = j % src_c
-            pix = j // src_c
-            y = pix // src_w
-            x = pix - y * src_w
+            c, y, x = _decode(j, src_c, src_w)
             oy_lo, oy_hi = _reach(y, pad, k, s, dst_h)
             ox_lo, ox_hi = _reach(x, pad, k, s, dst_w)
             if ox_lo > ox_hi:
