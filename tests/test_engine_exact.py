@@ -265,3 +265,23 @@ def test_active_networks_fire_in_every_layer(seed):
     train = ((rng.random((16, 2, 12, 12)) < 0.4) * rng.choice([-1, 1], size=(16, 2, 12, 12))).astype(np.int8)
     _, counts = dense_reference(graph, weights, train)
     check_case(graph, weights, train, drawn=False)
+
+
+@pytest.mark.parametrize("mode", ["step", "async"])
+def test_a_float32_membrane_is_compared_with_the_float64_threshold(mode):
+    """The float32 engine tests ``v > threshold`` as float64 does, though it compares float32 lanes
+    (kernels._strict_bound): a membrane at float32(0.6), which is above 0.6, fires; one at
+    float32(0.7), below 0.7, does not; in float64 neither membrane is above its threshold."""
+    for threshold, fires32 in ((0.6, True), (0.7, False)):
+        graph = Graph((1, 1, 2), (
+            Population("c1", "lif", (1, 1, 2), (Projection("input", "conv", "w1", 1, 1, 0),), threshold=threshold, leak=1.0),
+            Population("out", "output", (2,), (Projection("c1", "linear", "w2"),)),
+        ), timesteps=3, encoding={"kind": "events", "window_us": 3000, "sensor_size": [2, 1, 1]})
+        weights = {"w1": np.full((1, 1, 1, 1), threshold), "w2": np.eye(2)}
+        train = np.zeros((3, 1, 1, 2), dtype=np.int8)
+        train[0, 0, 0, 0] = 1
+        for dtype, fires in ((np.float32, fires32), (np.float64, False)):
+            assert (float(dtype(threshold)) > threshold) == fires
+            network = Network(graph, weights, dtype=dtype)
+            result = network.run(train, mode=mode)
+            assert result.per_layer["c1"]["spikes"] == int(fires), (threshold, dtype)
