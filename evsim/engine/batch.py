@@ -219,29 +219,15 @@ def _run_one(w, b, timesteps, meta, projections, sources, weights, routes, thres
         # the layer's sources' queues, as evsim.engine.step.gather gives them
         q_lo, q_hi = row[M_PROJ_LO], row[M_PROJ_HI]
         if q_hi - q_lo == 1:
-            s = sources[q_lo]
-            if s == INPUT_SOURCE:
-                ev_offsets = in_offsets[b * steps : (b + 1) * steps].reshape(1, steps)
-                ev_index = in_index[in_bounds[b] : in_bounds[b + 1]]
-                ev_sign = in_sign[in_bounds[b] : in_bounds[b + 1]]
-            else:
-                ev_offsets = offsets_w[s * steps : (s + 1) * steps].reshape(1, steps)
-                base = w * out_size + meta[s, M_OUT]
-                ev_index = out_index[base : base + n_events[s]]
-                ev_sign = out_count[base : base + n_events[s]]
+            src_offsets, ev_index, ev_sign = _queue(sources[q_lo], w, b, steps, meta, out_size, in_offsets, in_bounds,
+                                                    in_index, in_sign, offsets_w, out_index, out_count, n_events)
+            ev_offsets = src_offsets.reshape(1, steps)
         else:
             total = 0
             for q in range(q_lo, q_hi):
-                s = sources[q]
-                if s == INPUT_SOURCE:
-                    src_offsets = in_offsets[b * steps : (b + 1) * steps]
-                    lo, hi = in_bounds[b], in_bounds[b + 1]
-                    src_index, src_sign = in_index[lo:hi], in_sign[lo:hi]
-                else:
-                    src_offsets = offsets_w[s * steps : (s + 1) * steps]
-                    base = w * out_size + meta[s, M_OUT]
-                    src_index = out_index[base : base + n_events[s]]
-                    src_sign = out_count[base : base + n_events[s]]
+                src_offsets, src_index, src_sign = _queue(sources[q], w, b, steps, meta, out_size, in_offsets,
+                                                          in_bounds, in_index, in_sign, offsets_w, out_index,
+                                                          out_count, n_events)
                 k = src_index.shape[0]
                 g_offsets[(q - q_lo) * steps : (q - q_lo + 1) * steps] = src_offsets + total
                 g_index[total : total + k] = src_index
@@ -261,6 +247,18 @@ def _run_one(w, b, timesteps, meta, projections, sources, weights, routes, thres
                         log_leak[output_layer])
         for j in range(size):
             outputs[b * size + j] = np.float64(v[j]) / timesteps
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _queue(s, w, b, steps, meta, out_size, in_offsets, in_bounds, in_index, in_sign, offsets_w, out_index, out_count,
+           n_events):
+    """The events of source ``s`` (a layer, or the input) for input ``b`` on worker ``w``: step
+    offsets, neuron indices, signs or spike counts."""
+    if s == INPUT_SOURCE:
+        lo, hi = in_bounds[b], in_bounds[b + 1]
+        return in_offsets[b * steps : (b + 1) * steps], in_index[lo:hi], in_sign[lo:hi]
+    base = w * out_size + meta[s, M_OUT]
+    return offsets_w[s * steps : (s + 1) * steps], out_index[base : base + n_events[s]], out_count[base : base + n_events[s]]
 
 
 @njit(cache=True, nogil=True)

@@ -66,14 +66,20 @@ def _touch(V, C, pix, t_last, stamp, touched_list, n_touched, now, tag, leak_tab
     """
     stamp[pix] = tag
     touched_list[n_touched] = pix
-    gap = now - t_last[pix]
-    t_last[pix] = now
+    _leak_unit(V, C, pix, t_last, now, leak_table, log_leak)
+    return n_touched + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leak_unit(V, unit, u, t_last, now, leak_table, log_leak):
+    """Bring unit ``u`` (neurons ``u * unit ...``) from its last update up to ``now``."""
+    gap = now - t_last[u]
+    t_last[u] = now
     if gap > 0 and log_leak != 0.0:
         factor = _leak_factor(gap, leak_table, log_leak)
-        v = V[pix * C : (pix + 1) * C]
-        for co in range(C):
+        v = V[u * unit : (u + 1) * unit]
+        for co in range(unit):
             v[co] *= factor
-    return n_touched + 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -398,14 +404,7 @@ def _leak_new(V, unit, touched_list, first, n_touched, t_last, now, leak_table, 
     """Bring the units ``touched_list[first:n_touched]`` up to time ``now`` (the lazy leak of
     :func:`_touch`, a pass over the new units instead of a branch in the adds)."""
     for i in range(first, n_touched):
-        u = touched_list[i]
-        gap = now - t_last[u]
-        t_last[u] = now
-        if gap > 0 and log_leak != 0.0:
-            factor = _leak_factor(gap, leak_table, log_leak)
-            v = V[u * unit : (u + 1) * unit]
-            for co in range(unit):
-                v[co] *= factor
+        _leak_unit(V, unit, touched_list[i], t_last, now, leak_table, log_leak)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -166,7 +166,9 @@ class Network:
         """Step mode for a list of inputs in one compiled call (evsim.engine.batch): the inputs
         spread over ``workers`` of Numba's threads, no Python per input or layer. The results
         equal :meth:`run`'s, in input order."""
-        events = [self.encode(as_input(x)) for x in inputs]
+        return self._run_encoded([self.encode(as_input(x)) for x in inputs], workers)
+
+    def _run_encoded(self, events: list[SpikeEvents], workers: int) -> list[RunResult]:
         if self._batch_plan is None:
             self._batch_plan = BatchPlan.build(self.layers, self._leak_tables, self.timesteps, self.dtype)
         try:
@@ -214,19 +216,46 @@ class Network:
                 yield result
 
     def _run_batches(self, inputs, workers: int, progress):
+        """Step mode in batches of ``16 * workers``: with several workers, each batch is read and
+        encoded here while the one before runs on the worker threads (its kernels hold no GIL);
+        with one, everything runs on the calling thread."""
+        if workers == 1:
+            for events, alone in self._encoded_batches(inputs, 16):
+                yield from self._finish(self._run_encoded(events, 1), progress)
+                if alone is not None:
+                    yield from self._finish([self.run(alone)], progress)
+            return
+        with ThreadPoolExecutor(max_workers=1) as runner:
+            running = None
+            for events, alone in self._encoded_batches(inputs, 16 * workers):
+                upcoming = runner.submit(self._run_encoded, events, workers)
+                if running is not None:
+                    yield from self._finish(running.result(), progress)
+                running = None
+                if alone is not None:  # a batch [T, B, C, H, W] given as one input: run() gives a list
+                    yield from self._finish(upcoming.result(), progress)
+                    yield from self._finish([self.run(alone)], progress)
+                else:
+                    running = upcoming
+            if running is not None:
+                yield from self._finish(running.result(), progress)
+
+    def _encoded_batches(self, inputs, size: int):
+        """``(events, None)`` per ``size`` inputs, and ``(events before, x)`` at an input ``x`` that
+        is itself a batch."""
         batch = []
         for x in inputs:
             x = as_input(x)
-            if isinstance(x, np.ndarray) and x.dtype.names is None and x.ndim == 5:  # run() gives a list
-                yield from self._finish(self.run_batch(batch, workers), progress)
-                yield from self._finish([self.run(x)], progress)
+            if isinstance(x, np.ndarray) and x.dtype.names is None and x.ndim == 5:
+                yield batch, x
                 batch = []
                 continue
-            batch.append(x)
-            if len(batch) == 16 * workers:
-                yield from self._finish(self.run_batch(batch, workers), progress)
+            batch.append(self.encode(x))
+            if len(batch) == size:
+                yield batch, None
                 batch = []
-        yield from self._finish(self.run_batch(batch, workers), progress)
+        if batch:
+            yield batch, None
 
     @staticmethod
     def _finish(results, progress):
