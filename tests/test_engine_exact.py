@@ -285,3 +285,18 @@ def test_a_float32_membrane_is_compared_with_the_float64_threshold(mode):
             network = Network(graph, weights, dtype=dtype)
             result = network.run(train, mode=mode)
             assert result.per_layer["c1"]["spikes"] == int(fires), (threshold, dtype)
+
+
+def test_units_wider_than_a_machine_word():
+    """kernels._fire tests 64 neurons per bit mask: a pixel of 70 channels needs two masks, and
+    the spikes of the second must keep their channel (and the dense model's counts)."""
+    rng = np.random.default_rng(21)
+    graph = Graph((1, 5, 4), (
+        Population("c1", "lif", (70, 5, 4), (Projection("input", "conv", "w1", 3, 1, 1),), threshold=0.6, leak=0.9),
+        Population("out", "output", (3,), (Projection("c1", "linear", "w2"),)),
+    ), timesteps=6)
+    weights = {"w1": rng.normal(0.15, 0.4, (70, 1, 3, 3)), "w2": rng.normal(0, 0.1, (3, 70 * 20))}
+    train = (rng.random((6, 1, 5, 4)) < 0.5).astype(np.int8)
+    check_case(graph, weights, train, drawn=False)
+    _, counts = dense_reference(graph, weights, train)
+    assert counts["c1"][:64].sum() > 0 and counts["c1"][64:].sum() > 0

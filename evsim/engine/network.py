@@ -2,7 +2,8 @@
 
 :meth:`Network.run` simulates one input in step mode (evsim.engine.step, equal to the dense
 forward) or in continuous time (evsim.engine.asynchronous); :meth:`Network.run_many` runs many on
-threads (the kernels release the GIL).
+threads (the kernels release the GIL), in step mode as compiled batches (:meth:`Network.run_batch`,
+evsim.engine.batch) with the same results.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class Workspace:
             # a neuron emits at most one event per step (its spike count rides on it), so T * size
             # bounds a layer's queue
             cap = timesteps * layer.size if layer.fires else 1
-            out_index.append(np.zeros(cap + layer.unit, dtype=np.int32))  # + slack for kernels._fire
+            out_index.append(np.zeros(cap + layer.unit, dtype=np.int32))  # + slack for kernels._fire_neurons
             out_count.append(np.zeros(cap + layer.unit, dtype=dtype))
             out_offsets.append(np.zeros(timesteps + 1, dtype=np.int64))
         states = [LayerState.allocate(layer, dtype, np.int64) for layer in layers]
