@@ -300,3 +300,19 @@ def test_units_wider_than_a_machine_word():
     check_case(graph, weights, train, drawn=False)
     _, counts = dense_reference(graph, weights, train)
     assert counts["c1"][:64].sum() > 0 and counts["c1"][64:].sum() > 0
+
+
+def test_a_layer_fed_by_the_input_and_a_layer():
+    """A residual block on the input itself: its layer gathers the input's events (as many as the
+    busiest input brings, in a batch) beside a layer's queue."""
+    rng = np.random.default_rng(22)
+    graph = Graph((2, 6, 5), (
+        Population("c1", "lif", (2, 6, 5), (Projection("input", "conv", "w1", 3, 1, 1),), threshold=0.6, leak=0.9),
+        Population("r1", "lif", (2, 6, 5), (Projection("c1", "conv", "w2", 3, 1, 1), Projection("input", "identity")),
+                   threshold=1.0, leak=0.95),
+        Population("out", "output", (3,), (Projection("r1", "linear", "w3"),)),
+    ), timesteps=7)
+    weights = {"w1": rng.normal(0.2, 0.5, (2, 2, 3, 3)), "w2": rng.normal(0.1, 0.5, (2, 2, 3, 3)),
+               "w3": rng.normal(0, 0.3, (3, 60))}
+    train = (rng.random((7, 2, 6, 5)) < 0.6).astype(np.int8)
+    check_case(graph, weights, train, drawn=False)
