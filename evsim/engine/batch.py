@@ -24,7 +24,7 @@ from numba import njit
 from evsim.engine import kernels
 from evsim.engine.counting import LayerCounts, RunResult
 from evsim.engine.layers import Layer
-from evsim.engine.step import layer_passes, _pool_share
+from evsim.engine.step import layer_passes, pool_share_of
 from evsim.events import SpikeEvents
 
 # meta[layer, ...]: where each layer's pieces lie in the flat arrays
@@ -98,7 +98,7 @@ class BatchPlan:
             log_leak=np.array([math.log(layer.leak) for layer in layers], dtype=np.float64),
             rules=np.stack([layer.rule for layer in layers]),
             tables=np.stack([t[: timesteps + 1] for t in tables]),
-            pool_share=np.array([_pool_share(l) if l.unit == 1 and l.projections[0, kernels.P_OP] in
+            pool_share=np.array([pool_share_of(l) if l.unit == 1 and l.projections[0, kernels.P_OP] in
                                  (kernels.OP_AVGPOOL, kernels.OP_SUMPOOL) else 1.0 for l in layers]),
             output_layer=outputs[-1] if outputs else -1,
             gathers=tuple(gathers),
