@@ -6,7 +6,8 @@ Each round runs every checkout once, in turn, in a fresh process whose ``PYTHONP
 checkout's ``evsim`` first (the checkout needs ``evsim/training`` and ``evsim/datasets`` links to
 ``training/`` and ``datasets/``, as a worktree made for this gets). In each process: load the model,
 read the recordings once, run all of them once untimed (compile or load the kernels), then time one
-pass over them per mode on one thread. Reported per checkout and mode: the median samples/s over
+pass over them per mode with ``Network.run_many`` (as ``evsim run`` and ``bench`` run them; on one
+thread, the calling one, unless ``--threads``; ``--per-input``: ``Network.run`` per input). Reported per checkout and mode: the median samples/s over
 rounds of wall time and of CPU time (``time.thread_time``, which a busy machine disturbs less: it
 leaves out the time the thread waits for a core), synops per sample, G synops/s per core, and a
 digest of predictions and counters, which must be equal across checkouts. Alternating rounds in
@@ -28,7 +29,7 @@ import hashlib, json, sys, time
 import numpy as np
 import evsim
 from evsim.datasets.formats import read_events
-model, modes, threads, files = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4:]
+model, modes, threads, run_many, files = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5:]
 net = evsim.load(model)
 inputs = []
 for f in files:
@@ -51,14 +52,13 @@ for _ in range(3):
     best = max(best, adds / (time.thread_time() - cpu))
 out["ceiling_synops_per_s"] = best
 for mode in modes:
-    for x in inputs[:2]:
-        net.run(x, mode=mode)
+    list(net.run_many(inputs[:2], workers=threads, mode=mode))
     digest = hashlib.sha256()
     synops = 0
     wall, cpu = time.perf_counter(), time.thread_time()
-    if threads == 1:
+    if threads == 1 and not run_many:
         results = [net.run(x, mode=mode) for x in inputs]
-    else:  # as evsim bench runs them: one run_many, its own pool of threads
+    else:  # as evsim run and bench run them: one run_many (on one thread, the calling one)
         results = list(net.run_many(inputs, workers=threads, mode=mode))
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
     if threads > 1:
@@ -85,6 +85,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="run the recordings on this many threads with Network.run_many, as evsim bench "
                              "does, and compare wall time (default 1: one thread, CPU time)")
+    parser.add_argument("--scaling", type=int, default=None, metavar="N",
+                        help="run each checkout on 1 and on N threads (run_many) in every round and print the wall "
+                             "time speedup N / 1 per checkout")
+    parser.add_argument("--per-input", action="store_true",
+                        help="with one thread, time Network.run per input instead of one Network.run_many")
     parser.add_argument("--json", action="store_true", help="print the raw rounds as JSON too")
     args = parser.parse_args()
     if args.threads < 1:
@@ -94,13 +99,13 @@ def main() -> None:
 
         args.data = BUNDLED_DATA / "nmnist"
     files = sorted(str(p) for p in args.data.rglob("*.bin"))[: args.limit]
+    if args.scaling is not None:
+        scaling(args, files)
+        return
     rounds: dict[str, list[dict]] = {str(t): [] for t in args.trees}
     for _ in range(args.rounds):
         for tree in args.trees:
-            env = dict(os.environ, PYTHONPATH=str(tree.resolve()), NUMBA_NUM_THREADS="1")
-            done = subprocess.run([sys.executable, "-c", WORKER, args.model, ",".join(args.modes), str(args.threads), *files],
-                                  env=env, capture_output=True, text=True, check=True, cwd=tree)
-            rounds[str(tree)].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            rounds[str(tree)].append(run_worker(tree, args, files, args.threads))
     base = str(args.trees[0])
     ceiling = statistics.median(r["ceiling_synops_per_s"] for runs in rounds.values() for r in runs)
     on = "one thread" if args.threads == 1 else f"{args.threads} threads (run_many; the CPU columns are wall time)"
@@ -120,6 +125,37 @@ def main() -> None:
                   f"{','.join(sorted(digests))}")
     if args.json:
         print(json.dumps(rounds))
+
+
+def run_worker(tree: Path, args, files: list[str], threads: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree.resolve()), NUMBA_NUM_THREADS=str(threads),
+               NUMBA_THREADING_LAYER="workqueue")
+    done = subprocess.run([sys.executable, "-c", WORKER, args.model, ",".join(args.modes), str(threads),
+                           "0" if args.per_input else "1", *files],
+                          env=env, capture_output=True, text=True, check=True, cwd=tree)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def scaling(args, files: list[str]) -> None:
+    """Each checkout on 1 and ``args.scaling`` threads, alternating within every round: wall time."""
+    counts = (1, args.scaling)
+    rounds = {(str(t), n): [] for t in args.trees for n in counts}
+    for _ in range(args.rounds):
+        for tree in args.trees:
+            for n in counts:
+                rounds[(str(tree), n)].append(run_worker(tree, args, files, n))
+    print(f"{args.model}: {len(files)} recordings from {args.data}, {args.rounds} alternating rounds, run_many on "
+          f"1 and {args.scaling} threads, wall time (medians)")
+    print(f"{'checkout':<28} {'mode':<6} {'1 thread':>10} {f'{args.scaling} threads':>11} {'speedup':>8}  digest")
+    for mode in args.modes:
+        for tree in args.trees:
+            one, many = (statistics.median(r[mode]["samples"] / r[mode]["wall_s"] for r in rounds[(str(tree), n)])
+                         for n in counts)
+            digests = {r[mode]["digest"] for n in counts for r in rounds[(str(tree), n)]}
+            print(f"{tree.name or tree:<28} {mode:<6} {one:>10.1f} {many:>11.1f} {many / one:>7.2f}x  "
+                  f"{','.join(sorted(digests))}")
+    if args.json:
+        print(json.dumps({f"{t}@{n}": r for (t, n), r in rounds.items()}))
 
 
 if __name__ == "__main__":

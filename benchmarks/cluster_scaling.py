@@ -24,9 +24,12 @@ Writes ``--json`` (default benchmarks/results/cluster.json) and prints the table
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # before numba starts: OpenMP fights torch
+
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile

@@ -38,6 +38,10 @@ figure ``--figure`` (default benchmarks/figures/scaling.png).
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # before numba starts: OpenMP fights torch
+
 import argparse
 import dataclasses
 import json

@@ -12,6 +12,10 @@ simulated ones).
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # before numba starts: OpenMP fights torch
+
 import argparse
 import contextlib
 import json

@@ -20,6 +20,10 @@ operators sorted by their own CPU time (where a training step's time goes)::
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # before numba starts: OpenMP fights torch
+
 import argparse
 import contextlib
 import dataclasses

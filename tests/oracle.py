@@ -40,3 +40,13 @@ def expected_synops(graph: Graph, pop: Population, counts: dict[str, np.ndarray]
             assert proj.op == "identity"
             total += src.sum().item()
     return int(round(total))
+
+
+def assert_batch_equals_run(network, inputs, workers: int = 2) -> None:
+    """``Network.run_batch`` (every input through every layer in one compiled call per worker,
+    workspaces reused from input to input) gives each input exactly ``Network.run``'s result."""
+    for x, batched in zip(inputs, network.run_batch(inputs, workers=workers), strict=True):
+        alone = network.run(x)
+        np.testing.assert_array_equal(batched.output, alone.output)
+        assert [layer.to_dict() for layer in batched.layers] == [layer.to_dict() for layer in alone.layers]
+        assert batched.input_events == alone.input_events

@@ -84,6 +84,33 @@ def test_bench_json(capsys, model_path, nmnist_root):
     assert report["accuracy"]["step_raw"] == report["accuracy"]["step"]
     best = max(report["dense_batch1_samples_per_s"], report["dense_batch64_samples_per_s"])
     assert report["speedup_vs_best_dense_from_raw"] == pytest.approx(report["event_from_raw_samples_per_s"] / best)
+    # the dense floor: the convolutions and linears alone, at its best batch
+    assert report["dense_floor_batch"] in (1, 3) and report["dense_floor_samples_per_s"] > 0
+    assert report["speedup_vs_dense_floor"] == pytest.approx(report["event_samples_per_s"] / report["dense_floor_samples_per_s"])
+
+
+def test_dense_floor_is_the_dense_model_without_its_neurons(model_path):
+    """The floor runs the same projections as the dense model: with every neuron replaced by the
+    identity, a linear chain of convolutions, pooling and linears, checked layer by layer."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    import evsim
+    from evsim.analysis.bench import dense_floor
+
+    network = evsim.load(model_path)
+    frames = torch.rand(3, 2, *network.input_shape)
+    x = frames.flatten(0, 1)
+    for pop in network.graph.populations:
+        (proj,) = pop.inputs
+        w = torch.as_tensor(network.weights[proj.weight], dtype=torch.float32) if proj.weight else None
+        if proj.op == "conv":
+            x = F.conv2d(x, w, stride=proj.stride, padding=proj.padding)
+        elif proj.op == "avgpool":
+            x = F.avg_pool2d(x, proj.kernel, proj.stride)
+        else:
+            x = x.flatten(1) @ w.T
+    torch.testing.assert_close(dense_floor(network.graph, network.weights)(frames), x)
 
 
 @pytest.fixture(scope="module")

@@ -301,11 +301,13 @@ def test_bench_names_mode_batch_and_spread(capsys, elsewhere):
 
     text = format_bench(report)
     rates = [line for line in text.splitlines() if line.startswith("  ")]
-    assert len(rates) == 6
+    assert len(rates) == 7
     for line in rates:
-        assert re.search(r"(evsim (step|async) mode|dense PyTorch)(, binned|, raw events)?, batch \d+, \d+ threads?", line), line
+        assert re.search(r"(evsim (step|async) mode|dense PyTorch|dense floor \(convs, linears\))(, binned|, raw events)?, "
+                         r"batch \d+, \d+ threads?", line), line
         assert re.search(r"\(\d+\.\d \.\. \d+\.\d\)$", line), line  # slowest .. fastest round
     assert "speedup of evsim step mode (batch 1) vs dense PyTorch" in text
+    assert re.search(r"; \d+\.\d\dx the dense floor$", text, re.M), text
 
 
 def test_run_names_its_mode_batch_and_threads(capsys, elsewhere):

@@ -25,7 +25,7 @@ from evsim.model.graph import Graph, Population, Projection, conv_output_size
 from evsim.model.ops import fan_out
 
 torch = pytest.importorskip("torch")  # tests/conftest.py makes a missing torch an error under CI
-from oracle import dense_reference, expected_synops  # noqa: E402
+from oracle import assert_batch_equals_run, dense_reference, expected_synops  # noqa: E402
 
 LIF_THRESHOLDS = [0.6, 1.0, 1.7]
 LIF_LEAKS = [0.8, 0.95, 1.0]
@@ -182,6 +182,7 @@ def check_case(graph, weights, train, *, drawn=True):
     for pop in hidden:
         np.testing.assert_array_equal(result.spike_counts[pop.name], counts[pop.name], err_msg=pop.name)
     np.testing.assert_allclose(result.output, output, rtol=1e-9, atol=1e-12)
+    assert_batch_equals_run(network, [train, train[::-1], -train])
 
     # synaptic operations, step mode: from the dense model's spike counts (equal to the engine's)
     events = {"input": np.abs(train.astype(np.int64)).sum(axis=0), **counts}
@@ -270,4 +271,55 @@ def test_active_networks_fire_in_every_layer(seed):
     }
     train = ((rng.random((16, 2, 12, 12)) < 0.4) * rng.choice([-1, 1], size=(16, 2, 12, 12))).astype(np.int8)
     _, counts = dense_reference(graph, weights, train)
+    check_case(graph, weights, train, drawn=False)
+
+
+@pytest.mark.parametrize("mode", ["step", "async"])
+def test_a_float32_membrane_is_compared_with_the_float64_threshold(mode):
+    """The float32 engine tests ``v > threshold`` as float64 does, though it compares float32 lanes
+    (kernels._strict_bound): a membrane at float32(0.6), which is above 0.6, fires; one at
+    float32(0.7), below 0.7, does not; in float64 neither membrane is above its threshold."""
+    for threshold, fires32 in ((0.6, True), (0.7, False)):
+        graph = Graph((1, 1, 2), (
+            Population("c1", "lif", (1, 1, 2), (Projection("input", "conv", "w1", 1, 1, 0),), threshold=threshold, leak=1.0),
+            Population("out", "output", (2,), (Projection("c1", "linear", "w2"),)),
+        ), timesteps=3, encoding={"kind": "events", "window_us": 3000, "sensor_size": [2, 1, 1]})
+        weights = {"w1": np.full((1, 1, 1, 1), threshold), "w2": np.eye(2)}
+        train = np.zeros((3, 1, 1, 2), dtype=np.int8)
+        train[0, 0, 0, 0] = 1
+        for dtype, fires in ((np.float32, fires32), (np.float64, False)):
+            assert (float(dtype(threshold)) > threshold) == fires
+            network = Network(graph, weights, dtype=dtype)
+            result = network.run(train, mode=mode)
+            assert result.per_layer["c1"]["spikes"] == int(fires), (threshold, dtype)
+
+
+def test_units_wider_than_a_machine_word():
+    """kernels._fire tests 64 neurons per bit mask: a pixel of 70 channels needs two masks, and
+    the spikes of the second must keep their channel (and the dense model's counts)."""
+    rng = np.random.default_rng(21)
+    graph = Graph((1, 5, 4), (
+        Population("c1", "lif", (70, 5, 4), (Projection("input", "conv", "w1", 3, 1, 1),), threshold=0.6, leak=0.9),
+        Population("out", "output", (3,), (Projection("c1", "linear", "w2"),)),
+    ), timesteps=6)
+    weights = {"w1": rng.normal(0.15, 0.4, (70, 1, 3, 3)), "w2": rng.normal(0, 0.1, (3, 70 * 20))}
+    train = (rng.random((6, 1, 5, 4)) < 0.5).astype(np.int8)
+    check_case(graph, weights, train, drawn=False)
+    _, counts = dense_reference(graph, weights, train)
+    assert counts["c1"][:64].sum() > 0 and counts["c1"][64:].sum() > 0
+
+
+def test_a_layer_fed_by_the_input_and_a_layer():
+    """A residual block on the input itself: its layer gathers the input's events (as many as the
+    busiest input brings, in a batch) beside a layer's queue."""
+    rng = np.random.default_rng(22)
+    graph = Graph((2, 6, 5), (
+        Population("c1", "lif", (2, 6, 5), (Projection("input", "conv", "w1", 3, 1, 1),), threshold=0.6, leak=0.9),
+        Population("r1", "lif", (2, 6, 5), (Projection("c1", "conv", "w2", 3, 1, 1), Projection("input", "identity")),
+                   threshold=1.0, leak=0.95),
+        Population("out", "output", (3,), (Projection("r1", "linear", "w3"),)),
+    ), timesteps=7)
+    weights = {"w1": rng.normal(0.2, 0.5, (2, 2, 3, 3)), "w2": rng.normal(0.1, 0.5, (2, 2, 3, 3)),
+               "w3": rng.normal(0, 0.3, (3, 60))}
+    train = (rng.random((7, 2, 6, 5)) < 0.6).astype(np.int8)
     check_case(graph, weights, train, drawn=False)

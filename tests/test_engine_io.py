@@ -222,23 +222,27 @@ def test_float32_and_float64_engines_agree(network):
 
 
 def test_run_many_keeps_input_order(network):
+    """Across batches (32 inputs each on two workers, the next one encoded while one runs)."""
     rng = np.random.default_rng(4)
-    trains = [(rng.random((5, 2, 6, 6)) < 0.4).astype(np.int8) for _ in range(12)]
+    trains = [(rng.random((5, 2, 6, 6)) < 0.4).astype(np.int8) for _ in range(70)]
     serial = [network.run(t).output for t in trains]
-    parallel = [r.output for r in network.run_many(trains, workers=2)]
-    for a, b in zip(serial, parallel):
-        np.testing.assert_array_equal(a, b)
+    for workers in (1, 2):
+        done = []
+        parallel = [r.output for r in network.run_many(iter(trains), workers=workers, progress=lambda: done.append(1))]
+        assert len(parallel) == len(done) == len(trains)
+        for a, b in zip(serial, parallel):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_workspaces_outlive_the_threads_that_used_them(network):
-    """Each run_many starts new threads; they take the workspaces earlier runs left (no thread
-    holds one across runs), and a reused workspace gives the same results as a fresh one."""
+    """Each run_many starts new threads; they take the batch workspace earlier runs left (no
+    thread holds one across runs), and a reused workspace gives the same results as a fresh one."""
     rng = np.random.default_rng(5)
     trains = [(rng.random((5, 2, 6, 6)) < 0.4).astype(np.int8) for _ in range(16)]
     fresh = Network(tiny_graph(), tiny_weights(), dtype=np.float64)
     first = [r.output for r in fresh.run_many(trains, workers=2)]
-    assert 1 <= fresh._workspaces.qsize() <= 2
+    assert fresh._batch_workspaces.qsize() == 1
     again = [r.output for r in fresh.run_many(trains[::-1], workers=2)][::-1]
-    assert 1 <= fresh._workspaces.qsize() <= 2  # per thread, four would exist by now
+    assert fresh._batch_workspaces.qsize() == 1  # one per call would make two
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)

@@ -36,7 +36,7 @@ from evsim.model.neuron import Neuron
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
-from oracle import dense_reference, expected_synops  # noqa: E402
+from oracle import assert_batch_equals_run, dense_reference, expected_synops  # noqa: E402
 
 from evsim.training.network import SpikingNetwork  # noqa: E402
 from evsim.training.neurons import FiringRecurrence  # noqa: E402
@@ -151,7 +151,9 @@ def variant_networks(draw):
 
 def check_step_mode(graph, weights, train):
     graph.validate()
-    result = Network(graph, weights, dtype=np.float64).run(train, record_spikes=True)
+    network = Network(graph, weights, dtype=np.float64)
+    result = network.run(train, record_spikes=True)
+    assert_batch_equals_run(network, [train, train[::-1]])
     output, counts = dense_reference(graph, weights, train)
     for pop in graph.populations[:-1]:
         np.testing.assert_array_equal(result.spike_counts[pop.name], counts[pop.name], err_msg=pop.name)

@@ -2,7 +2,8 @@
 
 :func:`benchmark` runs, in one process, evsim's step mode, evsim's asynchronous mode, and the
 trainer's dense PyTorch simulator at batch 1 and at batch 64 (same T, same threads, inference
-mode), interleaved round by round so that machine noise hits all alike. Compile time is measured
+mode), and the *dense floor* (:func:`dense_floor`: the same convolutions and linear layers with
+no neuron recurrence, at its best batch), interleaved round by round so that machine noise hits all alike. Compile time is measured
 apart (the first engine call), and a bare Numba scatter-add kernel gives the machine's ceiling
 for synaptic operations per second. Ratios are taken within this one run, never against figures
 from elsewhere.
@@ -10,16 +11,23 @@ from elsewhere.
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit
 
 from evsim.runtime.inputs import sample_inputs
 from evsim.engine import kernels
 from evsim.errors import InputError
+
+# Numba's default OpenMP threading layer fought torch's threads in one process: dense batch 1 ran
+# at 10-11/s by default and 41-45/s with the work-queue layer (issue 27). A user's choice stands.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 @njit(cache=True, nogil=True)
@@ -78,6 +86,34 @@ def prepare_inputs(samples, network, seed: int = 0) -> BenchInputs:
     return BenchInputs(frames.astype(np.float32), engine_inputs, step_events, np.asarray(samples.labels))
 
 
+def dense_floor(graph, weights: dict):
+    """The network's convolutions, pooling and linear layers alone, on every time step at once
+    (no neuron recurrence, so the steps fold into the batch): what any dense simulation of it pays
+    at least. A callable on frames ``[T, B, C, H, W]`` (a torch tensor)."""
+    import torch
+    import torch.nn.functional as F
+
+    params = {name: torch.as_tensor(np.asarray(w), dtype=torch.float32) for name, w in weights.items()}
+
+    def project(proj, x):
+        if proj.op == "conv":
+            return F.conv2d(x, params[proj.weight], stride=proj.stride, padding=proj.padding)
+        if proj.op in ("avgpool", "sumpool"):
+            divisor = 1 if proj.op == "sumpool" else None
+            return F.avg_pool2d(x, proj.kernel, proj.stride, divisor_override=divisor)
+        if proj.op == "linear":
+            return F.linear(x.flatten(1), params[proj.weight])
+        return x  # identity
+
+    def forward(frames):
+        values = {"input": frames.flatten(0, 1)}
+        for pop in graph.populations:
+            values[pop.name] = sum(project(proj, values[proj.source]) for proj in pop.inputs)
+        return values[graph.populations[-1].name]
+
+    return forward
+
+
 def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0, progress=None) -> dict:
     """Time ``network`` (an evsim Network) in step and async mode against the dense PyTorch model
     of the same graph and weights, at batch 1 and 64, on the same ``samples``."""
@@ -97,15 +133,18 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
 
     compile_start = time.perf_counter()
     network.run(inputs.step_events[0])
+    list(network.run_many(inputs.step_events[:threads], workers=threads))  # and its batch workspace
     network.run(inputs.engine_inputs[0], mode="async")
     compile_s = time.perf_counter() - compile_start
 
     frames = torch.from_numpy(inputs.frames)
+    floor = dense_floor(network.graph, network.weights)
     with torch.inference_mode():
         # warm-up at both batch shapes: allocator, thread pool, oneDNN primitives per shape
-        dense(frames[:, :1])
-        dense(frames[:, :64])
-        timings, predictions, synops, rss = _timed_rounds(_contenders(network, dense, inputs, frames, threads),
+        for model in (dense, floor):
+            model(frames[:, :1])
+            model(frames[:, :64])
+        timings, predictions, synops, rss = _timed_rounds(_contenders(network, dense, floor, inputs, frames, threads),
                                                           rounds, progress)
     async_synops = synops["async"]
     synops = synops["step"]
@@ -115,6 +154,7 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
     ceiling = ceiling_synops_per_s(_typical_run(network))
     synops_per_s_1thread = rounds * synops / sum(timings["step_1thread"])
     best_dense = max(rate["dense_batch1"], rate["dense_batch64"])
+    floor_key = max(("floor_batch1", "floor_batch64"), key=lambda k: rate[k])
     return {
         "model": network.name,
         "samples": n,
@@ -129,15 +169,18 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
         "dense_batch1_samples_per_s": rate["dense_batch1"],
         "dense_batch64_samples_per_s": rate["dense_batch64"],
         "dense_batch64_actual_batch": min(64, n),
+        "dense_floor_samples_per_s": rate[floor_key],
+        "dense_floor_batch": 1 if floor_key == "floor_batch1" else min(64, n),
         "spread_samples_per_s": {name: spread[key] for name, key in (
             ("event_samples_per_s", "step"), ("event_from_raw_samples_per_s", "step_raw"),
             ("event_1thread_samples_per_s", "step_1thread"),
             ("async_samples_per_s", "async"), ("dense_batch1_samples_per_s", "dense_batch1"),
-            ("dense_batch64_samples_per_s", "dense_batch64"))},
+            ("dense_batch64_samples_per_s", "dense_batch64"), ("dense_floor_samples_per_s", floor_key))},
         "speedup_vs_dense_batch1": rate["step"] / rate["dense_batch1"],
         "speedup_vs_dense_batch64": rate["step"] / rate["dense_batch64"],
         "speedup_vs_best_dense": rate["step"] / best_dense,
         "speedup_vs_best_dense_from_raw": rate["step_raw"] / best_dense,
+        "speedup_vs_dense_floor": rate["step"] / rate[floor_key],
         "synops_per_sample": synops / n,
         "async_synops_per_sample": async_synops / n,
         "synops_per_s": rounds * synops / sum(timings["step"]),
@@ -151,7 +194,7 @@ def benchmark(network, samples, rounds: int = 3, threads: int = 2, seed: int = 0
     }
 
 
-def _contenders(network, dense, inputs, frames, threads: int) -> dict:
+def _contenders(network, dense, floor, inputs, frames, threads: int) -> dict:
     """What bench times, in the order it runs them each round: name -> (run every sample once,
     whether its predictions and synops are kept, whether the peak RSS is read after it). Step
     mode and torch both start from binned inputs (SpikeEvents, frames), made outside the timing;
@@ -161,10 +204,13 @@ def _contenders(network, dense, inputs, frames, threads: int) -> dict:
     return {
         "step": (lambda: list(engine(inputs.step_events, workers=threads)), True, True),
         "step_raw": (lambda: list(engine(inputs.engine_inputs, workers=threads)), True, False),
-        "step_1thread": (lambda: [network.run(x) for x in inputs.step_events], False, False),
+        "step_1thread": (lambda: list(engine(inputs.step_events, workers=1)), False, False),
         "async": (lambda: list(engine(inputs.engine_inputs, workers=threads, mode="async")), True, True),
         "dense_batch1": (lambda: [dense(frames[:, i : i + 1]) for i in range(n)], True, True),
         "dense_batch64": (lambda: [dense(frames[:, i : i + 64]) for i in range(0, n, 64)], True, True),
+        # the floor: the same convolutions, pooling and linears with no recurrence; its best batch is reported
+        "floor_batch1": (lambda: [floor(frames[:, i : i + 1]) for i in range(n)], False, False),
+        "floor_batch64": (lambda: [floor(frames[:, i : i + 64]) for i in range(0, n, 64)], False, False),
     }
 
 

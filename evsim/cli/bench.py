@@ -65,13 +65,15 @@ def format_bench(r: dict) -> str:
         (f"evsim async mode, batch 1, {threads}", "async_samples_per_s"),
         (f"dense PyTorch, batch 1, {threads}", "dense_batch1_samples_per_s"),
         (f"dense PyTorch, batch {big}, {threads}", "dense_batch64_samples_per_s"),
+        (f"dense floor (convs, linears), batch {r['dense_floor_batch']}, {threads}", "dense_floor_samples_per_s"),
     ]
     for name, key in rows:
         spread = r["spread_samples_per_s"][key]
-        lines.append(f"  {name:<44} {r[key]:10.1f}   ({spread['min']:.1f} .. {spread['max']:.1f})")
+        lines.append(f"  {name:<48} {r[key]:10.1f}   ({spread['min']:.1f} .. {spread['max']:.1f})")
     lines.append(f"speedup of evsim step mode (batch 1) vs dense PyTorch: {r['speedup_vs_dense_batch1']:.2f}x at batch 1, "
                  f"{r['speedup_vs_dense_batch64']:.2f}x at batch {big} ({threads} each); both from binned inputs "
-                 f"(from raw events: {r['speedup_vs_best_dense_from_raw']:.2f}x the best dense figure)")
+                 f"(from raw events: {r['speedup_vs_best_dense_from_raw']:.2f}x the best dense figure); "
+                 f"{r['speedup_vs_dense_floor']:.2f}x the dense floor")
     lines.append(
         f"synops/s (step mode): {r['synops_per_s'] / 1e9:.2f} G ({threads}); per core {r['synops_per_s_per_core'] / 1e9:.2f} G"
         f" = {100 * r['fraction_of_ceiling']:.0f} % of the bare scatter-add ceiling ({r['ceiling_synops_per_s'] / 1e9:.2f} G/s)"

@@ -7,7 +7,11 @@ import importlib
 import os
 import sys
 
-from evsim.errors import EvsimError
+# before numba starts: its default OpenMP threading layer fights torch's threads in one process
+# (the trainer's recurrence kernels beside torch's convolutions; issue 27). A user's choice stands.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
+from evsim.errors import EvsimError  # noqa: E402
 
 # Optional dependencies and the extra that installs each: a missing one is one line naming it.
 EXTRAS = {"torch": "train", "matplotlib": "plot", "tonic": "data", "aedat": "data", "scipy": "data",

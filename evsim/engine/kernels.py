@@ -37,6 +37,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 OP_CONV, OP_LINEAR, OP_AVGPOOL, OP_IDENTITY, OP_SUMPOOL = 0, 1, 2, 3, 4
 
@@ -66,14 +67,20 @@ def _touch(V, C, pix, t_last, stamp, touched_list, n_touched, now, tag, leak_tab
     """
     stamp[pix] = tag
     touched_list[n_touched] = pix
-    gap = now - t_last[pix]
-    t_last[pix] = now
+    _leak_unit(V, C, pix, t_last, now, leak_table, log_leak)
+    return n_touched + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leak_unit(V, unit, u, t_last, now, leak_table, log_leak):
+    """Bring unit ``u`` (neurons ``u * unit ...``) from its last update up to ``now``."""
+    gap = now - t_last[u]
+    t_last[u] = now
     if gap > 0 and log_leak != 0.0:
         factor = _leak_factor(gap, leak_table, log_leak)
-        v = V[pix * C : (pix + 1) * C]
-        for co in range(C):
+        v = V[u * unit : (u + 1) * unit]
+        for co in range(unit):
             v[co] *= factor
-    return n_touched + 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -93,6 +100,17 @@ def exp_table(log_leak, size):
     for g in range(size):
         table[g] = math.exp(log_leak * float(g))
     return table
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _strict_bound(V, threshold):
+    """The largest value of ``V``'s precision not above ``threshold``: for ``v`` of that
+    precision ``v > threshold`` exactly when ``v > bound``, and the test then runs on float32
+    lanes (twice as many per vector) instead of converting every membrane to float64."""
+    bound = V.dtype.type(threshold)
+    if bound > threshold:
+        bound = np.nextafter(bound, V.dtype.type(-np.inf))
+    return bound
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -184,16 +202,21 @@ def _fire_rule(v, base, threshold, thresholds, rule, out_index, out_count, n_out
 def _fire(v, base, threshold, out_index, n_out):
     """Emit a spike for every neuron of ``v`` (neurons ``base ...``) above threshold and reset it.
 
-    Branch-free: the index is written at ``n_out`` whether or not the neuron fires, and the
-    count only moves when it does (the output buffer has one unit of slack for this), so
-    unpredictable spikes cost no mispredicted branches.
+    The test of up to 64 neurons at a time makes one bit mask (branch-free, vectorized); only
+    its set bits are visited, in channel order. Spikes are rare, so a unit with none costs the
+    test alone, and one with a few costs a step per spike, not per neuron.
     """
-    for co in range(v.shape[0]):
-        value = v[co]
-        fired = value > threshold
-        out_index[n_out] = base + co
-        n_out += fired
-        v[co] = 0.0 if fired else value
+    for lo in range(0, v.shape[0], 64):
+        w = v[lo : lo + 64]
+        mask = np.uint64(0)
+        for co in range(w.shape[0]):
+            mask |= np.uint64(w[co] > threshold) << np.uint64(co)
+        while mask != 0:
+            co = trailing_zeros(mask)
+            out_index[n_out] = base + lo + co
+            n_out += 1
+            w[co] = 0.0
+            mask &= mask - np.uint64(1)
     return n_out
 
 
@@ -279,10 +302,121 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
 
     Each *unit* reached is first brought up to time ``now`` (lazy leak) and listed as touched
     under ``tag``: a unit is a pixel (``unit == C``) or, in populations fed only by pooling,
-    a single neuron (``unit == 1``), since a pooling event reaches one channel only. The projection kind is decided once, outside the per-event loops. Returns the
-    number of synaptic operations performed (one per weight added and spike an event carries)
-    and the new touched count.
+    a single neuron (``unit == 1``), since a pooling event reaches one channel only. Three passes
+    with no per-pixel branch (:func:`_mark`, :func:`_leak_new`, :func:`_add_events`): every
+    reached unit is listed, first touches in order; the new ones are leaked; then every event's
+    weights are added unchecked. Each neuron sees its leak, then its adds in event order, as a
+    per-pixel "first touch?" test would give it, so the bits are the same. Returns the number of
+    synaptic operations performed (one per weight added and spike an event carries) and the new
+    touched count.
     """
+    first = n_touched
+    n_touched = _mark(geometry, unit, routes, ev_index, lo, hi, stamp, touched_list, n_touched, tag)
+    _leak_new(V, unit, touched_list, first, n_touched, t_last, now, leak_table, log_leak)
+    return _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi), n_touched
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _decode(j, src_c, src_w):
+    """Channel, row and column of channels-last source neuron ``j``."""
+    pix = _quotient(j, src_c)
+    y = _quotient(pix, src_w)
+    return j - pix * src_c, y, pix - y * src_w
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quotient(a, b):
+    # a float multiply-and-truncate instead of an integer division (tens of cycles each, several
+    # per event); exact for a, b < 2**24, which covers every neuron index the engine allocates
+    # below that; larger ones divide
+    if a < 16_777_216:
+        return int((a + 0.5) * (1.0 / b))
+    return a // b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reach(y, pad, k, s, size):
+    """The first and last output row (or column) an input row ``y`` reaches: ``o`` with
+    ``o * s + kk == y + pad`` for some ``kk < k``, within ``0 .. size - 1`` (empty: ``lo > hi``)."""
+    if s == 1:
+        return max(0, y + pad - k + 1), min(size - 1, y + pad)
+    lo = (max(0, y + pad - k + 1) + s - 1) // s
+    hi = min(size - 1, (y + pad) // s)
+    return lo, hi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _list(u, stamp, touched_list, n_touched, tag):
+    # branch-free: written every time, counted only on the unit's first touch under ``tag``
+    touched_list[n_touched] = u
+    n_touched += stamp[u] != tag
+    stamp[u] = tag
+    return n_touched
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mark(geometry, unit, routes, ev_index, lo, hi, stamp, touched_list, n_touched, tag):
+    """List every unit that events ``lo:hi`` reach and no earlier event under ``tag`` reached,
+    in the order a per-event sweep first reaches them (rows by ``ky``, a stride-1 row left to
+    right, strided columns by ``kx``: :func:`_add_events`' order). ``touched_list`` needs one
+    slot of slack."""
+    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
+    if op == OP_CONV:
+        for e in range(lo, hi):
+            c, y, x = _decode(ev_index[e], src_c, src_w)
+            oy_lo, oy_hi = _reach(y, pad, k, s, dst_h)
+            ox_lo, ox_hi = _reach(x, pad, k, s, dst_w)
+            for oy in range(oy_hi, oy_lo - 1, -1):
+                if s == 1:
+                    for ox in range(ox_lo, ox_hi + 1):
+                        n_touched = _list(oy * dst_w + ox, stamp, touched_list, n_touched, tag)
+                else:
+                    for ox in range(ox_hi, ox_lo - 1, -1):
+                        n_touched = _list(oy * dst_w + ox, stamp, touched_list, n_touched, tag)
+    elif (op == OP_AVGPOOL or op == OP_SUMPOOL) and roff >= 0:
+        for e in range(lo, hi):
+            neuron = routes[roff + ev_index[e]]
+            if neuron >= 0:
+                n_touched = _list(neuron // unit, stamp, touched_list, n_touched, tag)
+    elif op == OP_AVGPOOL or op == OP_SUMPOOL:
+        for e in range(lo, hi):
+            j = ev_index[e]
+            c = j % src_c
+            pix = j // src_c
+            y = pix // src_w
+            x = pix - y * src_w
+            oy_lo, oy_hi = _pool_reach(y, k, s, dst_h)
+            ox_lo, ox_hi = _pool_reach(x, k, s, dst_w)
+            for oy in range(oy_lo, oy_hi + 1):
+                for ox in range(ox_lo, ox_hi + 1):
+                    n_touched = _list(((oy * dst_w + ox) * C + c) // unit, stamp, touched_list, n_touched, tag)
+    elif op == OP_LINEAR:
+        if hi > lo:
+            n_touched = _list(0, stamp, touched_list, n_touched, tag)
+    else:  # OP_IDENTITY
+        for e in range(lo, hi):
+            n_touched = _list(ev_index[e] // unit, stamp, touched_list, n_touched, tag)
+    return n_touched
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pool_reach(y, k, s, size):
+    """The output rows whose pooling window ``[o * s, o * s + k)`` holds input row ``y``."""
+    return max(0, (y - k + s + s * k) // s - k), min(size - 1, y // s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leak_new(V, unit, touched_list, first, n_touched, t_last, now, leak_table, log_leak):
+    """Bring the units ``touched_list[first:n_touched]`` up to time ``now`` (the lazy leak of
+    :func:`_touch`, a pass over the new units instead of a branch in the adds)."""
+    for i in range(first, n_touched):
+        _leak_unit(V, unit, touched_list[i], t_last, now, leak_table, log_leak)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi):
+    """Add the weights of events ``lo:hi`` to the neurons they reach, with no per-pixel test
+    (:func:`_mark` and :func:`_leak_new` ran first); the synaptic operations."""
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
     synops = 0
     if op == OP_CONV:
@@ -290,45 +424,24 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
             j = ev_index[e]
             sign = ev_sign[e]
             spikes = int(abs(sign))
-            c = j % src_c
-            pix = j // src_c
-            y = pix // src_w
-            x = pix - y * src_w
-            for ky in range(k):
-                oy_num = y + pad - ky
-                if oy_num < 0 or oy_num % s != 0:
-                    continue
-                oy = oy_num // s
-                if oy >= dst_h:
-                    continue
-                row = woff + (c * k + ky) * k * C
+            c, y, x = _decode(j, src_c, src_w)
+            oy_lo, oy_hi = _reach(y, pad, k, s, dst_h)
+            ox_lo, ox_hi = _reach(x, pad, k, s, dst_w)
+            if ox_lo > ox_hi:
+                continue
+            for oy in range(oy_hi, oy_lo - 1, -1):
+                row = woff + (c * k + y + pad - oy * s) * k * C  # ky = y + pad - oy * s
                 if s == 1:
-                    # kx = kx_hi .. kx_lo reach ox = x + pad - kx, consecutive pixels: one run
-                    kx_lo = max(0, x + pad - dst_w + 1)
-                    kx_hi = min(k - 1, x + pad)
-                    if kx_lo > kx_hi:
-                        continue
-                    ox0 = x + pad - kx_hi
-                    n = (kx_hi - kx_lo + 1) * C
-                    for ox in range(ox0, ox0 + kx_hi - kx_lo + 1):
-                        if stamp[oy * dst_w + ox] != tag:
-                            n_touched = _touch(V, C, oy * dst_w + ox, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                    base = (oy * dst_w + ox0) * C
-                    wrow = row + (k - 1 - kx_hi) * C
+                    # kx = x + pad - ox: ox = ox_lo .. ox_hi is one run of consecutive pixels
+                    n = (ox_hi - ox_lo + 1) * C
+                    base = (oy * dst_w + ox_lo) * C
+                    wrow = row + (k - 1 - (x + pad - ox_lo)) * C
                     _add_run(V[base : base + n], weights[wrow : wrow + n], sign)
                     synops += n * spikes
                 else:
-                    for kx in range(k):
-                        ox_num = x + pad - kx
-                        if ox_num < 0 or ox_num % s != 0:
-                            continue
-                        ox = ox_num // s
-                        if ox >= dst_w:
-                            continue
+                    for ox in range(ox_hi, ox_lo - 1, -1):
                         opix = oy * dst_w + ox
-                        if stamp[opix] != tag:
-                            n_touched = _touch(V, C, opix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                        wrow = row + (k - 1 - kx) * C
+                        wrow = row + (k - 1 - (x + pad - ox * s)) * C
                         _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
                         synops += C * spikes
     elif (op == OP_AVGPOOL or op == OP_SUMPOOL) and roff >= 0:
@@ -338,9 +451,6 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
             neuron = routes[roff + ev_index[e]]
             if neuron < 0:
                 continue
-            u = neuron if unit == 1 else neuron // unit
-            if stamp[u] != tag:
-                n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
             V[neuron] += ev_sign[e] * share
             synops += int(abs(ev_sign[e]))
     elif op == OP_AVGPOOL or op == OP_SUMPOOL:
@@ -351,37 +461,24 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
             pix = j // src_c
             y = pix // src_w
             x = pix - y * src_w
-            # output rows whose window [oy*s, oy*s + k) contains y
-            oy_lo = max(0, (y - k + s + s * k) // s - k)
-            oy_hi = min(dst_h - 1, y // s)
-            ox_lo = max(0, (x - k + s + s * k) // s - k)
-            ox_hi = min(dst_w - 1, x // s)
+            oy_lo, oy_hi = _pool_reach(y, k, s, dst_h)
+            ox_lo, ox_hi = _pool_reach(x, k, s, dst_w)
             for oy in range(oy_lo, oy_hi + 1):
                 for ox in range(ox_lo, ox_hi + 1):
-                    neuron = (oy * dst_w + ox) * C + c
-                    u = neuron if unit == 1 else neuron // unit
-                    if stamp[u] != tag:
-                        n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-                    V[neuron] += ev_sign[e] * share
+                    V[(oy * dst_w + ox) * C + c] += ev_sign[e] * share
                     synops += int(abs(ev_sign[e]))
     elif op == OP_LINEAR:
         spikes = 0
         for e in range(lo, hi):
             j = ev_index[e]
-            if stamp[0] != tag:
-                n_touched = _touch(V, C, 0, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
             _add_run(V[:C], weights[woff + j * C : woff + (j + 1) * C], ev_sign[e])
             spikes += int(abs(ev_sign[e]))
         synops += spikes * C
     else:  # OP_IDENTITY
         for e in range(lo, hi):
-            j = ev_index[e]
-            u = j // unit
-            if stamp[u] != tag:
-                n_touched = _touch(V, unit, u, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak)
-            V[j] += ev_sign[e]
+            V[ev_index[e]] += ev_sign[e]
             synops += int(abs(ev_sign[e]))
-    return synops, n_touched
+    return synops
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -414,7 +511,7 @@ def run_population_steps(
     ``ev_offsets[q, t]:ev_offsets[q, t + 1]`` are the events that projection ``q`` delivers at
     step ``t`` (indices into ``ev_index``/``ev_sign``). All events of a step are accumulated
     before any threshold test, as in the dense model; only touched pixels are tested.
-    Fills ``out_index`` (which needs ``unit`` elements of slack, see _fire) with spikes
+    Fills ``out_index`` (which needs ``unit`` elements of slack, see _fire_neurons) with spikes
     (channels-last neuron index), ``out_count`` with each event's spike count, and
     ``out_offsets[t + 1]`` with the running event count. ``V`` holds each neuron's potential
     after its last update (step ``t_last``), before the leak of the steps since; every ``stamp``
@@ -425,6 +522,7 @@ def run_population_steps(
     """
     timesteps = ev_offsets.shape[1] - 1
     fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
+    bound = _strict_bound(V, threshold)
     n_out = 0
     spikes = 0
     synops = 0
@@ -447,12 +545,11 @@ def run_population_steps(
         n_in += arrived
         synops += added
         if fires and fast and unit == 1:
-            n_out = _fire_neurons(V, touched_list, n_touched, threshold, out_index, n_out)
+            n_out = _fire_neurons(V, touched_list, n_touched, bound, out_index, n_out)
         elif fires and fast:
             for i in range(n_touched):
                 base = touched_list[i] * unit
-                if _any_above(V[base : base + unit], threshold):
-                    n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
         elif fires:
             for i in range(n_touched):
                 base = touched_list[i] * unit
@@ -495,6 +592,8 @@ def run_population_steps_pooled(
     sum pooling).
     """
     timesteps = ev_offsets.shape[1] - 1
+    bound = _strict_bound(V, threshold)
+    pool_bound = _strict_bound(pool_V, pool_threshold)
     n_out = 0
     synops = 0
     n_in = 0
@@ -516,21 +615,20 @@ def run_population_steps_pooled(
         n_pool_touched = 0
         for i in range(n_touched):
             base = touched_list[i] * unit
-            if _any_above(V[base : base + unit], threshold):
-                first = n_out
-                n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
-                for e in range(first, n_out):
-                    neuron = pool_routes[out_index[e]]
-                    if neuron < 0:
-                        continue
-                    if pool_stamp[neuron] != now:
-                        n_pool_touched = _touch(pool_V, 1, neuron, pool_t_last, pool_stamp, pool_touched,
-                                                n_pool_touched, now, now, pool_leak_table, pool_log_leak)
-                    pool_V[neuron] += pool_share
-                    pool_synops += 1
+            first = n_out
+            n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
+            for e in range(first, n_out):
+                neuron = pool_routes[out_index[e]]
+                if neuron < 0:
+                    continue
+                if pool_stamp[neuron] != now:
+                    n_pool_touched = _touch(pool_V, 1, neuron, pool_t_last, pool_stamp, pool_touched,
+                                            n_pool_touched, now, now, pool_leak_table, pool_log_leak)
+                pool_V[neuron] += pool_share
+                pool_synops += 1
         updates += n_touched * unit
         out_offsets[t + 1] = n_out
-        pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_threshold, pool_out_index, pool_out)
+        pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_bound, pool_out_index, pool_out)
         pool_updates += n_pool_touched
         pool_out_offsets[t + 1] = pool_out
     out_count[:n_out] = 1.0
@@ -588,6 +686,7 @@ def run_population_async(
     """
     n_proj = projections.shape[0]
     fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
+    bound = _strict_bound(V, threshold)
     n_out = 0
     spikes = 0
     synops = 0
@@ -654,16 +753,16 @@ def run_population_async(
                 base = u * unit
                 if now < unit_refractory_end[u]:
                     # some neuron of the unit is refractory: discard its charge, then test the rest
-                    if _clamp_refractory(V[base : base + unit], refractory_end[base : base + unit], now, threshold):
+                    if _clamp_refractory(V[base : base + unit], refractory_end[base : base + unit], now, bound):
                         n_before = n_out
-                        n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                        n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
                         out_time[n_before:n_out] = now + delay_us
                         for n in range(n_before, n_out):
                             refractory_end[out_index[n]] = now + refractory_us
                         unit_refractory_end[u] = now + refractory_us
-                elif _any_above(V[base : base + unit], threshold):
+                elif _any_above(V[base : base + unit], bound):
                     n_before = n_out
-                    n_out = _fire(V[base : base + unit], base, threshold, out_index, n_out)
+                    n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
                     out_time[n_before:n_out] = now + delay_us
                     if refractory_us > 0.0:
                         for n in range(n_before, n_out):

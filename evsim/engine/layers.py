@@ -184,7 +184,7 @@ class LayerState:
             V=np.zeros(layer.size, dtype=dtype),
             t_last=np.zeros(layer.units, dtype=time_dtype),
             stamp=np.full(layer.units, -1, dtype=np.int64),
-            touched=np.zeros(layer.units, dtype=np.int64),
+            touched=np.zeros(layer.units + 1, dtype=np.int64),  # + slack for kernels._list
             carry=np.zeros(layer.units + 1, dtype=np.int64),
         )
 

@@ -41,7 +41,7 @@ class Workspace:
             # a neuron emits at most one event per step (its spike count rides on it), so T * size
             # bounds a layer's queue
             cap = timesteps * layer.size if layer.fires else 1
-            out_index.append(np.zeros(cap + layer.unit, dtype=np.int32))  # + slack for kernels._fire
+            out_index.append(np.zeros(cap + layer.unit, dtype=np.int32))  # + slack for kernels._fire_neurons
             out_count.append(np.zeros(cap + layer.unit, dtype=dtype))
             out_offsets.append(np.zeros(timesteps + 1, dtype=np.int64))
         states = [LayerState.allocate(layer, dtype, np.int64) for layer in layers]
@@ -94,7 +94,7 @@ def run_layers(layers: list[Layer], tables: list[np.ndarray], ws: Workspace, que
                 layer.threshold, layer.projections, layer.weights, layer.routes, ev_offsets, ev_index, ev_sign,
                 ws.out_index[i], ws.out_count[i], ws.out_offsets[i], counters[i],
                 pool_state.V, pool_state.t_last, pool_state.stamp, pool_state.touched, tables[i + 1],
-                math.log(pool.leak), pool.threshold, pool.routes, _pool_share(pool),
+                math.log(pool.leak), pool.threshold, pool.routes, pool_share_of(pool),
                 ws.out_index[i + 1], ws.out_count[i + 1], ws.out_offsets[i + 1], counters[i + 1],
             )
             queues[layer.name] = _queue(ws, i, n_out, steps)
@@ -134,7 +134,7 @@ def _paper_rule(layer: Layer) -> bool:
     return bool(layer.rule[kernels.R_DEFAULT] != 0.0) and layer.thresholds.shape[0] == 0
 
 
-def _pool_share(pool: Layer) -> float:
+def pool_share_of(pool: Layer) -> float:
     # the weight each spike adds, as kernels._drain gives it for either pooling
     k = int(pool.projections[0, kernels.P_KERNEL])
     return 1.0 / (k * k) if pool.projections[0, kernels.P_OP] == kernels.OP_AVGPOOL else 1.0
