@@ -90,9 +90,9 @@ BAD_VALUES = [
     (["report", "--model", "lenet-nmnist", "--out", "r", "--timesteps", "10"], r"unrecognized arguments: --timesteps"),
     (["demo", "--rounds", "0"], r"--rounds: must be at least 1"),
     (["demo", "--threads", "0"], r"--threads: must be at least 1"),
-    (["stream", str(SEVEN), "--model", "lenet-nmnist", "--every", "0"], r"--every must be positive"),
-    (["stream", str(SEVEN), "--model", "lenet-nmnist", "--chunk-events", "0"], r"--chunk-events must be positive"),
-    (["stream", str(SEVEN), "--model", "lenet-nmnist", "--workers", "0"], r"--workers must be positive"),
+    (["stream", str(SEVEN), "--model", "lenet-nmnist", "--every", "0"], r"--every: must be positive, got 0"),
+    (["stream", str(SEVEN), "--model", "lenet-nmnist", "--chunk-events", "0"], r"--chunk-events: must be at least 1, got 0"),
+    (["stream", str(SEVEN), "--model", "lenet-nmnist", "--workers", "0"], r"--workers: must be at least 1, got 0"),
     (["run"], r"the following arguments are required: --model"),
 ]
 
@@ -191,7 +191,9 @@ MISSING = {
         ["bench", "--model", "lenet-nmnist", "--limit", "1", "--rounds", "1"],
     ],
     "matplotlib": [["report", "--model", "lenet-nmnist", "--out", "report"]],
-    "tonic": [["stream", str(BUNDLED_DATA / "nmnist/Test/7/00001.bin"), "--model", "lenet-nmnist", "--crop", "34", "34"]],
+    # a Prophesee recording (640 x 480) needs the crop; a 34 x 34 one would be left as it is
+    "tonic": [["stream", str(Path(__file__).parent / "data/dvs/ncars_sample_a.dat"), "--model", "lenet-nmnist",
+               "--crop", "34", "34"]],
     "aedat": [["info", str(Path(__file__).parent / "data/dvs/sample.aedat4")]],
 }
 
@@ -377,3 +379,122 @@ def test_the_readme_shows_how_to_install_and_where_other_libraries_come_in():
     keys = text[text.index("### JSON keys"):]
     for key in ("`file`", "`events`", "`input_events`", "`events_dropped`", "`samples_per_s`", "`window`"):
         assert key in keys, key
+
+
+# --- issue 30: no silent wrong answer, no traceback, no lost work ----------------------------
+
+
+TRAIN = ["train", "--arch", "lenet", "--dataset", "mnist", "--epochs", "1", "-T", "2"]
+NEGATIVE = [
+    (["run", "--model", "lenet-nmnist", "--seed", "-1"], r"--seed: must be 0 or more, got -1"),
+    (["eval", "--model", "lenet-nmnist", "--seed", "-1"], r"--seed: must be 0 or more"),
+    (["report", "--model", "lenet-nmnist", "--out", "r", "--seed", "-1"], r"--seed: must be 0 or more"),
+    (["bench", "--model", "lenet-nmnist", "--seed", "-1"], r"--seed: must be 0 or more"),
+    (["convert", "--model", "lenet-mnist-ann", "--out", "c.npz", "--seed", "-1"], r"--seed: must be 0 or more"),
+    ([*TRAIN, "--out", "m.npz", "--seed", "-1"], r"--seed: must be 0 or more"),
+    ([*TRAIN, "--out", "m.npz", "--lr", "-1"], r"--lr: must be positive, got -1"),
+    ([*TRAIN, "--out", "m.npz", "--lr", "nan"], r"--lr: expected a finite number"),
+    ([*TRAIN, "--out", "m.npz", "--momentum", "-1"], r"--momentum: must be 0 or more, got -1"),
+    ([*TRAIN, "--out", "m.npz", "--weight-decay", "-1"], r"--weight-decay: must be 0 or more"),
+    ([*TRAIN, "--out", "m.npz", "--dropout", "1"], r"--dropout: must lie in \[0, 1\)"),
+    ([*TRAIN, "--out", "m.npz", "--val", "-2"], r"--val: must be 0 or more"),
+    (["report", "--compare", "lenet-mnist", "--out", "r", "--iso-accuracy", "90"], r"--iso-accuracy: must lie in \[0, 1\]"),
+    (["convert", "--model", "lenet-mnist-ann", "--out", "c.npz", "--percentile", "101"], r"--percentile: must lie in \(0, 100\]"),
+    (["stream", str(SEVEN), "--model", "lenet-nmnist", "--downsample", "2"], r"--downsample: must lie in \(0, 1\]"),
+    (["import", "x.nir", "--out", "m.npz", "--neuron-dt", "-1"], r"--neuron-dt: must be positive"),
+]
+
+
+@pytest.mark.parametrize("argv, match", NEGATIVE, ids=[" ".join(a[:1] + a[-2:]) for a, _ in NEGATIVE])
+def test_every_documented_option_is_checked_when_parsed(capsys, elsewhere, argv, match):
+    """Issue 30, point 7: these were tracebacks (exit 1) from numpy or torch."""
+    assert_one_line_error(capsys, *argv, match=match)
+
+
+def test_out_is_checked_before_any_work(capsys, elsewhere, monkeypatch):
+    """Point 5: a folder as --out failed with IsADirectoryError after the whole training."""
+    pytest.importorskip("torch")
+    import evsim.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("trained before checking --out"))
+    (elsewhere / "runs" / "report").mkdir(parents=True)
+    assert_one_line_error(capsys, *TRAIN, "--out", "runs/report", match=r"--out runs/report is a folder; give the model file")
+    assert_one_line_error(capsys, "convert", "--model", "lenet-mnist-ann", "--out", "runs/report",
+                          match=r"--out runs/report is a folder")
+    assert_one_line_error(capsys, *TRAIN, "--out", "runs/model", match=r"name it with the suffix \.npz")
+    (elsewhere / "afile").write_text("x")
+    assert_one_line_error(capsys, *TRAIN, "--out", "afile/m.npz", match=r"afile is a file, not a folder")
+
+
+def test_an_existing_output_is_replaced_only_with_force(capsys, elsewhere):
+    """Point 6: train, convert, import and export silently replaced an existing file."""
+    pytest.importorskip("torch")
+    pytest.importorskip("h5py")
+    (elsewhere / "m.npz").write_bytes(b"precious")
+    assert_one_line_error(capsys, *TRAIN, "--out", "m.npz",
+                          match=r"--out m\.npz exists; pass --force to replace it or --resume to continue its training")
+    (elsewhere / "m.npz").unlink()
+    (elsewhere / "m.npz.checkpoint.pt").write_bytes(b"precious")
+    assert_one_line_error(capsys, *TRAIN, "--out", "m.npz", match=r"the checkpoint m\.npz\.checkpoint\.pt exists; "
+                          r"pass --resume to continue its training or --force to start again")
+    (elsewhere / "m.npz").write_bytes(b"precious")
+    assert_one_line_error(capsys, "convert", "--model", "lenet-mnist-ann", "--out", "m.npz", match=r"exists; pass --force")
+    (elsewhere / "x.nir").write_bytes(b"precious")
+    assert_one_line_error(capsys, "export", "lenet-nmnist", "--out", "x.nir", match=r"--out x\.nir exists; pass --force")
+    assert_one_line_error(capsys, "import", "x.nir", "--out", "m.npz", match=r"--out m\.npz exists; pass --force")
+    assert (elsewhere / "m.npz").read_bytes() == (elsewhere / "x.nir").read_bytes() == b"precious"
+    code, _, err = run_cli(capsys, "export", "lenet-nmnist", "--out", "x.nir", "--force")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "import", "x.nir", "--out", "m.npz", "--force")
+    assert code == 0 and (elsewhere / "m.npz").read_bytes()[:2] == b"PK", err
+
+
+def test_export_of_an_image_model_asks_for_the_step_width_and_keeps_the_suffix(capsys, elsewhere):
+    """Points 13 and 16: "no input window (encoding.window_us)" with no option to give one, and
+    a NIR file written under --out x.npz."""
+    pytest.importorskip("h5py")
+    assert_one_line_error(capsys, "export", "lenet-mnist", "--out", "m.nir",
+                          match=r"lenet-mnist codes its inputs as poisson spikes, with no time step in µs.*--dt-us")
+    assert_one_line_error(capsys, "export", "lenet-nmnist", "--out", "x.npz",
+                          match=r"a NIR file is written; name it with the suffix \.nir")
+    code, out, err = run_cli(capsys, "export", "lenet-mnist", "--out", "m.nir", "--dt-us", "1000")
+    assert code == 0 and (elsewhere / "m.nir").is_file(), err
+    code, out, err = run_cli(capsys, "import", "m.nir", "--out", "m.npz", "--json")
+    assert code == 0, err
+    import evsim
+
+    assert evsim.load("m.npz").encoding["window_us"] == 1000 * evsim.load("lenet-mnist").timesteps
+
+
+def nmnist_folder(root: Path, digits=("3", "7")) -> Path:
+    for digit in digits:
+        (root / "Test" / digit).mkdir(parents=True)
+        source = sorted((NMNIST / "Test" / digit).glob("*.bin"))[0]
+        (root / "Test" / digit / source.name).symlink_to(source)
+    return root / "Test"
+
+
+def test_downsample_leaves_the_recordings_that_fit_alone(capsys, elsewhere):
+    """Point 3: --downsample 0.02 shrank a 34 x 34 recording to about one pixel and classified it."""
+    code, out, err = run_cli(capsys, "stream", nmnist_folder(elsewhere), "--model", "lenet-nmnist",
+                             "--downsample", "0.02", "--workers", "1", "--json")
+    assert code == 0, err
+    reports = json.loads(out)["files"]
+    assert [r["window"]["prediction"] for r in reports] == [3, 7]
+    assert all(r["input_fit"] == "the sensor matches the model's input (--crop/--downsample left it as it is)"
+               for r in reports)
+    assert [r["input_events"] for r in reports] == [r["events"] for r in reports]
+
+
+def test_a_folder_stream_prints_totals_and_each_error_once(capsys, elsewhere):
+    """Point 14: no totals; a failing file's error printed twice; "events" meant events read."""
+    folder = nmnist_folder(elsewhere)
+    (folder / "7" / "broken.bin").write_bytes(bytes([200, 100, 0, 0, 1]) * 10)
+    code, out, err = run_cli(capsys, "stream", folder, "--model", "lenet-nmnist", "--workers", "1")
+    assert code == 2
+    [total] = [line for line in out.splitlines() if line.startswith("total")]
+    assert "2 of 3 files streamed: accuracy 100.00 % (2 of 2 labelled by their folder" in total
+    assert re.search(r"[\d,]+ synops and [\d,]+ input events on average", total)
+    assert re.search(r"00001\.bin: prediction 7 .* ([\d,]+) of \1 events used", out), out
+    assert err.count("its first record is not an N-MNIST event") == out.count("its first record is not") + 1 == 1
+    assert "broken.bin: error (below)" in out

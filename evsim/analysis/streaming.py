@@ -67,6 +67,10 @@ def fit_input(sensor_size, model_size, crop=None, downsample=None) -> InputFit:
         raise InputError(f"the recording has {polarities} polarities, the model takes {model_p} input channels")
     if crop is not None and downsample is not None:
         raise InputError("use --crop or --downsample, not both")
+    if (width, height) == (model_w, model_h):
+        # a recording that fits is left as it is, whatever --crop/--downsample say for the others
+        asked = " (--crop/--downsample left it as it is)" if crop is not None or downsample is not None else ""
+        return InputFit(None, f"the sensor matches the model's input{asked}")
     if crop is not None or downsample is not None:
         T = _tonic_transforms()
     if crop is not None:
@@ -92,14 +96,12 @@ def fit_input(sensor_size, model_size, crop=None, downsample=None) -> InputFit:
         return InputFit(T.Compose([scale, centre]),
                         f"--downsample {downsample}: {width} x {height} -> {down_w} x {down_h}, "
                         f"centred in the model's {model_w} x {model_h}")
-    if (width, height) != (model_w, model_h):
-        raise InputError(
-            f"the recording's sensor is {width} x {height} but the model takes {model_w} x {model_h}: "
-            f"pass --crop {model_w} {model_h} to keep the central pixels, or --downsample F to scale "
-            f"the coordinates by F (at most {min(model_w / width, model_h / height):.4g} here); "
-            "the result is centred in the model's input"
-        )
-    return InputFit(None, "the sensor matches the model's input")
+    raise InputError(
+        f"the recording's sensor is {width} x {height} but the model takes {model_w} x {model_h}: "
+        f"pass --crop {model_w} {model_h} to keep the central pixels, or --downsample F to scale "
+        f"the coordinates by F (at most {min(model_w / width, model_h / height):.4g} here); "
+        "the result is centred in the model's input"
+    )
 
 
 def read_out(output: np.ndarray) -> tuple[int | None, float]:
@@ -150,6 +152,13 @@ class Stop:
     @staticmethod
     def request(*_) -> None:
         Stop.requested = True
+
+    @staticmethod
+    def in_this_worker() -> None:
+        """In a worker process of a pool: Ctrl-C, which reaches the whole process group, stops
+        the file streaming now between two chunks, and the worker streams nothing more."""
+        signal.signal(signal.SIGINT, Stop.request)
+        Stop.in_worker = True
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from evsim.cli.common import (
+    seed_argument,
     add_data_arguments,
     add_model_argument,
     add_output_arguments,
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     add_data_arguments(p, limit_default=64)
     p.add_argument("--rounds", type=positive_int, default=3, help="interleaved timing rounds over the samples (default 3)")
     add_threads_argument(p, what="threads of both simulators")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding of static images (default 0)")
+    seed_argument(p, "the Poisson input coding of static images")
     add_output_arguments(p)
     p.set_defaults(func=main)
 

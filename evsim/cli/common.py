@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +36,64 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, widths)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (penalties, momentum, weight decay, degrees)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def scale_factor(text: str) -> float:
+    """A factor in (0, 1] (``--downsample``)."""
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1] (accuracies)."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def seed_argument(parser, what: str) -> None:
+    """``--seed``: a whole number >= 0 (numpy's generators refuse negative seeds)."""
+    parser.add_argument("--seed", type=non_negative_int, default=0, help=f"seed of {what} (default 0)")
 
 
 def sample_range(text: str) -> int | tuple[int, int]:
@@ -98,6 +158,33 @@ def add_output_arguments(parser, progress: bool = True) -> None:
 def progress_disabled(args) -> bool | None:
     """tqdm's ``disable``: off on request or with --json, else only on a terminal (None)."""
     return True if (args.no_progress or args.json) else None
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+def add_force_argument(parser, what: str = "model file") -> None:
+    parser.add_argument("--force", action="store_true", help=f"replace --out when the {what} exists")
+
+
+def check_output_file(path: Path, suffix: str, force: bool, what: str = "model file", keep: str = "") -> Path:
+    """``--out`` checked before any work, so that none is lost at the end: a file (not a folder)
+    with ``suffix``, in a folder that can be created, replaced only with ``--force``.
+
+    ``keep`` names the other way to treat an existing file (train's ``--resume``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"--out {path} is a folder; give the {what} to write, e.g. {path / ('model' + suffix)}")
+    if path.suffix.lower() != suffix:
+        raise InputError(f"--out {path}: a {what} is written; name it with the suffix {suffix} (e.g. {path.with_suffix(suffix)})")
+    if path.exists() and not force:
+        raise InputError(f"--out {path} exists; pass --force to replace it{keep}")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise InputError(f"--out {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"--out {path}: {folder} is not writable")
+    return path
 
 
 # --- the model's own data -------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from evsim.cli.common import (
+    seed_argument,
     add_device_argument,
     add_data_arguments,
     add_model_argument,
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     add_data_arguments(p)
     p.add_argument("--timesteps", "-T", type=positive_int, help="time steps to simulate (default: the model's own)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="samples per dense batch (default 32)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input spikes (default 0)")
+    seed_argument(p, "the Poisson input spikes")
     add_threads_argument(p, default=None, what="torch CPU threads")
     add_device_argument(p)
     add_output_arguments(p)

@@ -6,6 +6,7 @@ import time
 
 from evsim.analysis.inputs import sample_inputs
 from evsim.cli.common import (
+    seed_argument,
     add_data_arguments,
     add_model_argument,
     add_output_arguments,
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="run on a Ray cluster, one task of --threads threads per chunk of samples: local (Ray "
                         "started here) or the head's HOST:PORT, ray://HOST:PORT or auto (needs evsim[cluster])")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding of static images (default 0)")
+    seed_argument(p, "the Poisson input coding of static images")
     add_output_arguments(p)
     p.set_defaults(func=main)
 

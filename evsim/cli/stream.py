@@ -7,13 +7,11 @@ folder expansion and the process pool for several files.
 from __future__ import annotations
 
 import json
-import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from evsim.analysis.streaming import Stop, stream_file
-from evsim.errors import DataError, EvsimError, InputError
+from evsim.cli.common import positive_float, positive_int, scale_factor
+from evsim.errors import DataError, EvsimError
 
 DEFAULT_EVERY_MS = 50.0
 DEFAULT_WORKERS = 2
@@ -73,15 +71,48 @@ def format_report(report: dict) -> str:
 
 def format_row(report: dict) -> str:
     if "prediction" not in report:
-        return f"{report['file']}: {report.get('error') or 'not started (interrupted)'}"
+        return f"{report['file']}: " + ("error (below)" if report.get("error") else "not started (interrupted)")
     prediction = "-" if report["prediction"] is None else report["prediction"]
     status = " (interrupted)" if report.get("interrupted") else ""
-    status += " (damaged: stopped early)" if report.get("error") else ""
+    status += " (damaged: stopped early, error below)" if report.get("error") else ""
+    fit = "" if report["input_fit"].startswith("the sensor matches") else f"; {report['input_fit']}"
     factor = report["realtime_factor"]
     return (f"{report['file']}: prediction {prediction} margin {report['margin']:.4f} "
-            f"stable since {_ms(report['decision_time_us'])}, {report['events']:,} events, "
-            f"{report['synops']:,} synops, {report['spikes']:,} spikes, "
-            f"{'n/a' if factor is None else f'{factor:,.1f}'}x real time ({report['mode']} mode, 1 thread){status}")
+            f"stable since {_ms(report['decision_time_us'])}, {report['input_events']:,} of {report['events']:,} "
+            f"events used, {report['synops']:,} synops, {report['spikes']:,} spikes, "
+            f"{'n/a' if factor is None else f'{factor:,.1f}'}x real time ({report['mode']} mode, 1 thread){fit}{status}")
+
+
+def label_from_path(path) -> int | None:
+    """A recording's label where its folder names it, as in N-MNIST's ``Test/7/00001.bin``."""
+    folder = Path(path).parent.name
+    return int(folder) if folder.isdigit() else None
+
+
+def totals(reports: list[dict]) -> dict:
+    """Over the files streamed: how many, the accuracy of the window's prediction where a
+    folder names the label, and the mean work per file."""
+    done = [r for r in reports if "prediction" in r]
+    labelled = [(r, label_from_path(r["file"])) for r in done if label_from_path(r["file"]) is not None]
+    decided = [(r.get("window") or r)["prediction"] for r, _ in labelled]
+    correct = sum(p == label for p, (_, label) in zip(decided, labelled))
+    n = len(done)
+    return {"files": len(reports), "streamed": n, "failed": sum(1 for r in reports if r.get("error")),
+            "labelled": len(labelled), "correct": correct,
+            "accuracy": correct / len(labelled) if labelled else None,
+            "synops_per_file": sum(r["synops"] for r in done) / n if n else None,
+            "input_events_per_file": sum(r["input_events"] for r in done) / n if n else None}
+
+
+def format_totals(t: dict) -> str:
+    if not t["streamed"]:
+        return f"total    {t['files']} files, none streamed"
+    accuracy = ("no labels in the folder names" if t["accuracy"] is None else
+                f"accuracy {100 * t['accuracy']:.2f} % ({t['correct']} of {t['labelled']} labelled by their folder; "
+                "the model's window, as evsim run)")
+    return (f"total    {t['streamed']} of {t['files']} files streamed: {accuracy}; "
+            f"per file over the whole recording, {t['synops_per_file']:,.0f} synops and "
+            f"{t['input_events_per_file']:,.0f} input events on average")
 
 
 # --- the command --------------------------------------------------------------------------
@@ -107,12 +138,6 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 def run(args) -> int:
     from evsim.engine.network import load
 
-    if args.every <= 0:
-        raise InputError(f"--every must be positive, got {args.every}")
-    if args.chunk_events < 1:
-        raise InputError(f"--chunk-events must be positive, got {args.chunk_events}")
-    if args.workers < 1:
-        raise InputError(f"--workers must be positive, got {args.workers}")
     files = expand_inputs(args.files)
     options = dict(every_us=args.every * 1000.0, crop=args.crop, downsample=args.downsample,
                    chunk_events=args.chunk_events, keep_timeline=args.json, mode=args.mode)
@@ -131,6 +156,8 @@ def _run_one(path: Path, network, args, options) -> int:
     def point(p: dict) -> None:
         print(format_point(p), flush=True)
 
+    from evsim.analysis.streaming import stream_file
+
     report = stream_file(path, network, on_start=None if args.json else header,
                          on_point=None if args.json else point, **options)
     if args.json:
@@ -148,23 +175,24 @@ _worker_network = None
 
 def _init_worker(model_path: str) -> None:
     global _worker_network
+    from evsim.analysis.streaming import Stop
     from evsim.engine.network import load
 
     # Ctrl-C reaches the whole process group: an idle worker must not die of it (a streaming
     # one stops between chunks and returns what it has, see Stop).
-    signal.signal(signal.SIGINT, Stop.request)
-    Stop.in_worker = True
+    Stop.in_this_worker()
     _worker_network = load(model_path)
 
 
 def _stream_in_worker(path: str, options: dict) -> dict:
-    try:
-        return stream_file(path, _worker_network, **options)
-    except EvsimError as exc:
-        return {"file": path, "error": str(exc)}
+    from evsim.analysis.streaming import stream_report
+
+    return stream_report(path, _worker_network, **options)
 
 
 def _run_many(files: list[Path], args, options) -> int:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     from tqdm import tqdm
 
     from evsim.engine.network import load
@@ -224,13 +252,15 @@ def _run_on_cluster(files: list[Path], args, options) -> int:
 
 def _finish(reports: list[dict], printed: int, interrupted: bool, args) -> int:
     """The rows not printed yet (or the JSON object), the errors, and the exit status."""
+    summary = totals(reports)
     if args.json:
-        print(json.dumps({"model": str(args.model), "files": reports, "interrupted": interrupted}))
+        print(json.dumps({"model": str(args.model), "files": reports, "totals": summary, "interrupted": interrupted}))
     else:
         for report in reports[printed:]:
             print(format_row(report))
+        print(format_totals(summary))
     errors = [r["error"] for r in reports if r.get("error")]
-    for message in errors:
+    for message in errors:  # once each, here; the file's row points below
         print(f"evsim stream: error: {message}", file=sys.stderr)
     if errors:
         return 2
@@ -253,20 +283,21 @@ def register(subparsers) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
                         help="event files, or folders whose event files are all streamed (in parallel)")
     parser.add_argument("--model", required=True, help="model file (.npz) or bundled model name")
-    parser.add_argument("--every", type=float, default=DEFAULT_EVERY_MS, metavar="MS",
+    parser.add_argument("--every", type=positive_float, default=DEFAULT_EVERY_MS, metavar="MS",
                         help=f"read the prediction out every MS ms of recording time (default {DEFAULT_EVERY_MS:g})")
     parser.add_argument("--mode", choices=("step", "async"), default="step",
                         help="step: the trained time steps, exact (default); async: continuous time")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over several files (it goes to stderr)")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"),
+    size.add_argument("--crop", type=positive_int, nargs=2, metavar=("W", "H"),
                       help="keep the central W x H pixels (must be the model's input size)")
-    size.add_argument("--downsample", type=float, metavar="F",
-                      help="scale pixel coordinates by F (0 < F <= 1), centred in the model's input")
-    parser.add_argument("--chunk-events", type=int, default=65536, metavar="N",
+    size.add_argument("--downsample", type=scale_factor, metavar="F",
+                      help="scale pixel coordinates by F (0 < F <= 1), centred in the model's input; "
+                           "with --crop, only for recordings whose sensor is not the model's")
+    parser.add_argument("--chunk-events", type=positive_int, default=65536, metavar="N",
                         help="events decoded per chunk (memory bound; results do not depend on it)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=DEFAULT_WORKERS, metavar="N",
                         help=f"worker processes for several files (default {DEFAULT_WORKERS})")
     parser.add_argument("--cluster", metavar="ADDRESS",
                         help="stream the files on a Ray cluster instead, every node reading them under the same "
