@@ -256,7 +256,7 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
                     stream.feed(chunk[:cut], flush=True)  # every event before the mark is here
                     chunk = chunk[cut:]
                     if take_window:
-                        window = stream.result(at_us=window_end_us)
+                        window = stream.result(at_us=window_end_us, allow_empty=True)
                         continue
                     mark(next_mark)
                     next_mark += every_us
@@ -268,12 +268,12 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
             error = exc
     if step:
         stream.flush()
-        result = stream.result()
+        result = stream.result(allow_empty=True)
     else:
         # read out at the last event read, which a crop may have kept from the network
-        result = stream.result(at_us=float(end_us) if origin is not None else None)
+        result = stream.result(at_us=float(end_us) if origin is not None else None, allow_empty=True)
         if window is None and origin is not None:  # the recording ended inside the window
-            window = stream.result(at_us=window_end_us)
+            window = stream.result(at_us=window_end_us, allow_empty=True)
     if origin is not None and (timeline.last is None or timeline.last["time_us"] < end_us):
         mark(float(end_us), result.output)
     wall = time.perf_counter() - started
@@ -304,7 +304,7 @@ def stream_file(path, network, every_us: float, crop=None, downsample=None, chun
     }
     if step:
         report["steps"] = stream.steps_done
-        report["window"] = _counts(stream.window_result())
+        report["window"] = _counts(stream.window_result(allow_empty=True))
     elif window is not None:
         report["window"] = _counts(window)
     if error is not None:
