@@ -50,6 +50,12 @@ def default_root(dataset: str) -> Path:
     folder = None if root is None else root / DATA_FOLDERS.get(dataset, dataset)
     if folder is not None and folder.is_dir():
         return folder
+    if dataset == "nmnist" and root is not None and root.is_dir():
+        # a data folder that exists but lacks nmnist/ is a mistake to name, not to fall back from
+        inside = "; it looks like the N-MNIST folder itself: set $EVSIM_DATA to the folder above it" if any(
+            (root / split).is_dir() for split in ("Train", "Test", "NMNIST")) else ""
+        raise DataError(None, f"the data folder {root} has no nmnist/ folder{inside} (or pass --data; without a "
+                              "data folder evsim uses its bundled N-MNIST recordings)")
     if dataset == "nmnist":
         return BUNDLED_DATA / "nmnist"
     where = "no data folder" if root is None else f"no {folder}"

@@ -498,3 +498,82 @@ def test_a_folder_stream_prints_totals_and_each_error_once(capsys, elsewhere):
     assert re.search(r"00001\.bin: prediction 7 .* ([\d,]+) of \1 events used", out), out
     assert err.count("its first record is not an N-MNIST event") == out.count("its first record is not") + 1 == 1
     assert "broken.bin: error (below)" in out
+
+
+def test_demo_figure_into_a_folder_and_no_progress_bars_off_a_terminal(capsys, elsewhere):
+    """Point 12: --figure runs/ wrote runs.png here; the bars went into a redirected stderr."""
+    pytest.importorskip("matplotlib")
+    data = nmnist_folder(elsewhere / "nmnist").parent
+    code, out, err = run_cli(capsys, "demo", "--data", data, "--no-dense", "--figure", "runs/")
+    assert code == 0, err
+    assert (elsewhere / "runs" / "evsim-demo.png").is_file() and not (elsewhere / "runs.png").exists()
+    assert "figure              runs/evsim-demo.png" in out
+    assert err == ""  # stderr is not a terminal here: no bar, no carriage return
+
+
+@pytest.mark.slow
+def test_eval_and_train_draw_no_bars_off_a_terminal(capsys, elsewhere, mnist_root):
+    pytest.importorskip("torch")
+    code, _, err = run_cli(capsys, "eval", "--model", "lenet-mnist", "--data", mnist_root, "--limit", 4)
+    assert code == 0 and err == "", err
+    code, _, err = run_cli(capsys, *TRAIN, "--data", mnist_root, "--limit", 8, "--test-limit", 4, "--out", "m.npz")
+    assert code == 0 and err == "", err
+
+
+def test_the_demo_figure_keys_its_colours_lines_and_mode(capsys, elsewhere):
+    """Point 17: ON/OFF were white and grey with no key, the margin had no legend entry, and
+    the step and async figures looked the same."""
+    pytest.importorskip("matplotlib")
+    import evsim
+    from evsim.analysis.demo import demo_figure, polarity_image, run_demo
+
+    result = run_demo(evsim.load("lenet-nmnist"), nmnist_folder(elsewhere / "nmnist").parent, compare_dense=False,
+                      progress=False, mode="async")
+    result["model"] = "lenet-nmnist"
+    fig = demo_figure(result)
+    events_axis, prediction_axis = fig.axes[1], fig.axes[2]
+    assert [t.get_text() for t in events_axis.get_legend().get_texts()] == ["ON events", "OFF events", "both"]
+    labels = [t.get_text() for t in prediction_axis.get_legend().get_texts()]
+    assert "margin over the runner-up" in labels and "predicted digit" in labels
+    assert "async mode" in prediction_axis.get_title() and "async mode" in fig._suptitle.get_text()
+    from evsim.events import make_events
+
+    image = polarity_image(make_events([0, 1], [0, 0], [0, 0], [True, False]), 3, 1)
+    on, off, empty = image[0]
+    assert on[0] > 0.8 > on[2] and off[2] > 0.8 > off[0] and tuple(empty) == (1.0, 1.0, 1.0)
+
+
+def test_the_stream_warm_up_compiles_every_kernel_a_recording_needs(tmp_path):
+    """Point 9: the demo timed numba's compilation of the kernels its one-event warm-up missed
+    (a fresh install's first async rate was 1.9 recordings/s, the second 38/s). In a fresh
+    interpreter, streaming a recording after the warm-up must load no kernel."""
+    script = (
+        "import sys, numba, evsim\n"
+        "from evsim.analysis.streaming import warm_up, stream_file\n"
+        "def loaded():\n"
+        "    return {(m.__name__, n): len(o.signatures) for m in list(sys.modules.values())\n"
+        "            if getattr(m, '__name__', '').startswith('evsim')\n"
+        "            for n, o in vars(m).items() if isinstance(o, numba.core.registry.CPUDispatcher)}\n"
+        "net = evsim.load('lenet-nmnist')\n"
+        "for mode in ('step', 'async'):\n"
+        "    warm_up(net, mode)\n"
+        "    before = loaded()\n"
+        f"    stream_file({str(SEVEN)!r}, net, 5000.0, chunk_events=997, mode=mode)\n"
+        "    after = loaded()\n"
+        "    print(mode, {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["step {}", "async {}"], done.stdout
+
+
+def test_a_wrong_evsim_data_is_named_not_replaced_by_the_bundled_recordings(capsys, elsewhere, monkeypatch):
+    """Point 4: EVSIM_DATA pointing at the nmnist folder itself fell back to the 19 bundled recordings."""
+    nmnist_folder(elsewhere / "nmnist")
+    monkeypatch.setenv("EVSIM_DATA", str(elsewhere / "nmnist"))
+    assert_one_line_error(capsys, "run", "--model", "lenet-nmnist", "--limit", "1",
+                          match=r"the data folder \S+nmnist has no nmnist/ folder; it looks like the N-MNIST folder "
+                                r"itself: set \$EVSIM_DATA to the folder above it")
+    monkeypatch.setenv("EVSIM_DATA", str(elsewhere))
+    code, out, err = run_cli(capsys, "run", "--model", "lenet-nmnist", "--json")
+    assert code == 0 and json.loads(out)["samples"] == 2, err

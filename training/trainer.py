@@ -218,7 +218,7 @@ def run_epoch(
     total_loss, total_penalty, total_synops, total_events, correct, seen = 0.0, 0.0, 0.0, 0.0, 0, 0
     total_spikes: dict[str, float] = {}
     start = time.perf_counter()
-    bar = _progress_bar(len(samples), description, progress)
+    bar = progress_bar(len(samples), description, progress)
     for first in range(0, len(order), batch_size):
         batch = order[first : first + batch_size]
         if distributed is not None:
@@ -269,14 +269,14 @@ def run_epoch(
                        total_penalty / n, {name: value / n for name, value in total_spikes.items()}, total_events / n)
 
 
-def _progress_bar(total: int, description: str, enabled: bool):
-    if not enabled:
+def progress_bar(total: int, description: str, enabled: bool):
+    """A bar over ``total`` samples on stderr when ``enabled`` and stderr is a terminal (a log file
+    or a pipe gets the epoch lines alone), else None."""
+    if not enabled or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    interactive = sys.stderr.isatty()
-    return tqdm(total=total, desc=description, unit="sample", leave=False, dynamic_ncols=True,
-                mininterval=0.5 if interactive else 60.0)
+    return tqdm(total=total, desc=description, unit="sample", leave=False, dynamic_ncols=True, mininterval=0.5)
 
 
 def make_optimizer(network: SpikingNetwork, config: TrainConfig):

@@ -160,6 +160,11 @@ def progress_disabled(args) -> bool | None:
     return True if (args.no_progress or args.json) else None
 
 
+def show_progress(args) -> bool:
+    """Whether to draw progress bars: not on request or with --json, and only on a terminal."""
+    return progress_disabled(args) is None and sys.stderr.isatty()
+
+
 # --- outputs ------------------------------------------------------------------------------
 
 

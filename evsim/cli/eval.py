@@ -12,7 +12,7 @@ from evsim.cli.common import (
     model_dataset,
     positive_int,
     print_json,
-    progress_disabled,
+    show_progress,
     require_torch,
     torch_device,
 )
@@ -60,9 +60,9 @@ def run(args) -> int:
     if tuple(samples.input_shape) != tuple(graph.input_shape):
         raise InputError(f"{args.dataset} inputs are {list(samples.input_shape)}, the model takes {list(graph.input_shape)}")
     if ann:  # one analog pass per sample: the expected per-step input of the model's coding
-        result = evaluate_ann(network, samples, timesteps, args.batch_size, args.seed, progress=not progress_disabled(args))
+        result = evaluate_ann(network, samples, timesteps, args.batch_size, args.seed, progress=show_progress(args))
     else:
-        result = evaluate(network, samples, timesteps, args.batch_size, args.seed, progress=not progress_disabled(args))
+        result = evaluate(network, samples, timesteps, args.batch_size, args.seed, progress=show_progress(args))
     report = {
         "model": str(args.model),
         "arch": graph.meta.get("arch"),

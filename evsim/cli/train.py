@@ -24,6 +24,7 @@ from evsim.cli.common import (
     print_json,
     require_torch,
     sample_range,
+    show_progress,
     torch_device,
 )
 from evsim.datasets.samples import DATASETS
@@ -188,7 +189,7 @@ def run(args) -> int:
     # with --json the epoch lines go to stderr, so that stdout holds the one JSON object
     log_file = sys.stderr if args.json else sys.stdout
     history = train(config, log=lambda line: print(line, file=log_file, flush=True),
-                    progress=not (args.no_progress or args.json))
+                    progress=show_progress(args))
     if args.distributed and int(os.environ["RANK"]) != 0:
         return 0  # rank 0 reports for all
     if args.json:
