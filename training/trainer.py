@@ -194,8 +194,12 @@ def run_epoch(
     stepwise: bool = False,
     penalty: ActivityPenalty = ActivityPenalty(),
     distributed: Distributed | None = None,
+    seed: int | None = None,
 ) -> EpochResult:
     """One pass over ``samples``: training when ``optimizer`` is given (shuffled), else evaluation.
+
+    With ``seed`` every sample is coded by a generator of its own (SampleSet.coded), the spikes
+    evsim run draws for it with the same seed; else the batches draw from ``rng``.
 
     The loss adds ``penalty``'s terms; the result counts every sample's synops and spikes either way.
     With ``distributed`` this process runs its rank's share of every mini-batch, and the result
@@ -226,7 +230,8 @@ def run_epoch(
         if len(batch) == 0:  # a last mini-batch smaller than the ranks: this one still joins the all-reduce
             frames = torch.zeros((timesteps, 0, *samples.input_shape))
         else:
-            frames = torch.from_numpy(samples.inputs(batch, timesteps, rng))
+            frames = torch.from_numpy(samples.inputs(batch, timesteps, rng) if seed is None
+                                      else samples.coded(batch, timesteps, seed))
         inputs = frames.to(device=param.device, dtype=param.dtype)
         labels = torch.from_numpy(samples.labels[batch]).to(param.device)
         activity: dict[str, torch.Tensor] = {}
@@ -438,11 +443,13 @@ def initial_weights(path, graph: Graph):
 def evaluate(network: SpikingNetwork, samples: SampleSet, timesteps: int, batch_size: int = 32,
              seed: int = 0, progress: bool = False, penalty: ActivityPenalty = ActivityPenalty(),
              distributed: Distributed | None = None) -> EpochResult:
-    """Accuracy, loss, synops and ``penalty``'s terms on ``samples``, with a fixed Poisson seed so
-    epochs compare fairly (split over the ranks with ``distributed``)."""
+    """Accuracy, loss, synops and ``penalty``'s terms on ``samples``, with fixed Poisson spikes so
+    epochs compare fairly: each sample's own, as evsim run draws them with the same ``seed``
+    (split over the ranks with ``distributed``)."""
     with torch.no_grad():
         return run_epoch(network, samples, timesteps, batch_size, np.random.default_rng([seed, TEST_SEED]),
-                         progress=progress, description=samples.split, penalty=penalty, distributed=distributed)
+                         progress=progress, description=samples.split, penalty=penalty, distributed=distributed,
+                         seed=seed)
 
 
 def save_checkpoint(path: Path, network, optimizer, schedule, epoch: int, history: list, config: TrainConfig) -> None:

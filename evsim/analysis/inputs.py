@@ -20,8 +20,7 @@ def sample_input(samples, local: int, timesteps: int, seed: int, position: int):
     position seeds its Poisson coding, so that a sample is coded the same wherever it runs)."""
     if samples.recordings is not None:
         return samples.events(local)
-    rng = np.random.default_rng([seed, position])
-    return samples.inputs(np.array([local]), timesteps, rng)[:, 0]
+    return samples.coded(np.array([local]), timesteps, seed, positions=[position])[:, 0]
 
 
 @dataclass

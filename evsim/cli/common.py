@@ -221,7 +221,18 @@ def load_split(args, network):
     samples = load_samples(args.dataset, args.data, args.split, limit=args.limit, encoding=network.encoding)
     if tuple(samples.input_shape) != tuple(network.input_shape):
         raise InputError(f"{args.dataset} inputs are {samples.input_shape}, the model takes {network.input_shape}")
+    announce_simulation(args, samples)
     return samples
+
+
+def announce_simulation(args, samples) -> None:
+    """Simulated recordings cost minutes: say so on stderr (even with --no-progress) before the work."""
+    from evsim.datasets.samples import SIMULATED
+
+    if args.dataset in SIMULATED:
+        print(f"evsim {args.command}: simulating {len(samples):,} {SIMULATED[args.dataset]}-like recordings from the "
+              f"digits in {args.data} ({args.dataset}, evsim.datasets.saccades; minutes for thousands): --limit N "
+              f"simulates fewer, --dataset {SIMULATED[args.dataset]} runs real recordings", file=sys.stderr, flush=True)
 
 
 # --- torch, for the commands that run the dense model ------------------------------------

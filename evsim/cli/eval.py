@@ -9,6 +9,7 @@ from evsim.cli.common import (
     add_model_argument,
     add_output_arguments,
     add_threads_argument,
+    announce_simulation,
     model_dataset,
     positive_int,
     print_json,
@@ -59,6 +60,7 @@ def run(args) -> int:
     samples = load_samples(args.dataset, args.data, args.split, args.limit, encoding=encoding)
     if tuple(samples.input_shape) != tuple(graph.input_shape):
         raise InputError(f"{args.dataset} inputs are {list(samples.input_shape)}, the model takes {list(graph.input_shape)}")
+    announce_simulation(args, samples)
     if ann:  # one analog pass per sample: the expected per-step input of the model's coding
         result = evaluate_ann(network, samples, timesteps, args.batch_size, args.seed, progress=show_progress(args))
     else:
