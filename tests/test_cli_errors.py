@@ -611,3 +611,62 @@ def test_simulated_recordings_are_announced_before_the_work(capsys, elsewhere, m
                            "--limit", 2, "--no-progress", "--json")
     assert code == 0, err
     assert f"evsim {command}: simulating 2 nmnist-like recordings from the digits in {mnist_root}" in err
+
+
+def test_an_interrupted_training_says_where_its_checkpoint_is(capsys, elsewhere, mnist_root, monkeypatch):
+    """Point 16: the interrupted-training message did not say that a checkpoint exists or how to resume."""
+    pytest.importorskip("torch")
+    import evsim.training.trainer as trainer
+
+    real_epoch, calls = trainer.run_epoch, []
+
+    def ctrl_c_in_epoch_2(*args, **kwargs):
+        if kwargs.get("optimizer") is not None or (len(args) > 5 and args[5] is not None):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "run_epoch", ctrl_c_in_epoch_2)
+    argv = [*TRAIN[:5], "--epochs", "2", "-T", "2", "--data", mnist_root, "--limit", 8, "--test-limit", 4, "--out", "m.npz"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == (
+        "evsim train: interrupted; the checkpoint m.npz.checkpoint.pt holds 1 of 2 epochs (and m.npz the model so far): "
+        "run the same command with --resume to continue")
+    code, out, err = run_cli(capsys, *argv, "--resume")
+    assert code == 0 and "resumed from m.npz.checkpoint.pt after epoch 1" in out, err
+
+
+def test_info_reads_a_model_without_suffix_and_shows_its_training(capsys, elsewhere):
+    """Point 16: "unknown event file format ''" for a model without suffix; no training
+    metadata; an ANN's layers labelled lif."""
+    import shutil
+
+    from evsim.paths import BUNDLED_MODELS
+
+    shutil.copy(BUNDLED_MODELS / "lenet-mnist.npz", elsewhere / "mymodel")
+    code, out, err = run_cli(capsys, "info", "mymodel")
+    assert code == 0, err
+    assert out.startswith("mymodel: evsim model")
+    assert "trained: lenet on mnist; from lenet-mnist.npz trained on mnist; 3 epochs; 60,000 training samples; " \
+           "test accuracy 99.28 % on 10,000 (dense)" in out
+    code, out, err = run_cli(capsys, "info", "lenet-mnist-ann")
+    layers = [line.split()[1] for line in out.splitlines()[2:8]]
+    assert layers == ["relu", "pool", "relu", "pool", "relu", "output"], out
+    assert "(ANN)" in out.splitlines()[-1]
+
+
+def test_bench_names_the_dense_batch_it_ran(capsys):
+    """Point 16: bench printed "dense_batch64" beside a table that said batch 28."""
+    from evsim.cli.bench import format_bench
+
+    rates = {k: 1.0 for k in ("event_samples_per_s", "event_from_raw_samples_per_s", "event_1thread_samples_per_s",
+                              "async_samples_per_s", "dense_batch1_samples_per_s", "dense_batch64_samples_per_s")}
+    report = {"threads": 2, "dense_batch64_actual_batch": 28, "model": "m", "samples": 28, "dataset": "nmnist",
+              "rounds": 1, "timesteps": 100, **rates, "spread_samples_per_s": {k: {"min": 1, "max": 1} for k in rates},
+              "speedup_vs_dense_batch1": 1, "speedup_vs_dense_batch64": 1, "speedup_vs_best_dense_from_raw": 1,
+              "synops_per_s": 1, "synops_per_s_per_core": 1, "fraction_of_ceiling": 1, "ceiling_synops_per_s": 1,
+              "compile_or_cache_load_s": 1, "accuracy": {"step": 1.0, "dense_batch64": 1.0}}
+    text = format_bench(report)
+    assert "dense_batch64" not in text and "accuracy evsim step mode 100.0 %, dense PyTorch batch 28 100.0 %" in text

@@ -312,9 +312,25 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
             log, progress = (lambda line: None), False
     try:
         return _train(config, log, progress, distributed)
+    except KeyboardInterrupt:
+        raise Interrupted(kept_after_interruption(config)) from None
     finally:
         if distributed is not None:
             distributed.close()
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; its message says what was kept and how to go on."""
+
+
+def kept_after_interruption(config: TrainConfig) -> str:
+    """Where the epochs that ended before an interruption are, and how to continue them."""
+    try:
+        epoch = torch.load(config.checkpoint, map_location="cpu", weights_only=True)["epoch"]
+    except Exception:  # none written yet, or unreadable: nothing to continue from
+        return "no epoch had ended, so nothing was saved"
+    return (f"the checkpoint {config.checkpoint} holds {epoch} of {config.epochs} epochs (and {config.out} the model "
+            "so far): run the same command with --resume to continue")
 
 
 def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:

@@ -78,5 +78,7 @@ def format_bench(r: dict) -> str:
         f" = {100 * r['fraction_of_ceiling']:.0f} % of the bare scatter-add ceiling ({r['ceiling_synops_per_s'] / 1e9:.2f} G/s)"
     )
     lines.append(f"compile (or cache load) {r['compile_or_cache_load_s']:.2f} s, kept apart from the run times")
-    lines.append("accuracy " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in r["accuracy"].items()))
+    names = {"step": "evsim step mode", "step_raw": "evsim step mode from raw events", "async": "evsim async mode",
+             "dense_batch1": "dense PyTorch batch 1", "dense_batch64": f"dense PyTorch batch {big}"}
+    lines.append("accuracy " + ", ".join(f"{names.get(k, k)} {100 * v:.1f} %" for k, v in r["accuracy"].items()))
     return "\n".join(lines)

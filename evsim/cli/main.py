@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evsim {args.command}: error: this needs {root}, which is not installed: "
               f"pip install 'evsim[{EXTRAS[root]}]'", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"evsim {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a command may say what it kept (evsim train: its checkpoint)
+        print(f"evsim {args.command}: interrupted" + (f"; {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `evsim info FILE | head`: the reader left, nothing is wrong
         # point stdout at /dev/null so that the interpreter's final flush cannot fail again
