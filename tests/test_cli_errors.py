@@ -670,3 +670,55 @@ def test_bench_names_the_dense_batch_it_ran(capsys):
               "compile_or_cache_load_s": 1, "accuracy": {"step": 1.0, "dense_batch64": 1.0}}
     text = format_bench(report)
     assert "dense_batch64" not in text and "accuracy evsim step mode 100.0 %, dense PyTorch batch 28 100.0 %" in text
+
+
+def session_processes(session: int) -> dict[int, str]:
+    """The processes of a session (Linux /proc): pid -> command line."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.getsid(int(entry)) == session:
+                found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["agent.py", "default_worker", "ray::run_chunk"],
+                         ids=["while Ray starts", "while its workers start", "while a task runs"])
+def test_ctrl_c_on_a_local_cluster_run_stops_everything_it_started(elsewhere, mnist_root, when):
+    """Point 8: Ctrl-C during `evsim run --cluster local` gave a Ray C++ stack trace and exit 1,
+    orphaned Ray processes that SIGTERM did not stop, or "interrupted" and then exit 139. The
+    terminal sends SIGINT to the whole process group; here the run has a session of its own."""
+    pytest.importorskip("ray")
+    import signal
+    import time
+
+    argv = [sys.executable, "-m", "evsim.cli", "run", "--model", "lenet-mnist", "--data", str(mnist_root),
+            "--cluster", "local", "--threads", "1", "--json"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            commands = session_processes(child.pid).values()
+            if any(when in c for c in commands):
+                break
+            time.sleep(0.05)
+        assert child.poll() is None, "the run ended before the Ctrl-C"
+        os.killpg(child.pid, signal.SIGINT)
+        interrupted = time.monotonic()
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert time.monotonic() - interrupted < 30
+    assert child.returncode == 130, err
+    assert err.strip() == "evsim run: interrupted" and out == ""
+    deadline = time.monotonic() + 5
+    while session_processes(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = session_processes(child.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, left
