@@ -722,3 +722,28 @@ def test_ctrl_c_on_a_local_cluster_run_stops_everything_it_started(elsewhere, mn
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, left
+
+
+def test_the_comparison_figures_show_every_bar_tick_and_line(capsys, elsewhere, mnist_root):
+    """Point 17: compare_compute.png cut its log axis just below the smallest bar (a 2.3 M-op
+    SNN looked like zero) and had an unlabelled dashed line; compare_accuracy.png's ticks read
+    "6x10^0"; compare_activity.png's legend covered a bar."""
+    pytest.importorskip("matplotlib")
+    code, _, err = run_cli(capsys, "report", "--compare", "lenet-mnist", "lenet-mnist-ann", "--data", mnist_root,
+                           "--limit", 4, "--latencies", "3,6", "--out", "cmp", "--json")
+    assert code == 0, err
+    from evsim.analysis.compare import comparison_figures
+
+    figures = comparison_figures(json.loads((elsewhere / "cmp" / "report.json").read_text()))
+    accuracy = figures["accuracy"].axes[0]
+    assert [t.get_text() for t in accuracy.get_xticklabels()] == ["3", "6", "25"]
+    assert not accuracy.xaxis.get_minor_ticks()
+    left, right = figures["compute"].axes
+    heights = [bar.get_height() for bar in left.patches]
+    assert left.get_ylim()[0] <= min(heights) / 10  # the smallest bar stands a decade tall
+    assert [t.get_text() for t in left.texts] == [f"{h / 1e6:.2f} M" for h in heights]
+    assert "break-even (ratio 1)" in [t.get_text() for t in right.get_legend().get_texts()]
+    activity = figures["activity"]
+    activity.canvas.draw()
+    legend = activity.axes[0].get_legend().get_window_extent()
+    assert all(not legend.overlaps(bar.get_window_extent()) for bar in activity.axes[0].patches)
