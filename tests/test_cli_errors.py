@@ -424,6 +424,9 @@ def test_out_is_checked_before_any_work(capsys, elsewhere, monkeypatch):
     assert_one_line_error(capsys, *TRAIN, "--out", "runs/model", match=r"name it with the suffix \.npz")
     (elsewhere / "afile").write_text("x")
     assert_one_line_error(capsys, *TRAIN, "--out", "afile/m.npz", match=r"afile is a file, not a folder")
+    # the architecture names live in evsim.training.architectures alone (issue 29: the CLI had its own copy)
+    assert_one_line_error(capsys, "train", "--arch", "vgg8", *TRAIN[3:], "--out", "m.npz",
+                          match=r"--arch 'vgg8' is not an architecture of the paper; choose one of lenet, vgg7, resnet7")
 
 
 def test_an_existing_output_is_replaced_only_with_force(capsys, elsewhere):
@@ -747,3 +750,16 @@ def test_the_comparison_figures_show_every_bar_tick_and_line(capsys, elsewhere, 
     activity.canvas.draw()
     legend = activity.axes[0].get_legend().get_window_extent()
     assert all(not legend.overlaps(bar.get_window_extent()) for bar in activity.axes[0].patches)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["info", "lenet-nmnist"], ["info", "--help"], ["stream", "--help"]])
+def test_the_cli_loads_a_commands_modules_only_when_it_runs(argv):
+    """Issue 29, item 7: building the parser imported every command module, so `evsim info`
+    loaded numba, the engine and NIR (0.9 s before any work)."""
+    script = ("import sys\nfrom evsim.cli.main import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "heavy = ('numba', 'torch', 'evsim.engine', 'evsim.analysis', 'h5py', 'tonic', 'matplotlib', 'ray')\n"
+              "print(sorted({m.split('.')[0] if not m.startswith('evsim') else '.'.join(m.split('.')[:2])\n"
+              "              for m in sys.modules if m.startswith(heavy)}))\n")
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -21,10 +21,7 @@ from evsim.analysis.bench import benchmark
 from evsim.analysis.streaming import MODES, stream_file, warm_up
 from evsim.engine.asynchronous import step_width_us
 from evsim.engine.counting import energy_estimates
-from evsim.paths import BUNDLED_DATA
-
-DEMO_MODEL = "lenet-nmnist"
-DEMO_DATA = BUNDLED_DATA / "nmnist"
+from evsim.paths import DEMO_DATA
 TIMELINE_EVERY_US = 5_000.0
 
 

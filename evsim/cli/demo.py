@@ -17,7 +17,7 @@ DEMO_FIGURE = Path("runs") / "evsim-demo.png"  # runs/ is git-ignored: the demo 
 
 
 def register(subparsers) -> None:
-    from evsim.analysis.demo import DEMO_DATA, DEMO_MODEL
+    from evsim.paths import DEMO_DATA, DEMO_MODEL
 
     p = subparsers.add_parser(
         "demo",

@@ -30,8 +30,6 @@ from evsim.cli.common import (
 from evsim.datasets.samples import DATASETS
 from evsim.errors import InputError
 
-ARCHS = ("lenet", "vgg7", "resnet7", "vgg9", "resnet9", "resnet11")
-
 
 def dropout_ratio(text: str) -> float:
     value = non_negative_float(text)
@@ -57,7 +55,10 @@ def register(subparsers) -> None:
         description="Train a network of the paper (tables 4, 5) with spike-based backpropagation and "
         "export it as an evsim model file. A checkpoint is written after every epoch.",
     )
-    p.add_argument("--arch", required=True, choices=ARCHS, help="network architecture of the paper (tables 4, 5)")
+    # checked when the command runs, against evsim.training.architectures (which needs torch)
+    p.add_argument("--arch", required=True, metavar="ARCH",
+                   help="network architecture of the paper (tables 4, 5): LeNet, VGG7/9 or ResNet7/9/11, "
+                        "as lower-case names (lenet, vgg7, ...)")
     p.add_argument("--dataset", required=True, choices=DATASETS, help="dataset to train on")
     p.add_argument("--data", type=Path, help="dataset folder (default: $EVSIM_DATA/<dataset> or ../shared/data/<dataset>; "
                                              "for nmnist otherwise the bundled recordings)")
@@ -125,6 +126,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_architecture(name: str) -> None:
+    from evsim.training.architectures import ARCHITECTURES
+
+    if name not in ARCHITECTURES:
+        raise InputError(f"--arch {name!r} is not an architecture of the paper; choose one of {', '.join(ARCHITECTURES)}")
+
+
 def check_outputs(args) -> None:
     """The model file and its checkpoint, before any work: neither is replaced by surprise."""
     keep = " or --resume to continue its training"
@@ -146,6 +154,7 @@ def run(args) -> int:
     if args.ann:
         from evsim.training.ann import train_ann as train
 
+    check_architecture(args.arch)
     check_outputs(args)
     configure_torch(args.threads)
     device = torch_device(args.device, "evsim train")
