@@ -763,3 +763,20 @@ def test_the_cli_loads_a_commands_modules_only_when_it_runs(argv):
     done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_readme_states_the_rules_these_tests_check():
+    """The README's claims about errors, outputs, progress bars, Ctrl-C and empty samples are the
+    behaviour tested above and in tests/test_first_hour.py (issue 30)."""
+    text = " ".join(README.read_text().split())
+    for claim in ("every option is checked when the command line is read",
+                  "an existing one is replaced only with `--force`",
+                  "Progress bars go to stderr and only to a terminal",
+                  "on `--cluster local` it also stops the Ray tasks and every process Ray started",
+                  "a sample with no event inside is an error, never a silent class 0",
+                  "an input with no spike at all (an all-zero spike train, one silent sample of a batch, a stream's "
+                  "`result()` before any event)",
+                  "gets a warning that evsim reads `t` in µs",
+                  "The first `evsim demo` of a new install compiles the Numba kernels first",
+                  "on the Poisson spikes `evsim run` draws with the same `--seed`"):
+        assert claim in text, claim
