@@ -62,6 +62,16 @@ def default_root(dataset: str) -> Path:
     raise DataError(None, f"{where}: pass --data, or set $EVSIM_DATA to the folder holding {DATA_FOLDERS.get(dataset, dataset)}/")
 
 
+def coded_inputs(samples, batch: np.ndarray, timesteps: int, seed: int, positions=None) -> np.ndarray:
+    """Frames ``[T, B, C, H, W]`` of ``samples``' samples at ``batch``, each coded by a generator
+    of its own, seeded ``(seed, position)`` (``positions``: in the split; default ``batch``), so
+    that a sample's spikes do not depend on its batch, thread or machine: evsim run and evsim eval
+    draw the same spikes, and step mode equals the dense model on them."""
+    positions = batch if positions is None else positions
+    return np.concatenate([samples.inputs(np.array([b]), timesteps, np.random.default_rng([seed, int(p)]))
+                           for b, p in zip(batch, positions)], axis=1)
+
+
 def same_inputs(dataset: str, other: str) -> bool:
     """Whether models of ``dataset`` take ``other``'s inputs (a simulation and its real data do)."""
     return SIMULATED.get(dataset, dataset) == SIMULATED.get(other, other)
@@ -104,15 +114,6 @@ class SampleSet:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return INPUT_SHAPES[self.dataset]
-
-    def coded(self, batch: np.ndarray, timesteps: int, seed: int, positions=None) -> np.ndarray:
-        """Frames ``[T, B, C, H, W]`` of the samples at ``batch``, each coded by a generator of
-        its own, seeded ``(seed, position)`` (``positions``: in the split; default ``batch``), so that
-        a sample's spikes do not depend on its batch, thread or machine: evsim run and evsim eval
-        draw the same spikes, and step mode equals the dense model on them."""
-        positions = batch if positions is None else positions
-        return np.concatenate([self.inputs(np.array([b]), timesteps, np.random.default_rng([seed, int(p)]))
-                               for b, p in zip(batch, positions)], axis=1)
 
     def inputs(self, batch: np.ndarray, timesteps: int, rng: np.random.Generator) -> np.ndarray:
         """Input frames ``[T, B, C, H, W]`` of the samples at positions ``batch``."""
@@ -171,15 +172,6 @@ class SampleMix:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.parts[0].input_shape
-
-    def coded(self, batch: np.ndarray, timesteps: int, seed: int, positions=None) -> np.ndarray:
-        """Frames ``[T, B, C, H, W]`` of the samples at ``batch``, each coded by a generator of
-        its own, seeded ``(seed, position)`` (``positions``: in the split; default ``batch``), so that
-        a sample's spikes do not depend on its batch, thread or machine: evsim run and evsim eval
-        draw the same spikes, and step mode equals the dense model on them."""
-        positions = batch if positions is None else positions
-        return np.concatenate([self.inputs(np.array([b]), timesteps, np.random.default_rng([seed, int(p)]))
-                               for b, p in zip(batch, positions)], axis=1)
 
     def inputs(self, batch: np.ndarray, timesteps: int, rng: np.random.Generator) -> np.ndarray:
         """Input frames ``[T, B, C, H, W]`` of the samples at positions ``batch``, in that order."""

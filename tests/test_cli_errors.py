@@ -594,15 +594,15 @@ def test_eval_and_run_draw_the_same_poisson_spikes(capsys, elsewhere, mnist_root
     event_driven = json.loads(out)
     assert dense["samples"] == event_driven["samples"] == 60
     assert dense["accuracy"] == event_driven["accuracy"]
-    from evsim.datasets.samples import load_samples
     from evsim.analysis.inputs import sample_inputs
+    from evsim.datasets.samples import coded_inputs, load_samples
     import evsim
     import numpy as np
 
     net = evsim.load("lenet-mnist")
     samples = load_samples("mnist", mnist_root, "test", limit=60, encoding=net.encoding)
     first = next(sample_inputs(samples, net, 3))
-    np.testing.assert_array_equal(first, samples.coded(np.array([0, 1]), net.timesteps, 3)[:, 0])
+    np.testing.assert_array_equal(first, coded_inputs(samples, np.array([0, 1]), net.timesteps, 3)[:, 0])
 
 
 @pytest.mark.parametrize("command", ["run", "eval"])

@@ -37,6 +37,7 @@ from evsim.datasets.samples import (
     SIMULATED,
     SampleMix,
     SampleSet,
+    coded_inputs,
     default_root,
     epoch_draw,
     load_samples,
@@ -198,7 +199,7 @@ def run_epoch(
 ) -> EpochResult:
     """One pass over ``samples``: training when ``optimizer`` is given (shuffled), else evaluation.
 
-    With ``seed`` every sample is coded by a generator of its own (SampleSet.coded), the spikes
+    With ``seed`` every sample is coded by a generator of its own (samples.coded_inputs), the spikes
     evsim run draws for it with the same seed; else the batches draw from ``rng``.
 
     The loss adds ``penalty``'s terms; the result counts every sample's synops and spikes either way.
@@ -231,7 +232,7 @@ def run_epoch(
             frames = torch.zeros((timesteps, 0, *samples.input_shape))
         else:
             frames = torch.from_numpy(samples.inputs(batch, timesteps, rng) if seed is None
-                                      else samples.coded(batch, timesteps, seed))
+                                      else coded_inputs(samples, batch, timesteps, seed))
         inputs = frames.to(device=param.device, dtype=param.dtype)
         labels = torch.from_numpy(samples.labels[batch]).to(param.device)
         activity: dict[str, torch.Tensor] = {}

@@ -29,23 +29,22 @@ DEFAULT_THREADS = 2
 
 def positive_int(text: str) -> int:
     """A whole number >= 1 (counts: threads, rounds, samples, time steps, epochs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _whole_number(text, least=1)
 
 
 def non_negative_int(text: str) -> int:
     """A whole number >= 0 (seeds)."""
+    return _whole_number(text, least=0)
+
+
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    if value < least:
+        bound = "0 or more" if least == 0 else f"at least {least}"
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
     return value
 
 
