@@ -34,6 +34,16 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
+    # a description may be a function, called only when --help prints it: building the parser
+    # of every command then imports nothing that only one command's help needs
+    @property
+    def description(self):
+        return self._description() if callable(self._description) else self._description
+
+    @description.setter
+    def description(self, value) -> None:
+        self._description = value
+
     def error(self, message: str):
         # one line, like every other evsim error (argparse would print the whole usage first)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -267,18 +267,22 @@ def _finish(reports: list[dict], printed: int, interrupted: bool, args) -> int:
     return 130 if interrupted or any(r.get("interrupted") for r in reports) else 0
 
 
-def register(subparsers) -> None:
+def description() -> str:
     from evsim.datasets.formats import supported_formats
 
+    return ("Feed event recordings chunk by chunk through a model and report the running "
+            "prediction, the time it became stable, the work done and the speed relative to real time. "
+            "Step mode (default) bins the events into the model's time steps as they arrive and runs each "
+            "step when its bin closes: over the model's window the result is exactly evsim run's. "
+            "Async mode runs in continuous time. "
+            f"Formats: {supported_formats()}. Times are recording time: the first event's timestamp is subtracted.")
+
+
+def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "stream",
         help="stream event recordings through a model, as they play",
-        description="Feed event recordings chunk by chunk through a model and report the running "
-        "prediction, the time it became stable, the work done and the speed relative to real time. "
-        "Step mode (default) bins the events into the model's time steps as they arrive and runs each "
-        "step when its bin closes: over the model's window the result is exactly evsim run's. "
-        "Async mode runs in continuous time. "
-        f"Formats: {supported_formats()}. Times are recording time: the first event's timestamp is subtracted.",
+        description=description,
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
                         help="event files, or folders whose event files are all streamed (in parallel)")
