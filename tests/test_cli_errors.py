@@ -392,7 +392,7 @@ NEGATIVE = [
     (["bench", "--model", "lenet-nmnist", "--seed", "-1"], r"--seed: must be 0 or more"),
     (["convert", "--model", "lenet-mnist-ann", "--out", "c.npz", "--seed", "-1"], r"--seed: must be 0 or more"),
     ([*TRAIN, "--out", "m.npz", "--seed", "-1"], r"--seed: must be 0 or more"),
-    ([*TRAIN, "--out", "m.npz", "--lr", "-1"], r"--lr: must be positive, got -1"),
+    ([*TRAIN, "--out", "m.npz", "--lr", "-1"], r"--lr: must be 0 or more, got -1"),
     ([*TRAIN, "--out", "m.npz", "--lr", "nan"], r"--lr: expected a finite number"),
     ([*TRAIN, "--out", "m.npz", "--momentum", "-1"], r"--momentum: must be 0 or more, got -1"),
     ([*TRAIN, "--out", "m.npz", "--weight-decay", "-1"], r"--weight-decay: must be 0 or more"),

@@ -17,7 +17,7 @@ from evsim.model.file import load_model  # noqa: E402
         (["--spike-bound", "out=5"], "not a spiking population"),
         (["--keep", "best-val"], "needs a validation split"),
         (["--val", "-3"], "--val"),
-        (["--synops-penalty=-1e-7"], "must not be negative"),
+        (["--synops-penalty=-1e-7"], "--synops-penalty: must be 0 or more"),
         (["--synops-target", "0"], "synops-target"),
         (["--ann", "--mix-simulated", "10"], "apply to spiking training"),
         (["--simulated-data", "mnist"], "pass --mix-simulated too"),
@@ -40,6 +40,7 @@ def test_augment_shifts_mnist_digits(mnist_root, tmp_path, capsys):
     assert main(args) == 0
     assert "augmentation shifts of up to 2 pixels" in capsys.readouterr().out
     args[args.index("mnist")] = "cifar10"  # colour images are always cropped and flipped
+    args.append("--force")  # m.npz exists now
     assert main(args) == 2 and "--augment applies to real N-MNIST recordings and to MNIST" in capsys.readouterr().err
 
 
@@ -132,8 +133,9 @@ def test_mix_simulated_adds_a_fresh_draw_of_simulated_recordings_each_epoch(nmni
     assert [h["epoch_samples"] for h in history] == [1 + 24, 1 + 24]  # the simulated ones are trained on
     assert load_model(out).graph.meta["simulated_per_epoch"] == 24
     simulated_only = [arg if arg != "nmnist" else "nmnist-sim" for arg in args]
+    args, simulated_only = args + ["--force"], simulated_only + ["--force"]  # mix.npz exists now
     for bad, message in ((args + ["--mix-simulated", "41"], "more than the 40 simulated recordings"),
-                         (args + ["--mix-simulated", "-1"], "must not be negative"),
+                         (args + ["--mix-simulated", "-1"], "--mix-simulated: must be 0 or more"),
                          (simulated_only, "adds simulated recordings to real N-MNIST ones")):
         assert main(bad) == 2
         err = capsys.readouterr().err

@@ -67,7 +67,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="model file to write (.npz), e.g. runs/my-lenet.npz")
     add_force_argument(p, "model file or its checkpoint")
     p.add_argument("--batch-size", type=positive_int, default=32, help="samples per mini-batch (default 32)")
-    p.add_argument("--lr", type=positive_float, help="learning rate (default: 0.01 for SGD, 0.001 for Adam)")
+    p.add_argument("--lr", type=non_negative_float, help="learning rate (default: 0.01 for SGD, 0.001 for Adam)")
     p.add_argument("--milestones", type=milestones,
                    help="comma-separated epochs where the lr drops (default: 70,100,125 SGD; 40,80,120 Adam)")
     p.add_argument("--lr-decay", type=positive_float, default=0.2, help="lr factor at each milestone (default 0.2)")
