@@ -65,15 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``evsim ARGV``; the exit status (a mistake in the options included: 2, said in one line)."""
     parser = build_parser()
-    try:
-        args, extra = parser.parse_known_args(argv)
-        if extra:  # said by the subcommand's parser, which knows its options, not by evsim's
-            hint = " (--threads sets threads; only `evsim stream` has --workers: processes)" if "--workers" in extra else ""
-            _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
-    except SystemExit as exc:  # argparse's exit: --help, --version, or a mistake it has printed
-        return exc.code if isinstance(exc.code, int) else 2
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser, which knows its options, not by evsim's
+        hint = " (--threads sets threads; only `evsim stream` has --workers: processes)" if "--workers" in extra else ""
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
         return int(args.func(args) or 0)
     except EvsimError as exc:
