@@ -61,6 +61,20 @@ def _session_dirs(pid: int) -> list[bytes]:
         return []
 
 
+def _orphaned_ray_of_ours(pid: int) -> bool:
+    """A Ray process of this process group whose parent died: one that Ray started during its
+    own shutdown (a renamed agent, ``ray::...``, whose command line no longer names its session)."""
+    stat = _stat(pid)
+    if stat is None or int(stat[1]) != 1 or int(stat[2]) != os.getpgrp():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            command = fh.read()
+    except OSError:
+        return False
+    return command.startswith(b"ray::") or b"/ray/" in command
+
+
 def stop_leftovers(started: dict[int, int], sessions: set[bytes], grace_s: float = 3.0) -> None:
     """Stop what a local Ray started and its shutdown left running: agents still starting when
     the raylet went lose their parent and stay, whatever SIGTERM says. A process is ours when it
@@ -68,9 +82,8 @@ def stop_leftovers(started: dict[int, int], sessions: set[bytes], grace_s: float
     was started for one of our Ray ``sessions`` (a late one the first look missed)."""
     def alive() -> list[int]:
         ours = [pid for pid, began in started.items() if (stat := _stat(pid)) is not None and int(stat[19]) == began]
-        if sessions:
-            ours += [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in started
-                     and sessions & set(_session_dirs(int(e)))]
+        others = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in started]
+        ours += [pid for pid in others if sessions & set(_session_dirs(pid)) or _orphaned_ray_of_ours(pid)]
         return [pid for pid in ours if (stat := _stat(pid)) is not None and stat[0] != b"Z"]
 
     deadline = time.monotonic() + grace_s
