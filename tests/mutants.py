@@ -157,10 +157,10 @@ MUTANTS = (
            ("tests/test_first_hour.py::test_timestamps_in_the_wrong_unit_warn_or_fail_naming_microseconds",)),
     Mutant("out-replaced-silently", "no lost work", "evsim/cli/common.py",
            "    if path.exists() and not force:", "    if path.is_dir() and not force:",
-           ("tests/test_cli_errors.py::test_an_existing_output_is_replaced_only_with_force",)),
+           ("tests/test_first_hour_cli.py::test_an_existing_output_is_replaced_only_with_force",)),
     Mutant("eval-draws-its-own-spikes", "eval equals run", "training/trainer.py",
            "                         seed=seed)", "                         seed=None)",
-           ("tests/test_cli_errors.py::test_eval_and_run_draw_the_same_poisson_spikes",)),
+           ("tests/test_first_hour_cli.py::test_eval_and_run_draw_the_same_poisson_spikes",)),
 )
 
 

@@ -266,6 +266,10 @@ def test_timestamps_in_the_wrong_unit_warn_or_fail_naming_microseconds(net):
     for mode in ("step", "async"):
         with pytest.warns(UserWarning, match=r"all [\d,]+ events fall into 1 of the model's 100 time steps.*µs"):
             net.run(in_ms, mode=mode)
+    in_hundreds = events.copy()  # 3 ms in all: two of the 3 ms steps
+    in_hundreds["t"] //= 100
+    with pytest.warns(UserWarning, match=r"fall into 2 of the model's 100 time steps \(step 0, 1\)"):
+        net.run(in_hundreds)
     in_s = np.empty(len(events), dtype=[("x", "i2"), ("y", "i2"), ("t", "f8"), ("p", "?")])
     for field in ("x", "y", "p"):
         in_s[field] = events[field]
