@@ -77,23 +77,35 @@ def _orphaned_ray_of_ours(pid: int) -> bool:
 
 def stop_leftovers(started: dict[int, int], sessions: set[bytes], grace_s: float = 3.0) -> None:
     """Stop what a local Ray started and its shutdown left running: agents still starting when
-    the raylet went lose their parent and stay, whatever SIGTERM says. A process is ours when it
-    is one of ``started`` (the same pid and start time: it may have renamed itself meanwhile) or
-    was started for one of our Ray ``sessions`` (a late one the first look missed)."""
-    def alive() -> list[int]:
-        ours = [pid for pid, began in started.items() if (stat := _stat(pid)) is not None and int(stat[19]) == began]
-        others = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in started]
-        ours += [pid for pid in others if sessions & set(_session_dirs(pid)) or _orphaned_ray_of_ours(pid)]
-        return [pid for pid in ours if (stat := _stat(pid)) is not None and stat[0] != b"Z"]
+    the raylet went lose their parent and stay, whatever SIGTERM says. First every process of
+    ``started`` (the same pid and start time: it may have renamed itself meanwhile) gets
+    ``grace_s`` to end; then the strays: processes of one of our Ray ``sessions``, or Ray
+    processes of this group orphaned meanwhile (one restarted during the shutdown)."""
+    def alive(pids) -> list[int]:
+        return [pid for pid in pids if (stat := _stat(pid)) is not None and stat[0] != b"Z"
+                and (pid not in started or int(stat[19]) == started[pid])]
 
+    def strays() -> list[int]:
+        others = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in started]
+        return alive(pid for pid in others if sessions & set(_session_dirs(pid)) or _orphaned_ray_of_ours(pid))
+
+    _stop(lambda: alive(started), grace_s)
+    _stop(strays, 0.5)  # once their parents are gone, orphans show as such
+
+
+def _stop(find, grace_s: float) -> None:
+    """Wait up to ``grace_s`` for the processes ``find()`` lists to end; kill the rest."""
     deadline = time.monotonic() + grace_s
-    while alive() and time.monotonic() < deadline:
+    while find() and time.monotonic() < deadline:
         time.sleep(0.1)
-    for pid in alive():
+    for pid in find():
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    deadline = time.monotonic() + 1.0
+    while find() and time.monotonic() < deadline:  # gone, so that their children are orphans now
+        time.sleep(0.05)
 
 
 @contextmanager
