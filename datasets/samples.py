@@ -51,10 +51,26 @@ def default_root(dataset: str) -> Path:
     folder = None if root is None else root / DATA_FOLDERS.get(dataset, dataset)
     if folder is not None and folder.is_dir():
         return folder
+    if dataset == "nmnist" and root is not None and root.is_dir():
+        # a data folder that exists but lacks nmnist/ is a mistake to name, not to fall back from
+        inside = "; it looks like the N-MNIST folder itself: set $EVSIM_DATA to the folder above it" if any(
+            (root / split).is_dir() for split in ("Train", "Test", "NMNIST")) else ""
+        raise DataError(f"the data folder {root} has no nmnist/ folder{inside} (or pass --data; without a "
+                        "data folder evsim uses its bundled N-MNIST recordings)")
     if dataset == "nmnist":
         return BUNDLED_DATA / "nmnist"
     where = "no data folder" if root is None else f"no {folder}"
     raise DataError(f"{where}: pass --data, or set $EVSIM_DATA to the folder holding {DATA_FOLDERS.get(dataset, dataset)}/", None)
+
+
+def coded_inputs(samples, batch: np.ndarray, timesteps: int, seed: int, positions=None) -> np.ndarray:
+    """Frames ``[T, B, C, H, W]`` of ``samples``' samples at ``batch``, each coded by a generator
+    of its own, seeded ``(seed, position)`` (``positions``: in the split; default ``batch``), so
+    that a sample's spikes do not depend on its batch, thread or machine: evsim run and evsim eval
+    draw the same spikes, and step mode equals the dense model on them."""
+    positions = batch if positions is None else positions
+    return np.concatenate([samples.inputs(np.array([b]), timesteps, np.random.default_rng([seed, int(p)]))
+                           for b, p in zip(batch, positions)], axis=1)
 
 
 def same_inputs(dataset: str, other: str) -> bool:

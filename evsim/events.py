@@ -38,6 +38,7 @@ EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p",
 def make_events(x, y, t, p) -> np.ndarray:
     """A structured event array from four equal-length sequences."""
     x = np.asarray(x)
+    check_whole_microseconds(t)
     events = np.empty(x.shape[0], dtype=EVENT_DTYPE)
     events["x"], events["y"], events["t"], events["p"] = x, y, t, p
     return events
@@ -64,7 +65,9 @@ def checked_coordinates(events: np.ndarray, sensor_size: tuple[int, int, int], w
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
             f"event {i} at x={x[i]}, y={y[i]}, p={p[i]} lies outside the {what} "
-            f"{width}x{height}x{polarities}"
+            f"{width}x{height}x{polarities}; events of a larger sensor need cropping or downsampling first "
+            f"(tonic.transforms.CenterCrop(sensor_size, ({width}, {height})) or Downsample, as evsim stream's "
+            "--crop and --downsample do)"
         )
     return x, y, p
 
@@ -244,6 +247,65 @@ def channels_last_index(c, y, x, shape) -> np.ndarray:
 def _check_event_fields(events: np.ndarray, what: str) -> None:
     if events.dtype.names is None or not {"x", "y", "t", "p"} <= set(events.dtype.names):
         raise InputError(f"{what} needs events with fields x, y, t, p; got {events.dtype.names}")
+    check_whole_microseconds(events["t"])
+
+
+def check_whole_microseconds(t) -> None:
+    """Timestamps are whole microseconds: fractions (seconds as floats) would all truncate to 0."""
+    t = np.asarray(t)
+    if np.issubdtype(t.dtype, np.floating) and len(t) and not np.array_equal(t, np.floor(t)):
+        i = int(np.flatnonzero(t != np.floor(t))[0])
+        raise InputError(f"event {i} has t={t[i]:g}: evsim takes t in whole microseconds (µs); "
+                         "for seconds multiply by 1,000,000, for milliseconds by 1,000")
+
+
+CROWDED_STEPS = 2  # a recording whose events all fall into this many steps or fewer looks mis-scaled
+CROWDED_MIN_EVENTS = 100  # fewer events may well be one short burst
+
+
+def warn_if_crowded(steps: np.ndarray, timesteps: int) -> None:
+    """Warn when many events all land in one or two of the model's steps: timestamps in ms or s
+    read as µs do that, and the network then answers from almost nothing."""
+    occupied = np.unique(steps[steps >= 0])
+    if len(steps) >= CROWDED_MIN_EVENTS and timesteps > 2 * CROWDED_STEPS and len(occupied) <= CROWDED_STEPS:
+        import warnings
+
+        which = ", ".join(str(int(s)) for s in occupied)
+        warnings.warn(f"all {len(steps):,} events fall into {len(occupied)} of the model's {timesteps} time steps "
+                      f"(step {which}): evsim reads t in microseconds (µs); timestamps in milliseconds need "
+                      "multiplying by 1,000, in seconds by 1,000,000", UserWarning, stacklevel=4)
+
+
+def check_has_spikes(count: int) -> None:
+    """An input with no spike at all has no answer: refuse it rather than predict class 0."""
+    if count == 0:
+        raise InputError("the input holds no spikes (all zero): there is nothing to classify")
+
+
+def check_fed(input_events: int, allow_empty: bool = False) -> None:
+    """A stream's result needs input: before any event reached the network it would say class 0."""
+    if input_events == 0 and not allow_empty:
+        raise InputError("no event has reached the network yet: feed events (and flush) before reading "
+                         "the result; there is nothing to classify")
+
+
+def check_spike_values(train: np.ndarray, encoding: dict) -> None:
+    """Spike counts that the model's input coding can produce: event counts are never negative,
+    and a Poisson-coded image spikes at most once per pixel and step (-1 only for colour images,
+    which are normalised to [-1, 1])."""
+    kind = encoding.get("kind") if encoding else None
+    if kind not in ("events", "poisson") or not train.size:
+        return
+    low, high = int(train.min()), int(train.max())
+    signed = kind == "poisson" and "normalisation" in encoding
+    if low < 0 and not signed:
+        what = "event counts" if kind == "events" else "spikes of images in [0, 1]"
+        raise InputError(f"the spike train holds negative counts (down to {low}); the model's inputs are {what}, "
+                         "never negative")
+    if kind == "poisson" and max(high, -low) > 1:
+        raise InputError(f"the spike train holds counts up to {max(high, -low)}; the model takes Poisson spikes, at "
+                         "most one per pixel and step: pass spikes (evsim.datasets.encoding.poisson_spikes), not "
+                         "pixel intensities")
 
 
 def check_spike_train(train: np.ndarray, input_shape, timesteps: int | None = None) -> None:
@@ -325,14 +387,17 @@ def to_spike_events(inputs, input_shape, timesteps: int, encoding: Encoding | di
         window = encoding.window
         binned = bin_events(inputs, sensor, timesteps, window, origin_us)
         check_window_used(binned.window, window)
+        warn_if_crowded(np.repeat(np.arange(timesteps), np.diff(binned.step_offsets)), timesteps)
         events = from_binned(binned, dtype)  # valid by construction: bin_events checked every coordinate
     elif isinstance(inputs, np.ndarray):
         check_spike_train(inputs, input_shape)
         events = from_spike_train(inputs, dtype)
+        check_spike_values(inputs, encoding)
     else:
         raise InputError(f"cannot run a network on {type(inputs).__name__}")
     if not raw:
         check_spike_events(events, int(np.prod(input_shape)), timesteps)
+    check_has_spikes(len(events))
     if events.window is None:
         events = SpikeEvents(events.step_offsets, events.index, events.sign, WindowCounts.untimed(len(events)))
     if events.sign.dtype != dtype:

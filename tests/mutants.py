@@ -196,6 +196,23 @@ MUTANTS = (
     Mutant("recurrence-kernel-path-cut", "training gradients", "training/recurrence.py",
            "if fired[t, i] else grad[t + 1, i]", "if fired[t, i] else zero",
            ("tests/test_training_recurrence.py",)),
+    # --- issue 30: no silent wrong answer, no lost work
+    Mutant("silent-input-runs", "no silent class 0", "evsim/events.py",
+           "    if count == 0:\n        raise InputError(\"the input holds no spikes",
+           "    if count < 0:\n        raise InputError(\"the input holds no spikes",
+           ("tests/test_first_hour.py::test_an_input_with_no_spikes_is_an_error_not_class_0",)),
+    Mutant("negative-counts-taken", "no silent wrong answer", "evsim/events.py",
+           "    if low < 0 and not signed:", "    if low < -1 and not signed:",
+           ("tests/test_first_hour.py::test_negative_or_unscaled_spike_counts_are_refused",)),
+    Mutant("crowded-steps-silent", "timestamps in µs", "evsim/events.py",
+           "len(occupied) <= CROWDED_STEPS:", "len(occupied) < CROWDED_STEPS:",
+           ("tests/test_first_hour.py::test_timestamps_in_the_wrong_unit_warn_or_fail_naming_microseconds",)),
+    Mutant("out-replaced-silently", "no lost work", "evsim/cli/common.py",
+           "    if path.exists() and not force:", "    if path.is_dir() and not force:",
+           ("tests/test_first_hour_cli.py::test_an_existing_output_is_replaced_only_with_force",)),
+    Mutant("eval-draws-its-own-spikes", "eval equals run", "training/trainer.py",
+           "                         seed=seed)", "                         seed=None)",
+           ("tests/test_first_hour_cli.py::test_eval_and_run_draw_the_same_poisson_spikes",)),
 )
 
 

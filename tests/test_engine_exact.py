@@ -168,6 +168,8 @@ def op_table_synops(graph, pop, counts) -> int:
 def check_case(graph, weights, train, *, drawn=True):
     """Every check of the oracle on one case; ``drawn``: called by hypothesis (targets, assumes)."""
     graph.validate()
+    if drawn:
+        assume(train.any())  # an input with no spike at all is refused (InputError), not run
     network = Network(graph, weights, dtype=np.float64)
     result = network.run(train, record_spikes=True)
     output, counts = dense_reference(graph, weights, train)

@@ -250,3 +250,83 @@ def test_datasets_take_tonics_train_flag(mnist_root):
     expected_images, expected_labels = load_mnist(mnist_root, "test")
     np.testing.assert_array_equal(images, expected_images)
     np.testing.assert_array_equal(labels, expected_labels)
+
+
+# --- issue 30: no silent wrong answer through the API -----------------------------------------
+
+
+def test_an_input_with_no_spikes_is_an_error_not_class_0(net):
+    """Point 1: zeros, one all-zero sample of a batch, and a stream's result before any feed."""
+    silent = np.zeros((net.timesteps, 2, 34, 34), np.int8)
+    for mode in ("step", "async"):
+        with pytest.raises(InputError, match=r"holds no spikes \(all zero\)"):
+            net.run(silent, mode=mode)
+    frames = to_frames(bin_events(read_events(SEVEN)[0], (34, 34, 2), net.timesteps, WINDOW_US))
+    batch = np.stack([frames, np.zeros_like(frames), frames], axis=1)
+    with pytest.raises(InputError, match=r"sample 1 of the batch holds no spikes"):
+        net.run(batch)
+    for mode in ("step", "async"):
+        with pytest.raises(InputError, match=r"no event has reached the network yet"):
+            net.stream(mode).result()
+    stream = net.stream("step")
+    stream.feed(read_events(SEVEN)[0])
+    stream.flush()
+    assert stream.result().prediction == 7
+
+
+def test_negative_or_unscaled_spike_counts_are_refused(net):
+    """Point 2: -1 counts were taken as 231,200 input events; intensities are not spikes."""
+    with pytest.raises(InputError, match=r"negative counts \(down to -1\); the model's inputs are event counts"):
+        net.run(-np.ones((net.timesteps, 2, 34, 34), np.int8))
+    images = evsim.load("lenet-mnist")
+    with pytest.raises(InputError, match=r"counts up to 255; the model takes Poisson spikes"):
+        images.run(np.full((images.timesteps, 1, 28, 28), 255, np.int16))
+    with pytest.raises(InputError, match=r"negative counts .* spikes of images in \[0, 1\]"):
+        images.run(-np.ones((images.timesteps, 1, 28, 28), np.int8))
+
+
+def test_timestamps_in_the_wrong_unit_warn_or_fail_naming_microseconds(net):
+    """Point 2: t in ms put all events into the first bin and predicted 0 with no word."""
+    events, _ = read_events(SEVEN)
+    in_ms = events.copy()
+    in_ms["t"] //= 1000
+    for mode in ("step", "async"):
+        with pytest.warns(UserWarning, match=r"all [\d,]+ events fall into 1 of the model's 100 time steps.*µs"):
+            net.run(in_ms, mode=mode)
+    in_hundreds = events.copy()  # 3 ms in all: two of the 3 ms steps
+    in_hundreds["t"] //= 100
+    with pytest.warns(UserWarning, match=r"fall into 2 of the model's 100 time steps \(step 0, 1\)"):
+        net.run(in_hundreds)
+    in_s = np.empty(len(events), dtype=[("x", "i2"), ("y", "i2"), ("t", "f8"), ("p", "?")])
+    for field in ("x", "y", "p"):
+        in_s[field] = events[field]
+    in_s["t"] = events["t"] * 1e-6
+    with pytest.raises(InputError, match=r"t in whole microseconds \(µs\); for seconds multiply by 1,000,000"):
+        net.run(in_s)
+    with pytest.raises(InputError, match=r"whole microseconds"):
+        make_events([1], [1], [0.5], [1])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert net.run(events).prediction == 7  # a real recording spreads over the steps
+
+
+def test_net_run_takes_files_and_tonic_samples_and_explains_layouts(net, tmp_path, monkeypatch):
+    """Point 15: a list of files, tonic's (events, label), a batch-first tensor, a sensor
+    mismatch, and a file shadowing a bundled model's name."""
+    events, _ = read_events(SEVEN)
+    assert [r.prediction for r in net.run([SEVEN, str(SIX)])] == [7, 6]
+    assert net.run((events, 7)).prediction == 7
+    frames = to_frames(bin_events(events, (34, 34, 2), net.timesteps, WINDOW_US))
+    batch_first = np.stack([frames, frames])  # [B, T, C, H, W]
+    with pytest.raises(InputError, match=r"T=100 first.*batch-first \[B, T, C, H, W\]: pass x\.transpose\(0, 1\)"):
+        net.run(batch_first)
+    wide = events.copy()
+    wide["x"] += 100
+    with pytest.raises(InputError, match=r"need cropping or downsampling first \(tonic\.transforms\.CenterCrop"):
+        net.run(wide)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lenet-nmnist").write_bytes(b"another model")
+    with pytest.raises(evsim.ModelError, match=r"names both a bundled model and a file in this folder: write ./lenet-nmnist"):
+        evsim.load("lenet-nmnist")

@@ -10,6 +10,14 @@ from evsim.cli.main import main  # noqa: E402
 from evsim.model.file import load_model  # noqa: E402
 
 
+def exit_code(argv) -> int:
+    """``evsim ARGV``'s exit status, whether the command returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -17,7 +25,7 @@ from evsim.model.file import load_model  # noqa: E402
         (["--spike-bound", "out=5"], "not a spiking population"),
         (["--keep", "best-val"], "needs a validation split"),
         (["--val", "-3"], "--val"),
-        (["--synops-penalty=-1e-7"], "must not be negative"),
+        (["--synops-penalty=-1e-7"], "--synops-penalty: must be 0 or more"),
         (["--synops-target", "0"], "synops-target"),
         (["--ann", "--mix-simulated", "10"], "apply to spiking training"),
         (["--simulated-data", "mnist"], "pass --mix-simulated too"),
@@ -28,7 +36,7 @@ from evsim.model.file import load_model  # noqa: E402
 def test_bad_options_are_one_line_errors(extra, message, nmnist_root, tmp_path, capsys):
     args = ["train", "--arch", "lenet", "--dataset", "nmnist", "--data", str(nmnist_root), "--epochs", "1",
             "--timesteps", "4", "--out", str(tmp_path / "m.npz"), "--no-progress", *extra]
-    assert main(args) == 2
+    assert exit_code(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -40,7 +48,8 @@ def test_augment_shifts_mnist_digits(mnist_root, tmp_path, capsys):
     assert main(args) == 0
     assert "augmentation shifts of up to 2 pixels" in capsys.readouterr().out
     args[args.index("mnist")] = "cifar10"  # colour images are always cropped and flipped
-    assert main(args) == 2 and "--augment applies to real N-MNIST recordings and to MNIST" in capsys.readouterr().err
+    args.append("--force")  # m.npz exists now
+    assert exit_code(args) == 2 and "--augment applies to real N-MNIST recordings and to MNIST" in capsys.readouterr().err
 
 
 def test_augment_rotates_and_scales_recordings_on_request(nmnist_root, tmp_path, capsys):
@@ -105,7 +114,7 @@ def test_the_best_epoch_is_chosen_within_the_synops_budget():
 def test_a_synops_budget_needs_best_val(mnist_root, tmp_path, capsys, extra, message):
     args = ["train", "--arch", "lenet", "--dataset", "mnist", "--data", str(mnist_root), "--epochs", "1",
             "--timesteps", "4", "--out", str(tmp_path / "m.npz"), "--no-progress", *extra]
-    assert main(args) == 2 and message in capsys.readouterr().err
+    assert exit_code(args) == 2 and message in capsys.readouterr().err
 
 
 def test_with_no_epoch_in_the_budget_the_last_is_written_and_said(mnist_root, tmp_path, capsys):
@@ -132,9 +141,10 @@ def test_mix_simulated_adds_a_fresh_draw_of_simulated_recordings_each_epoch(nmni
     assert [h["epoch_samples"] for h in history] == [1 + 24, 1 + 24]  # the simulated ones are trained on
     assert load_model(out).graph.meta["simulated_per_epoch"] == 24
     simulated_only = [arg if arg != "nmnist" else "nmnist-sim" for arg in args]
+    args, simulated_only = args + ["--force"], simulated_only + ["--force"]  # mix.npz exists now
     for bad, message in ((args + ["--mix-simulated", "41"], "more than the 40 simulated recordings"),
-                         (args + ["--mix-simulated", "-1"], "must not be negative"),
+                         (args + ["--mix-simulated", "-1"], "--mix-simulated: must be 0 or more"),
                          (simulated_only, "adds simulated recordings to real N-MNIST ones")):
-        assert main(bad) == 2
+        assert exit_code(bad) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1

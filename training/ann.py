@@ -41,7 +41,7 @@ from evsim.model.file import load_model, save_model
 from evsim.model.graph import INPUT, Graph
 from evsim.training.architectures import build
 from evsim.training.network import SpikingNetwork
-from evsim.training.trainer import (TEST_SEED, EpochResult, TrainConfig, _progress_bar, best_by_validation, initial_weights,
+from evsim.training.trainer import (TEST_SEED, EpochResult, TrainConfig, progress_bar, best_by_validation, initial_weights,
                                     make_optimizer)
 
 ANN_META = {"ann": True, "activation": "relu", "pooling": "average", "loss": "cross-entropy",
@@ -112,7 +112,7 @@ def run_ann_epoch(network: AnalogNetwork, samples: SampleSet, timesteps: int, ba
     order = rng.permutation(len(samples)) if training else np.arange(len(samples))
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
-    bar = _progress_bar(len(samples), description, progress)
+    bar = progress_bar(len(samples), description, progress)
     for first in range(0, len(order), batch_size):
         batch = order[first : first + batch_size]
         inputs = torch.from_numpy(analog_inputs(samples, batch, timesteps, rng)).to(device=param.device, dtype=param.dtype)

@@ -37,6 +37,7 @@ from evsim.datasets.samples import (
     SIMULATED,
     SampleMix,
     SampleSet,
+    coded_inputs,
     default_root,
     epoch_draw,
     load_samples,
@@ -194,8 +195,12 @@ def run_epoch(
     stepwise: bool = False,
     penalty: ActivityPenalty = ActivityPenalty(),
     distributed: Distributed | None = None,
+    seed: int | None = None,
 ) -> EpochResult:
     """One pass over ``samples``: training when ``optimizer`` is given (shuffled), else evaluation.
+
+    With ``seed`` every sample is coded by a generator of its own (samples.coded_inputs), the spikes
+    evsim run draws for it with the same seed; else the batches draw from ``rng``.
 
     The loss adds ``penalty``'s terms; the result counts every sample's synops and spikes either way.
     With ``distributed`` this process runs its rank's share of every mini-batch, and the result
@@ -218,7 +223,7 @@ def run_epoch(
     total_loss, total_penalty, total_synops, total_events, correct, seen = 0.0, 0.0, 0.0, 0.0, 0, 0
     total_spikes: dict[str, float] = {}
     start = time.perf_counter()
-    bar = _progress_bar(len(samples), description, progress)
+    bar = progress_bar(len(samples), description, progress)
     for first in range(0, len(order), batch_size):
         batch = order[first : first + batch_size]
         if distributed is not None:
@@ -226,7 +231,8 @@ def run_epoch(
         if len(batch) == 0:  # a last mini-batch smaller than the ranks: this one still joins the all-reduce
             frames = torch.zeros((timesteps, 0, *samples.input_shape))
         else:
-            frames = torch.from_numpy(samples.inputs(batch, timesteps, rng))
+            frames = torch.from_numpy(samples.inputs(batch, timesteps, rng) if seed is None
+                                      else coded_inputs(samples, batch, timesteps, seed))
         inputs = frames.to(device=param.device, dtype=param.dtype)
         labels = torch.from_numpy(samples.labels[batch]).to(param.device)
         activity: dict[str, torch.Tensor] = {}
@@ -269,14 +275,14 @@ def run_epoch(
                        total_penalty / n, {name: value / n for name, value in total_spikes.items()}, total_events / n)
 
 
-def _progress_bar(total: int, description: str, enabled: bool):
-    if not enabled:
+def progress_bar(total: int, description: str, enabled: bool):
+    """A bar over ``total`` samples on stderr when ``enabled`` and stderr is a terminal (a log file
+    or a pipe gets the epoch lines alone), else None."""
+    if not enabled or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    interactive = sys.stderr.isatty()
-    return tqdm(total=total, desc=description, unit="sample", leave=False, dynamic_ncols=True,
-                mininterval=0.5 if interactive else 60.0)
+    return tqdm(total=total, desc=description, unit="sample", leave=False, dynamic_ncols=True, mininterval=0.5)
 
 
 def make_optimizer(network: SpikingNetwork, config: TrainConfig):
@@ -307,9 +313,25 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
             log, progress = (lambda line: None), False
     try:
         return _train(config, log, progress, distributed)
+    except KeyboardInterrupt:
+        raise Interrupted(kept_after_interruption(config)) from None
     finally:
         if distributed is not None:
             distributed.close()
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; its message says what was kept and how to go on."""
+
+
+def kept_after_interruption(config: TrainConfig) -> str:
+    """Where the epochs that ended before an interruption are, and how to continue them."""
+    try:
+        epoch = torch.load(config.checkpoint, map_location="cpu", weights_only=True)["epoch"]
+    except Exception:  # none written yet, or unreadable: nothing to continue from
+        return "no epoch had ended, so nothing was saved"
+    return (f"the checkpoint {config.checkpoint} holds {epoch} of {config.epochs} epochs (and {config.out} the model "
+            "so far): run the same command with --resume to continue")
 
 
 def _splits(config: TrainConfig):
@@ -452,11 +474,13 @@ def initial_weights(path, graph: Graph):
 def evaluate(network: SpikingNetwork, samples: SampleSet, timesteps: int, batch_size: int = 32,
              seed: int = 0, progress: bool = False, penalty: ActivityPenalty = ActivityPenalty(),
              distributed: Distributed | None = None) -> EpochResult:
-    """Accuracy, loss, synops and ``penalty``'s terms on ``samples``, with a fixed Poisson seed so
-    epochs compare fairly (split over the ranks with ``distributed``)."""
+    """Accuracy, loss, synops and ``penalty``'s terms on ``samples``, with fixed Poisson spikes so
+    epochs compare fairly: each sample's own, as evsim run draws them with the same ``seed``
+    (split over the ranks with ``distributed``)."""
     with torch.no_grad():
         return run_epoch(network, samples, timesteps, batch_size, np.random.default_rng([seed, TEST_SEED]),
-                         progress=progress, description=samples.split, penalty=penalty, distributed=distributed)
+                         progress=progress, description=samples.split, penalty=penalty, distributed=distributed,
+                         seed=seed)
 
 
 def save_checkpoint(path: Path, network, optimizer, schedule, epoch: int, history: list, config: TrainConfig) -> None:

@@ -222,30 +222,54 @@ def comparison_markdown(r: dict, files: dict[str, str]) -> str:
 
 
 def plot_comparison(r: dict, paths: dict[str, Path]) -> None:
+    for key, fig in comparison_figures(r).items():
+        save_figure(fig, paths[key])
+
+
+def comparison_figures(r: dict) -> dict:
+    """The comparison's figures by name: accuracy and spikes vs time steps, spikes per layer,
+    operations and energy against the ANN."""
     plt = pyplot()
     d = r["data"]
     caption = f"{d['dataset']} {d['split']}, {d['samples']} samples, the same inputs"
     spiking = [e for e in r["models"] if e["kind"] != "ann"]
     anns = [e for e in r["models"] if e["kind"] == "ann"]
-
+    figures = {}
     for key, field, ylabel in (("accuracy", "accuracy", "accuracy (%)"),
                                ("spikes", "spikes_per_inference", "spikes per image (incl. input)")):
         fig, ax = plt.subplots(figsize=(6.5, 4))
+        steps = set()
         for e in spiking:
             rows = e["analysis"]["latency"]
             values = [(100 * x[field]) if field == "accuracy" else x[field] for x in rows]
             ax.plot([x["timesteps"] for x in rows], values, "o-", label=_label(e))
+            steps.update(x["timesteps"] for x in rows)
         if field == "accuracy":
             for e in anns:
                 ax.axhline(100 * e["accuracy"], ls="--", color="grey", label=f"{_label(e)}")
-        ax.set_xscale("log")
-        ax.set_xlabel("time steps T'")
+        time_step_axis(ax, sorted(steps))
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
         ax.set_title(f"{ylabel} vs time steps\n{caption}", fontsize=9)
-        save_figure(fig, paths[key])
+        figures[key] = fig
+    figures["activity"] = _activity_figure(plt, spiking, caption)
+    figures["compute"] = _compute_figure(plt, spiking, caption)
+    return figures
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+
+def time_step_axis(ax, steps: list[int]) -> None:
+    """A log axis of time steps labelled with the steps run, as plain numbers (not 6x10^0)."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(steps, [str(s) for s in steps])
+    ax.set_xlabel("time steps T'")
+
+
+def _activity_figure(plt, spiking: list[dict], caption: str):
+    fig, ax = plt.subplots(figsize=(8, 4))
     names = []
     for e in spiking:
         for layer in e["analysis"]["activity"]["layers"]:
@@ -259,27 +283,30 @@ def plot_comparison(r: dict, paths: dict[str, Path]) -> None:
     ax.set_xticks(np.arange(len(names)), names, rotation=30)
     ax.set_yscale("log")
     ax.set_ylabel("spikes per image")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never on one
     ax.set_title(f"Spike activity per layer\n{caption}", fontsize=9)
-    save_figure(fig, paths["activity"])
+    return fig
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+
+def _compute_figure(plt, spiking: list[dict], caption: str):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     labels = ["ANN MACs"] + [f"{_label(e)}\nT'={e['summary']['compute_at_max']['timesteps']}" for e in spiking]
-    macs = spiking[0]["ann_macs"]
-    left.bar(np.arange(len(labels)), [macs] + [e["summary"]["compute_at_max"]["synops"] for e in spiking],
-             color=["grey"] + ["tab:blue"] * len(spiking))
-    left.set_xticks(np.arange(len(labels)), labels, fontsize=7)
+    values = [spiking[0]["ann_macs"]] + [e["summary"]["compute_at_max"]["synops"] for e in spiking]
+    bars = left.bar(np.arange(len(labels)), values, color=["grey"] + ["tab:blue"] * len(spiking))
+    left.bar_label(bars, [f"{v / 1e6:.2f} M" for v in values], fontsize=8)
+    left.set_xticks(np.arange(len(labels)), labels, fontsize=7, rotation=20 if len(labels) > 3 else 0, ha="center")
     left.set_yscale("log")
-    left.set_ylabel("operations per image")
+    # a log axis cut just below the smallest bar shows it as nothing: start a decade lower
+    left.set_ylim(10 ** (np.floor(np.log10(max(min(values), 1))) - 1), 3 * max(values))
+    left.set_ylabel("operations per image (log)")
     left.set_title("operations at max accuracy", fontsize=9)
     for k, p in enumerate(ENERGY_PJ):
-        values = [e["summary"]["compute_at_max"]["energy"][p]["ann_over_snn"] for e in spiking]
-        left_x = np.arange(len(spiking)) + (k - 0.5) * 0.4
-        right.bar(left_x, values, 0.4, label=p)
-    right.axhline(1.0, color="grey", ls="--")
+        ratios = [e["summary"]["compute_at_max"]["energy"][p]["ann_over_snn"] for e in spiking]
+        right.bar(np.arange(len(spiking)) + (k - 0.5) * 0.4, ratios, 0.4, label=p)
+    right.axhline(1.0, color="grey", ls="--", label="break-even (ratio 1)")
     right.set_xticks(np.arange(len(spiking)), [_label(e) for e in spiking], fontsize=7)
     right.set_ylabel("ANN energy / SNN energy (estimate)")
     right.legend(fontsize=8)
     right.set_title("energy ESTIMATE, 45 nm (Horowitz 2014)", fontsize=9)
     fig.suptitle(caption, fontsize=9)
-    save_figure(fig, paths["compute"])
+    return fig

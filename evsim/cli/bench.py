@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from evsim.cli.common import (
+    seed_argument,
     add_data_arguments,
     add_model_argument,
     add_output_arguments,
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     add_data_arguments(p, limit_default=64)
     p.add_argument("--rounds", type=positive_int, default=3, help="interleaved timing rounds over the samples (default 3)")
     add_threads_argument(p, what="threads of both simulators")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding of static images (default 0)")
+    seed_argument(p, "the Poisson input coding of static images")
     add_output_arguments(p)
     p.set_defaults(func=main)
 
@@ -79,5 +80,7 @@ def format_bench(r: dict) -> str:
         f" = {100 * r['fraction_of_ceiling']:.0f} % of the bare scatter-add ceiling ({r['ceiling_synops_per_s'] / 1e9:.2f} G/s)"
     )
     lines.append(f"compile (or cache load) {r['compile_or_cache_load_s']:.2f} s, kept apart from the run times")
-    lines.append("accuracy " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in r["accuracy"].items()))
+    names = {"step": "evsim step mode", "step_raw": "evsim step mode from raw events", "async": "evsim async mode",
+             "dense_batch1": "dense PyTorch batch 1", "dense_batch64": f"dense PyTorch batch {big}"}
+    lines.append("accuracy " + ", ".join(f"{names.get(k, k)} {100 * v:.1f} %" for k, v in r["accuracy"].items()))
     return "\n".join(lines)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -27,13 +29,70 @@ DEFAULT_THREADS = 2
 
 def positive_int(text: str) -> int:
     """A whole number >= 1 (counts: threads, rounds, samples, time steps, epochs)."""
+    return _whole_number(text, least=1)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (seeds)."""
+    return _whole_number(text, least=0)
+
+
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        bound = "0 or more" if least == 0 else f"at least {least}"
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
     return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, widths)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (penalties, momentum, weight decay, degrees)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def scale_factor(text: str) -> float:
+    """A factor in (0, 1] (``--downsample``)."""
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1] (accuracies)."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def seed_argument(parser, what: str) -> None:
+    """``--seed``: a whole number >= 0 (numpy's generators refuse negative seeds)."""
+    parser.add_argument("--seed", type=non_negative_int, default=0, help=f"seed of {what} (default 0)")
 
 
 def sample_range(text: str) -> int | tuple[int, int]:
@@ -100,6 +159,38 @@ def progress_disabled(args) -> bool | None:
     return True if (args.no_progress or args.json) else None
 
 
+def show_progress(args) -> bool:
+    """Whether to draw progress bars: not on request or with --json, and only on a terminal."""
+    return progress_disabled(args) is None and sys.stderr.isatty()
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+def add_force_argument(parser, what: str = "model file") -> None:
+    parser.add_argument("--force", action="store_true", help=f"replace --out when the {what} exists")
+
+
+def check_output_file(path: Path, suffix: str, force: bool, what: str = "model file", keep: str = "") -> Path:
+    """``--out`` checked before any work, so that none is lost at the end: a file (not a folder)
+    with ``suffix``, in a folder that can be created, replaced only with ``--force``.
+
+    ``keep`` names the other way to treat an existing file (train's ``--resume``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"--out {path} is a folder; give the {what} to write, e.g. {path / ('model' + suffix)}")
+    if path.suffix.lower() != suffix:
+        raise InputError(f"--out {path}: a {what} is written; name it with the suffix {suffix} (e.g. {path.with_suffix(suffix)})")
+    if path.exists() and not force:
+        raise InputError(f"--out {path} exists; pass --force to replace it{keep}")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise InputError(f"--out {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"--out {path}: {folder} is not writable")
+    return path
+
+
 # --- the model's own data -------------------------------------------------------------------
 
 
@@ -129,7 +220,18 @@ def load_split(args, network):
     samples = load_samples(args.dataset, args.data, args.split, limit=args.limit, encoding=network.encoding)
     if tuple(samples.input_shape) != tuple(network.input_shape):
         raise InputError(f"{args.dataset} inputs are {samples.input_shape}, the model takes {network.input_shape}")
+    announce_simulation(args, samples)
     return samples
+
+
+def announce_simulation(args, samples) -> None:
+    """Simulated recordings cost minutes: say so on stderr (even with --no-progress) before the work."""
+    from evsim.datasets.samples import SIMULATED
+
+    if args.dataset in SIMULATED:
+        print(f"evsim {args.command}: simulating {len(samples):,} {SIMULATED[args.dataset]}-like recordings from the "
+              f"digits in {args.data} ({args.dataset}, evsim.datasets.saccades; minutes for thousands): --limit N "
+              f"simulates fewer, --dataset {SIMULATED[args.dataset]} runs real recordings", file=sys.stderr, flush=True)
 
 
 # --- torch, for the commands that run the dense model ------------------------------------

@@ -5,20 +5,32 @@ The method lives in evsim.training.convert; this module parses, loads and prints
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from evsim.cli.common import (
+    seed_argument,
     add_data_arguments,
     add_device_argument,
+    add_force_argument,
+    check_output_file,
     add_model_argument,
     add_output_arguments,
     add_threads_argument,
     model_dataset,
+    positive_float,
     positive_int,
     print_json,
     require_torch,
     torch_device,
 )
+
+
+def percentile(text: str) -> float:
+    value = positive_float(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 100], got {text}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -32,14 +44,15 @@ def register(subparsers) -> None:
     add_model_argument(p)
     add_data_arguments(p, dataset_help="dataset whose training split calibrates the thresholds", subset=False)
     p.add_argument("--out", type=Path, required=True, help="the converted model file to write (.npz)")
-    p.add_argument("--percentile", type=float, default=None, metavar="P",
+    add_force_argument(p)
+    p.add_argument("--percentile", type=percentile, default=None, metavar="P",
                    help="percentile of each layer's non-zero activations that sets its scale (default 99.9; "
                         "100 is the layer-wise maximum)")
     p.add_argument("--timesteps", "-T", type=positive_int, default=None,
                    help="time steps of the converted model (default: the ANN's; recordings keep the ANN's step width)")
     p.add_argument("--calibration", type=positive_int, default=None, metavar="N",
                    help="training samples whose activations set the thresholds (default 1000, a fixed random subset)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration's input draws (default 0)")
+    seed_argument(p, "the calibration's input draws")
     add_threads_argument(p, default=None, what="torch CPU threads")
     add_device_argument(p)
     add_output_arguments(p, progress=False)
@@ -48,6 +61,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     require_torch("evsim convert")
+    check_output_file(args.out, ".npz", args.force)
     from evsim.datasets.samples import default_root, load_samples
     from evsim.model.file import model_path, save_model
     from evsim.training.ann import load_ann

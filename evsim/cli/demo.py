@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evsim.cli.common import add_model_argument, add_output_arguments, add_threads_argument, positive_int, print_json
+from evsim.cli.common import (
+    add_model_argument,
+    add_output_arguments,
+    add_threads_argument,
+    positive_int,
+    print_json,
+    show_progress,
+)
 
 DEMO_FIGURE = Path("runs") / "evsim-demo.png"  # runs/ is git-ignored: the demo leaves a checkout clean
 
 
 def register(subparsers) -> None:
-    from evsim.analysis.demo import DEMO_DATA, DEMO_MODEL
+    from evsim.paths import DEMO_DATA, DEMO_MODEL
 
     p = subparsers.add_parser(
         "demo",
@@ -24,7 +31,7 @@ def register(subparsers) -> None:
     add_model_argument(p, required=False, default=DEMO_MODEL)
     p.add_argument("--data", type=Path, default=DEMO_DATA, help="N-MNIST folder (default: the bundled recordings)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="dataset split (default test)")
-    p.add_argument("--figure", type=Path, default=DEMO_FIGURE, help=f"PNG to write (default {DEMO_FIGURE})")
+    p.add_argument("--figure", type=Path, default=DEMO_FIGURE, help=f"PNG file to write (.png), or a folder to write {DEMO_FIGURE.name} into (default {DEMO_FIGURE})")
     p.add_argument("--no-figure", action="store_true", help="write no PNG")
     p.add_argument("--no-dense", action="store_true", help="skip the speed comparison with dense PyTorch")
     p.add_argument("--rounds", type=positive_int, default=3, help="timing rounds of the speed comparison (default 3)")
@@ -36,6 +43,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=main)
 
 
+def figure_path(figure: Path) -> Path:
+    """``--figure``: a PNG, or a folder (anything not named .png) to write the demo's PNG into."""
+    if figure.is_dir() or figure.suffix.lower() != ".png":
+        return figure / DEMO_FIGURE.name
+    return figure
+
+
 def main(args) -> int:
     import evsim
     from evsim.analysis.demo import format_demo, plot_demo, run_demo
@@ -44,12 +58,12 @@ def main(args) -> int:
     if args.rounds < 1 or args.threads < 1:
         raise InputError("--rounds and --threads must be positive")
     result = run_demo(evsim.load(args.model), args.data, args.split, args.rounds, args.threads,
-                      compare_dense=not args.no_dense, progress=not (args.json or args.no_progress), mode=args.mode)
+                      compare_dense=not args.no_dense, progress=show_progress(args), mode=args.mode)
     result["model"] = str(args.model)
     result["figure"] = None
     if not args.no_figure:
         try:
-            result["figure"] = str(plot_demo(result, args.figure))
+            result["figure"] = str(plot_demo(result, figure_path(args.figure)))
         except ImportError:
             result["figure_note"] = "no figure: matplotlib is not installed (pip install 'evsim[plot]')"
     if args.json:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from evsim.cli.common import (
+    seed_argument,
     add_device_argument,
     add_data_arguments,
     add_model_argument,
     add_output_arguments,
     add_threads_argument,
+    announce_simulation,
     model_dataset,
     positive_int,
     print_json,
-    progress_disabled,
+    show_progress,
     require_torch,
     torch_device,
 )
@@ -30,7 +32,7 @@ def register(subparsers) -> None:
     add_data_arguments(p)
     p.add_argument("--timesteps", "-T", type=positive_int, help="time steps to simulate (default: the model's own)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="samples per dense batch (default 32)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input spikes (default 0)")
+    seed_argument(p, "the Poisson input spikes")
     add_threads_argument(p, default=None, what="torch CPU threads")
     add_device_argument(p)
     add_output_arguments(p)
@@ -58,10 +60,11 @@ def run(args) -> int:
     samples = load_samples(args.dataset, args.data, args.split, args.limit, encoding=encoding)
     if tuple(samples.input_shape) != tuple(graph.input_shape):
         raise InputError(f"{args.dataset} inputs are {list(samples.input_shape)}, the model takes {list(graph.input_shape)}")
+    announce_simulation(args, samples)
     if ann:  # one analog pass per sample: the expected per-step input of the model's coding
-        result = evaluate_ann(network, samples, timesteps, args.batch_size, args.seed, progress=not progress_disabled(args))
+        result = evaluate_ann(network, samples, timesteps, args.batch_size, args.seed, progress=show_progress(args))
     else:
-        result = evaluate(network, samples, timesteps, args.batch_size, args.seed, progress=not progress_disabled(args))
+        result = evaluate(network, samples, timesteps, args.batch_size, args.seed, progress=show_progress(args))
     report = {
         "model": str(args.model),
         "arch": graph.meta.get("arch"),

@@ -79,10 +79,39 @@ def format_summary(s: EventSummary) -> str:
 
 
 def is_model(file: str) -> bool:
-    """A model file (.npz), a NIR graph (.nir) or a bundled model's name, rather than events."""
+    """A model file (.npz, or a zip archive under another name), a NIR graph (.nir) or a bundled
+    model's name, rather than events."""
+    import os
+    import zipfile
+
     from evsim.paths import BUNDLED_MODELS
 
-    return file.lower().endswith((".npz", ".nir")) or (BUNDLED_MODELS / f"{file}.npz").exists()
+    if file.lower().endswith((".npz", ".nir")) or (BUNDLED_MODELS / f"{file}.npz").exists():
+        return True
+    return os.path.isfile(file) and zipfile.is_zipfile(file)  # no event format is a zip archive
+
+
+def training_text(meta: dict) -> str | None:
+    """What a model file records of its training, in one line (None when it records nothing)."""
+    parts = []
+    if meta.get("arch") or meta.get("dataset"):
+        parts.append(f"{meta.get('arch', 'a network')} on {meta.get('dataset', 'unknown data')}"
+                     + (" (ANN)" if meta.get("ann") else ""))
+    if meta.get("pretrained_on"):
+        parts.append(f"from {meta.get('init', 'a model')} trained on {meta['pretrained_on']}")
+    if meta.get("epochs"):
+        parts.append(f"{meta['epochs']} epochs")
+    if meta.get("train_samples"):
+        parts.append(f"{meta['train_samples']:,} training samples"
+                     + (f" + {meta['simulated_per_epoch']:,} simulated per epoch" if meta.get("simulated_per_epoch") else ""))
+    if meta.get("val_accuracy") is not None:
+        parts.append(f"validation accuracy {100 * meta['val_accuracy']:.2f} % on {meta.get('val_samples', 0):,}")
+    if meta.get("accuracy") is not None:
+        parts.append(f"test accuracy {100 * meta['accuracy']:.2f} % on {meta.get('test_samples', 0):,} (dense)")
+    for key in ("imported_from", "converted_from"):
+        if meta.get(key):
+            parts.append(f"{key.replace('_', ' ')} {meta[key]}")
+    return "; ".join(parts) or None
 
 
 def model_summary(file: str) -> dict:
@@ -101,7 +130,7 @@ def model_summary(file: str) -> dict:
 
     graph = load_model(file).graph
     return {"file": file, "format": "evsim model", "input_shape": list(graph.input_shape),
-            "timesteps": graph.timesteps, "encoding": graph.encoding.to_dict(),
+            "timesteps": graph.timesteps, "encoding": graph.encoding.to_dict(), "meta": graph.meta,
             "layers": [{"name": p.name, "kind": p.kind, "shape": list(p.shape),
                         "inputs": [q.to_dict() for q in p.inputs], "neuron": p.neuron.to_dict(),
                         "rule": neuron_rule(p.neuron)} for p in graph.populations]}
@@ -123,6 +152,9 @@ def run_model(args: argparse.Namespace) -> int:
         print(f"{summary['file']}: {summary['format']}")
         for line in describe(load_model(args.file).graph):
             print(f"  {line}")
+        trained = training_text(summary["meta"])
+        if trained:
+            print(f"  trained: {trained}")
     return 0
 
 

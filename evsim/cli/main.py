@@ -40,6 +40,16 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
+    # a description may be a function, called only when --help prints it: building the parser
+    # of every command then imports nothing that only one command's help needs
+    @property
+    def description(self):
+        return self._description() if callable(self._description) else self._description
+
+    @description.setter
+    def description(self, value) -> None:
+        self._description = value
+
     def error(self, message: str):
         # one line, like every other evsim error (argparse would print the whole usage first)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -78,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evsim {args.command}: error: this needs {root}, which is not installed: "
               f"pip install 'evsim[{EXTRAS[root]}]'", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"evsim {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a command may say what it kept (evsim train: its checkpoint)
+        print(f"evsim {args.command}: interrupted" + (f"; {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `evsim info FILE | head`: the reader left, nothing is wrong
         # point stdout at /dev/null so that the interpreter's final flush cannot fail again

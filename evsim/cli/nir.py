@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evsim.cli.common import add_output_arguments, positive_int, print_json
+from evsim.cli.common import add_force_argument, add_output_arguments, check_output_file, positive_float, positive_int, print_json
 from evsim.errors import InputError
-from evsim.interop.nir import DEFAULT_NEURON_DT_S, SEMANTICS, export_nir, import_nir
-from evsim.model.file import load_model, save_model
-from evsim.model.summary import describe
+from evsim.interop.nir import DEFAULT_NEURON_DT_S, SEMANTICS
 
 
 def register(subparsers) -> None:
@@ -21,11 +19,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("file", type=Path, metavar="FILE.nir", help="the NIR file to read")
     p.add_argument("--out", type=Path, required=True, help="the evsim model file to write (.npz)")
+    add_force_argument(p)
     p.add_argument("--dt-us", type=positive_int, help="input bin width in µs (default: an evsim export's own)")
     p.add_argument("--timesteps", "-T", type=positive_int, help="number of steps (default: an evsim export's own)")
     p.add_argument("--semantics", choices=SEMANTICS, default="nir",
                    help="whose reading of the neurons to follow (README: Models from other simulators)")
-    p.add_argument("--neuron-dt", type=float, metavar="SECONDS",
+    p.add_argument("--neuron-dt", type=positive_float, metavar="SECONDS",
                    help=f"--semantics nir's neuron time step (default {DEFAULT_NEURON_DT_S:g} s, "
                    "or the one an evsim export recorded)")
     add_output_arguments(p, progress=False)
@@ -39,17 +38,20 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="evsim model file (.npz) or bundled model name")
     p.add_argument("--out", type=Path, required=True, help="the NIR file to write (.nir)")
+    add_force_argument(p, "NIR file")
+    p.add_argument("--dt-us", type=positive_int,
+                   help="the length of one time step in µs, written into the file (default: an event model's own; "
+                        "a model of Poisson-coded images has none, so it needs this)")
     add_output_arguments(p, progress=False)
     p.set_defaults(func=run_export)
 
 
-def check_out(path: Path) -> None:
-    if path.is_dir():
-        raise InputError(f"--out {path} is a folder; give the file to write")
-
-
 def run_import(args) -> int:
-    check_out(args.out)
+    from evsim.interop.nir import import_nir
+    from evsim.model.file import save_model
+    from evsim.model.summary import describe
+
+    check_output_file(args.out, ".npz", args.force)
     model = import_nir(args.file, dt_us=args.dt_us, timesteps=args.timesteps, semantics=args.semantics,
                        neuron_dt_s=args.neuron_dt)
     save_model(args.out, model.graph, model.weights)
@@ -63,9 +65,28 @@ def run_import(args) -> int:
     return 0
 
 
+def with_step_width(model, dt_us: int | None, name: str):
+    """``model`` with the time step ``dt_us`` in its encoding; a model without one needs it."""
+    import dataclasses
+
+    graph = model.graph
+    window = (graph.encoding or {}).get("window_us")
+    if dt_us is None:
+        if not window:
+            kind = (graph.encoding or {}).get("kind", "static")
+            raise InputError(f"{name} codes its inputs as {kind} spikes, with no time step in µs, and a NIR file "
+                             "records one: pass --dt-us N (the length of one step in µs, e.g. --dt-us 1000)")
+        return model
+    encoding = {**(graph.encoding or {}), "window_us": int(dt_us) * graph.timesteps}
+    return dataclasses.replace(model, graph=dataclasses.replace(graph, encoding=encoding))
+
+
 def run_export(args) -> int:
-    check_out(args.out)
-    model = load_model(args.model)
+    from evsim.interop.nir import export_nir
+    from evsim.model.file import load_model
+
+    check_output_file(args.out, ".nir", args.force, "NIR file")
+    model = with_step_width(load_model(args.model), args.dt_us, str(args.model))
     export_nir(model, args.out)
     if args.json:
         print_json({"model": str(args.model), "file": str(args.out)})

@@ -10,10 +10,12 @@ import shlex
 from pathlib import Path
 
 from evsim.cli.common import (
+    seed_argument,
     add_data_arguments,
     add_model_argument,
     add_output_arguments,
     add_threads_argument,
+    fraction,
     load_split,
     print_json,
     progress_disabled,
@@ -43,7 +45,7 @@ def register(subparsers) -> None:
                    help="instead of --model: several models side by side on the same inputs (e.g. a direct-trained "
                         "SNN, a converted SNN and its ANN): accuracy vs time steps, spikes and time steps at "
                         "iso-accuracy and at maximum accuracy, operations and energy vs the ANN, spikes per layer")
-    p.add_argument("--iso-accuracy", type=float, default=None, metavar="A",
+    p.add_argument("--iso-accuracy", type=fraction, default=None, metavar="A",
                    help="with --compare: the accuracy (0-1) at which spikes and time steps are compared (default: the "
                         "highest accuracy of the first spiking model given)")
     add_data_arguments(p)
@@ -53,7 +55,7 @@ def register(subparsers) -> None:
                    help="latencies T' in time steps to run, e.g. 10,20,50 (default: 10 %%-100 %% of the model's T; "
                         "its T is always run)")
     add_threads_argument(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding of static images (default 0)")
+    seed_argument(p, "the Poisson input coding of static images")
     add_output_arguments(p)
     p.set_defaults(func=main)
 

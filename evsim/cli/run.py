@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from contextlib import closing
 
-from evsim.runtime.inputs import sample_inputs
 from evsim.cli.common import (
+    seed_argument,
     add_data_arguments,
     add_model_argument,
     add_output_arguments,
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="run on a Ray cluster, one task of --threads threads per chunk of samples: local (Ray "
                         "started here) or the head's HOST:PORT, ray://HOST:PORT or auto (needs evsim[cluster])")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input coding of static images (default 0)")
+    seed_argument(p, "the Poisson input coding of static images")
     add_output_arguments(p)
     p.set_defaults(func=main)
 
@@ -57,13 +58,18 @@ def main(args) -> int:
             results = run_on_cluster(network, samples, args.cluster, mode=args.mode, threads=args.threads,
                                      seed=args.seed, progress=bar.update)
         else:
+            from evsim.runtime.inputs import sample_inputs
+
             inputs = sample_inputs(samples, network, args.seed)
             results = network.run_many(inputs, workers=args.threads, mode=args.mode, progress=bar.update)
-        for result, label in zip(results, samples.labels):
-            summary.add(result, int(label))
-            read += result.window.read
-            for reason, n in result.window.dropped.items():
-                dropped[reason] = dropped.get(reason, 0) + n
+        # closed on the way out, Ctrl-C included: a cluster's tasks are cancelled and Ray is shut
+        # down here, not by the garbage collector at exit, after Ray's own exit handlers
+        with closing(results):
+            for result, label in zip(results, samples.labels):
+                summary.add(result, int(label))
+                read += result.window.read
+                for reason, n in result.window.dropped.items():
+                    dropped[reason] = dropped.get(reason, 0) + n
     elapsed = time.perf_counter() - started
     report = run_report(summary, network, args, elapsed)
     report["events_per_sample"] = read / summary.samples

@@ -7,13 +7,10 @@ folder expansion and the process pool for several files.
 from __future__ import annotations
 
 import json
-import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from evsim.runtime.streaming import Stop, stream_file, tonic_transforms, warm_up
-from evsim.datasets.live import is_stream_address
+from evsim.cli.common import non_negative_float, positive_float, positive_int, scale_factor
 from evsim.errors import DataError, EvsimError, InputError
 
 DEFAULT_EVERY_MS = 50.0
@@ -84,15 +81,48 @@ def format_report(report: dict) -> str:
 
 def format_row(report: dict) -> str:
     if "prediction" not in report:
-        return f"{report['file']}: {report.get('error') or 'not started (interrupted)'}"
+        return f"{report['file']}: " + ("error (below)" if report.get("error") else "not started (interrupted)")
     prediction = "-" if report["prediction"] is None else report["prediction"]
     status = " (interrupted)" if report.get("interrupted") else ""
-    status += " (damaged: stopped early)" if report.get("error") else ""
+    status += " (damaged: stopped early, error below)" if report.get("error") else ""
+    fit = "" if report["input_fit"].startswith("the sensor matches") else f"; {report['input_fit']}"
     factor = report["realtime_factor"]
     return (f"{report['file']}: prediction {prediction} margin {report['margin']:.4f} "
-            f"stable since {_ms(report['decision_time_us'])}, {report['events']:,} events, "
-            f"{report['synops']:,} synops, {report['spikes']:,} spikes, "
-            f"{'n/a' if factor is None else f'{factor:,.1f}'}x real time ({report['mode']} mode, 1 thread){status}")
+            f"stable since {_ms(report['decision_time_us'])}, {report['input_events']:,} of {report['events']:,} "
+            f"events used, {report['synops']:,} synops, {report['spikes']:,} spikes, "
+            f"{'n/a' if factor is None else f'{factor:,.1f}'}x real time ({report['mode']} mode, 1 thread){fit}{status}")
+
+
+def label_from_path(path) -> int | None:
+    """A recording's label where its folder names it, as in N-MNIST's ``Test/7/00001.bin``."""
+    folder = Path(path).parent.name
+    return int(folder) if folder.isdigit() else None
+
+
+def totals(reports: list[dict]) -> dict:
+    """Over the files streamed: how many, the accuracy of the window's prediction where a
+    folder names the label, and the mean work per file."""
+    done = [r for r in reports if "prediction" in r]
+    labelled = [(r, label_from_path(r["file"])) for r in done if label_from_path(r["file"]) is not None]
+    decided = [(r.get("window") or r)["prediction"] for r, _ in labelled]
+    correct = sum(p == label for p, (_, label) in zip(decided, labelled))
+    n = len(done)
+    return {"files": len(reports), "streamed": n, "failed": sum(1 for r in reports if r.get("error")),
+            "labelled": len(labelled), "correct": correct,
+            "accuracy": correct / len(labelled) if labelled else None,
+            "synops_per_file": sum(r["synops"] for r in done) / n if n else None,
+            "input_events_per_file": sum(r["input_events"] for r in done) / n if n else None}
+
+
+def format_totals(t: dict) -> str:
+    if not t["streamed"]:
+        return f"total    {t['files']} files, none streamed"
+    accuracy = ("no labels in the folder names" if t["accuracy"] is None else
+                f"accuracy {100 * t['accuracy']:.2f} % ({t['correct']} of {t['labelled']} labelled by their folder; "
+                "the model's window, as evsim run)")
+    return (f"total    {t['streamed']} of {t['files']} files streamed: {accuracy}; "
+            f"per file over the whole recording, {t['synops_per_file']:,.0f} synops and "
+            f"{t['input_events_per_file']:,.0f} input events on average")
 
 
 # --- the command --------------------------------------------------------------------------
@@ -116,14 +146,9 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 
 
 def run(args) -> int:
+    from evsim.datasets.live import is_stream_address
     from evsim.runtime.load import load
 
-    if args.every <= 0:
-        raise InputError(f"--every must be positive, got {args.every}")
-    if args.chunk_events < 1:
-        raise InputError(f"--chunk-events must be positive, got {args.chunk_events}")
-    if args.workers < 1:
-        raise InputError(f"--workers must be positive, got {args.workers}")
     options = dict(every_us=args.every * 1000.0, crop=args.crop, downsample=args.downsample,
                    chunk_events=args.chunk_events, keep_timeline=args.json, mode=args.mode)
     addresses = [item for item in args.files if is_stream_address(item)]
@@ -149,6 +174,8 @@ def _run_one(path: Path, network, args, options) -> int:
     def point(p: dict) -> None:
         print(format_point(p), flush=True)
 
+    from evsim.runtime.streaming import stream_file
+
     report = stream_file(path, network, on_start=None if args.json else header,
                          on_point=None if args.json else point, **options)
     if args.json:
@@ -166,9 +193,8 @@ def _run_live(address: str, args, options) -> int:
     closed the stream, 1 when the connection was lost, 130 on Ctrl-C."""
     from evsim.datasets.live import LiveStream
     from evsim.runtime.load import load
+    from evsim.runtime.streaming import stream_file, tonic_transforms, warm_up
 
-    if args.timeout <= 0:
-        raise InputError(f"--timeout must be positive, got {args.timeout}")
     max_lag_us = None if args.max_lag is None else args.max_lag * 1000.0
     network = load(args.model)
     # everything slow comes before the connection: dv's reader drops what it holds unread when
@@ -203,22 +229,23 @@ _worker_network = None
 def _init_worker(model_path: str) -> None:
     global _worker_network
     from evsim.runtime.load import load
+    from evsim.runtime.streaming import Stop
 
     # Ctrl-C reaches the whole process group: an idle worker must not die of it (a streaming
     # one stops between chunks and returns what it has, see Stop).
-    signal.signal(signal.SIGINT, Stop.request)
-    Stop.in_worker = True
+    Stop.in_this_worker()
     _worker_network = load(model_path)
 
 
 def _stream_in_worker(path: str, options: dict) -> dict:
-    try:
-        return stream_file(path, _worker_network, **options)
-    except EvsimError as exc:
-        return {"file": path, "error": str(exc)}
+    from evsim.runtime.streaming import stream_report
+
+    return stream_report(path, _worker_network, **options)
 
 
 def _run_many(files: list[Path], args, options) -> int:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     from tqdm import tqdm
 
     from evsim.runtime.load import load
@@ -278,59 +305,66 @@ def _run_on_cluster(files: list[Path], args, options) -> int:
 
 def _finish(reports: list[dict], printed: int, interrupted: bool, args) -> int:
     """The rows not printed yet (or the JSON object), the errors, and the exit status."""
+    summary = totals(reports)
     if args.json:
-        print(json.dumps({"model": str(args.model), "files": reports, "interrupted": interrupted}))
+        print(json.dumps({"model": str(args.model), "files": reports, "totals": summary, "interrupted": interrupted}))
     else:
         for report in reports[printed:]:
             print(format_row(report))
+        print(format_totals(summary))
     errors = [r["error"] for r in reports if r.get("error")]
-    for message in errors:
+    for message in errors:  # once each, here; the file's row points below
         print(f"evsim stream: error: {message}", file=sys.stderr)
     if errors:
         return 2
     return 130 if interrupted or any(r.get("interrupted") for r in reports) else 0
 
 
-def register(subparsers) -> None:
+def description() -> str:
     from evsim.datasets.formats import supported_formats
 
+    return ("Feed event recordings chunk by chunk through a model and report the running "
+            "prediction, the time it became stable, the work done and the speed relative to real time. "
+            "Step mode (default) bins the events into the model's time steps as they arrive and runs each "
+            "step when its bin closes: over the model's window the result is exactly evsim run's. "
+            "Async mode runs in continuous time. "
+            f"Formats: {supported_formats()}. Times are recording time: the first event's timestamp is subtracted.")
+
+
+def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "stream",
         help="stream event recordings through a model, as they play",
-        description="Feed event recordings chunk by chunk through a model and report the running "
-        "prediction, the time it became stable, the work done and the speed relative to real time. "
-        "Step mode (default) bins the events into the model's time steps as they arrive and runs each "
-        "step when its bin closes: over the model's window the result is exactly evsim run's. "
-        "Async mode runs in continuous time. "
-        f"Formats: {supported_formats()}. Times are recording time: the first event's timestamp is subtracted.",
+        description=description,
     )
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="event files, or folders whose event files are all streamed (in parallel), "
                              "or one live AEDAT 4.0 stream tcp://HOST:PORT (DV's network output; needs evsim[live])")
     parser.add_argument("--model", required=True, help="model file (.npz) or bundled model name")
-    parser.add_argument("--every", type=float, default=DEFAULT_EVERY_MS, metavar="MS",
+    parser.add_argument("--every", type=positive_float, default=DEFAULT_EVERY_MS, metavar="MS",
                         help=f"read the prediction out every MS ms of recording time (default {DEFAULT_EVERY_MS:g})")
     parser.add_argument("--mode", choices=("step", "async"), default="step",
                         help="step: the trained time steps, exact (default); async: continuous time")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over several files (it goes to stderr)")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"),
+    size.add_argument("--crop", type=positive_int, nargs=2, metavar=("W", "H"),
                       help="keep the central W x H pixels (must be the model's input size)")
-    size.add_argument("--downsample", type=float, metavar="F",
-                      help="scale pixel coordinates by F (0 < F <= 1), centred in the model's input")
-    parser.add_argument("--chunk-events", type=int, default=65536, metavar="N",
+    size.add_argument("--downsample", type=scale_factor, metavar="F",
+                      help="scale pixel coordinates by F (0 < F <= 1), centred in the model's input; "
+                           "with --crop, only for recordings whose sensor is not the model's")
+    parser.add_argument("--chunk-events", type=positive_int, default=65536, metavar="N",
                         help="events decoded per chunk (memory bound; results do not depend on it)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=DEFAULT_WORKERS, metavar="N",
                         help=f"worker processes for several files (default {DEFAULT_WORKERS})")
     parser.add_argument("--cluster", metavar="ADDRESS",
                         help="stream the files on a Ray cluster instead, every node reading them under the same "
                              "path: local (Ray started here) or the head's HOST:PORT, ray://HOST:PORT or auto "
                              "(needs evsim[cluster])")
     live = parser.add_argument_group("live streams (tcp://HOST:PORT)")
-    live.add_argument("--max-lag", type=float, metavar="MS",
+    live.add_argument("--max-lag", type=non_negative_float, metavar="MS",
                       help="drop the oldest unprocessed events when the engine falls more than MS ms of "
                            "stream time behind (default: keep every event; the lag grows)")
-    live.add_argument("--timeout", type=float, default=10.0, metavar="S",
+    live.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
                       help="take the connection as lost after S s without an event (default 10)")
     parser.set_defaults(func=run)

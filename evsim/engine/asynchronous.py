@@ -36,7 +36,7 @@ from evsim.engine import kernels
 from evsim.engine.counting import LayerCounts, RunResult
 from evsim.engine.layers import LayerState
 from evsim.errors import InputError
-from evsim.events import TimedEvents, timed_input_events
+from evsim.events import TimedEvents, check_fed, timed_input_events
 from evsim.model.graph import INPUT
 
 STATIC_STEP_US = 1000.0
@@ -201,9 +201,11 @@ class Stream:
         decay = np.exp(self.log_leak_per_us[last] * np.maximum(at - state.t_last, 0.0))
         return V * decay / self.network.timesteps
 
-    def result(self, at_us: float | None = None) -> RunResult:
-        """Counters and output so far (held-back events are processed first)."""
+    def result(self, at_us: float | None = None, allow_empty: bool = False) -> RunResult:
+        """Counters and output so far (held-back events are processed first). Before any event
+        has reached the network there is no answer: an InputError, unless ``allow_empty``."""
         self.flush()
+        check_fed(self.input_events, allow_empty)
         layers = [
             LayerCounts.from_counters(layer, counters, self.network.timesteps)
             for layer, counters in zip(self.network.layers, self.counters)

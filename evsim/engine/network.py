@@ -24,10 +24,14 @@ from evsim.errors import InputError, ModelError
 from evsim.events import (
     SpikeEvents,
     WindowCounts,
+    check_has_spikes,
     check_spike_train,
+    check_spike_values,
     check_window_used,
+    time_bins,
     timed_spike_train,
     to_spike_events,
+    warn_if_crowded,
     window_events,
 )
 from evsim.model.file import load_model, model_path
@@ -124,8 +128,11 @@ class Network:
         if record_spikes and mode != "step":
             raise InputError("record_spikes=True works in step mode only: the asynchronous engine counts "
                              "spikes per layer (result.per_layer), not per neuron")
+        if isinstance(inputs, (list, tuple)) and not is_labelled_sample(inputs):
+            return [self.run(x, mode, record_spikes, origin_us) for x in inputs]
         inputs = as_input(inputs, self.read_file)
         if isinstance(inputs, np.ndarray) and inputs.dtype.names is None and inputs.ndim == 5:
+            check_batch(inputs, self.timesteps)
             return [self.run(inputs[:, b], mode, record_spikes, origin_us) for b in range(inputs.shape[1])]
         if mode == "async":
             return self._run_async(inputs, origin_us)
@@ -142,10 +149,13 @@ class Network:
         if isinstance(inputs, np.ndarray) and inputs.dtype.names is not None:
             inside, counts = window_events(inputs, window_us, origin_us)
             check_window_used(counts, window_us)
+            warn_if_crowded(time_bins(inside["t"], self.timesteps, int(window_us)), self.timesteps)
             stream.feed(inside, flush=True)
         elif isinstance(inputs, np.ndarray):
             check_spike_train(inputs, self.input_shape, self.timesteps)
+            check_spike_values(inputs, self.encoding)
             timed = timed_spike_train(inputs, step_width_us(self), self.dtype)
+            check_has_spikes(len(timed))
             counts = WindowCounts.untimed(len(timed))
             stream.feed(timed, flush=True)
         else:
@@ -166,7 +176,7 @@ class Network:
         """Step mode for a list of inputs in one compiled call (evsim.engine.batch): the inputs
         spread over ``workers`` of Numba's threads, no Python per input or layer. The results
         equal :meth:`run`'s, in input order."""
-        return self._run_encoded([self.encode(as_input(x)) for x in inputs], workers)
+        return self._run_encoded([self.encode(as_input(x, self.read_file)) for x in inputs], workers)
 
     def _run_encoded(self, events: list[SpikeEvents], workers: int) -> list[RunResult]:
         if self._batch_plan is None:
@@ -245,7 +255,7 @@ class Network:
         is itself a batch."""
         batch = []
         for x in inputs:
-            x = as_input(x)
+            x = as_input(x, self.read_file)
             if isinstance(x, np.ndarray) and x.dtype.names is None and x.ndim == 5:
                 yield batch, x
                 batch = []
@@ -265,12 +275,34 @@ class Network:
             yield result
 
 
+def is_labelled_sample(inputs) -> bool:
+    """tonic's ``(events, label)``: a dataset item, of which the events are the input."""
+    return (isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], np.ndarray)
+            and inputs[0].dtype.names is not None and np.ndim(inputs[1]) == 0)
+
+
+def check_batch(batch: np.ndarray, timesteps: int) -> None:
+    """A batch is time first, ``[T, B, C, H, W]`` (snntorch, norse); say so for a batch-first one,
+    and refuse a sample with no spike by its position."""
+    if batch.shape[0] != timesteps:
+        hint = (" It looks batch-first [B, T, C, H, W]: pass x.transpose(0, 1) (torch) or np.swapaxes(x, 0, 1)."
+                if batch.shape[1] == timesteps else "")
+        raise InputError(f"a batch must be [T, B, C, H, W] with T={timesteps} first; got shape {tuple(batch.shape)}.{hint}")
+    empty = np.flatnonzero(~batch.reshape(batch.shape[0], batch.shape[1], -1).any(axis=(0, 2)))
+    if len(empty):
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        raise InputError(f"sample{'s' if len(empty) > 1 else ''} {shown} of the batch hold{'' if len(empty) > 1 else 's'} "
+                         "no spikes (all zero): there is nothing to classify")
+
+
 def as_input(inputs, read_file=None):
     """An input in a form the engine takes: a file's events (through ``read_file``, see
     :class:`Network`), or a tensor as a numpy array.
 
     Tensors are recognised by their ``detach`` method, so that the engine never imports torch.
     """
+    if is_labelled_sample(inputs):
+        inputs = inputs[0]
     if isinstance(inputs, (str, os.PathLike)):
         if read_file is None:
             raise InputError(f"cannot read {inputs}: this Network was built without an event file reader; "

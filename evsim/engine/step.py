@@ -18,7 +18,7 @@ from evsim.engine import kernels
 from evsim.engine.counting import LayerCounts, RunResult
 from evsim.engine.layers import Layer, LayerState
 from evsim.errors import InputError
-from evsim.events import SpikeEvents, time_bins, timed_input_events
+from evsim.events import SpikeEvents, check_fed, time_bins, timed_input_events
 from evsim.model.graph import INPUT
 
 
@@ -270,15 +270,19 @@ class StepStream:
         kernels.leak_to(V, t_last, layer.unit, at, math.log(layer.leak))
         return V.astype(np.float64) / self.timesteps
 
-    def result(self) -> RunResult:
+    def result(self, allow_empty: bool = False) -> RunResult:
         """Counters of every step run, and the output at the end (the window's end at the earliest,
-        as ``evsim run`` reads a recording shorter than the window). Call :meth:`flush` first."""
+        as ``evsim run`` reads a recording shorter than the window). Call :meth:`flush` first.
+        Before any event has reached the network there is no answer: an InputError, unless
+        ``allow_empty``."""
+        check_fed(self.input_events, allow_empty)
         return self._result(max(self.steps_done, self.timesteps), self.counters, self.input_events)
 
-    def window_result(self) -> RunResult:
+    def window_result(self, allow_empty: bool = False) -> RunResult:
         """The model's window (steps 0 .. T - 1) alone: ``Network.run(events, mode="step")``'s result."""
         if self._window is not None:
             return self._window
+        check_fed(self.input_events, allow_empty)
         return self._result(self.timesteps, self.counters, self.input_events)
 
     def _result(self, at_step: int, counters, input_events: int) -> RunResult:

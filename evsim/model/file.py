@@ -59,6 +59,10 @@ def save_model(path, graph: Graph, weights: dict[str, np.ndarray]) -> Path:
 def model_path(path_or_name) -> Path:
     """The file of a model given as a path, or as the name of a model bundled with evsim."""
     path = Path(path_or_name)
+    bare = isinstance(path_or_name, str) and "/" not in path_or_name and not path.suffix
+    if bare and path.exists() and (BUNDLED_MODELS / f"{path_or_name}.npz").exists():
+        raise ModelError(f"{path_or_name!r} names both a bundled model and a file in this folder: write "
+                         f"./{path_or_name} for the file, or rename it")
     if not path.exists():
         bundled = BUNDLED_MODELS / f"{path_or_name}.npz"
         if bundled.exists():

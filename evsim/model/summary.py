@@ -57,7 +57,8 @@ def describe(graph: Graph) -> list[str]:
     width = max(len(p.name) for p in graph.populations)
     for pop in graph.populations:
         rule = analog_rule(pop) if ann else neuron_rule(pop.neuron)
-        lines.append(f"{pop.name:<{width}}  {pop.kind:<6} {str(list(pop.shape)):<14} {projection_text(pop)}; {rule}")
+        kind = ("relu" if pop.kind == "lif" else pop.kind) if ann else pop.kind  # an ANN's units do not spike
+        lines.append(f"{pop.name:<{width}}  {kind:<6} {str(list(pop.shape)):<14} {projection_text(pop)}; {rule}")
     return lines
 
 

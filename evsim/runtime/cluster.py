@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 
 from evsim.runtime.inputs import InputChunk
+from evsim.runtime.local_ray import ctrl_c_held, shut_down
 from evsim.errors import ClusterError, EvsimError, InputError, require
 
 MAX_RETRIES = 3  # runs of a task whose worker process or node died, beyond the first
@@ -54,7 +55,8 @@ def connect(address: str, num_cpus: int | None = None):
     if ray.is_initialized():
         yield ray
         return
-    if address == "local":
+    local = address == "local"
+    if local:
         start_local(num_cpus)
     else:
         check_reachable(address)
@@ -65,7 +67,7 @@ def connect(address: str, num_cpus: int | None = None):
     try:
         yield ray
     finally:
-        ray.shutdown()
+        shut_down(ray, local)
 
 
 # the workers' output must not mix into ours (--json prints one object and nothing else)
@@ -84,10 +86,14 @@ def start_local(num_cpus: int | None = None) -> None:
         raise InputError(f"a local cluster needs at least one CPU, got {num_cpus}")
     for attempt in range(LOCAL_STARTS):
         try:
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **QUIET)
+            with ctrl_c_held():  # Ray's processes are started with Ctrl-C blocked, for good
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **QUIET)
             return
+        except KeyboardInterrupt:  # held back during the start, delivered as it ended
+            shut_down(ray, local=True)
+            raise
         except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for a start that timed out
-            ray.shutdown()  # what did start
+            shut_down(ray, local=True)  # what did start
             if attempt == LOCAL_STARTS - 1 or "timed out" not in str(exc):
                 raise ClusterError(f"cannot start Ray here: {_first_line(exc)}") from None
 

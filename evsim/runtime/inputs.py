@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evsim.datasets.samples import coded_inputs
+
 
 def sample_inputs(samples, network, seed: int = 0):
     """One input per sample, as the engine takes it: raw events for recordings, Poisson trains
@@ -20,8 +22,7 @@ def sample_input(samples, local: int, timesteps: int, seed: int, position: int):
     position seeds its Poisson coding, so that a sample is coded the same wherever it runs)."""
     if samples.recordings is not None:
         return samples.events(local)
-    rng = np.random.default_rng([seed, position])
-    return samples.inputs(np.array([local]), timesteps, rng)[:, 0]
+    return coded_inputs(samples, np.array([local]), timesteps, seed, positions=[position])[:, 0]
 
 
 @dataclass

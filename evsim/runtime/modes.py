@@ -33,6 +33,11 @@ def mode_stream(network, mode: str):
     return {Mode.STEP: StepModeStream, Mode.ASYNC: AsyncModeStream}[Mode.of(mode, "mode")](network)
 
 
+def stream_window_us(network) -> float:
+    """The model's input window in µs: its time steps times the step width."""
+    return step_width_us(network) * network.timesteps
+
+
 class StepModeStream:
     def __init__(self, network):
         self.stream = StepStream(network, origin_us=0)  # times arrive as recording time
@@ -48,10 +53,10 @@ class StepModeStream:
 
     def finish(self, end_us: int | None) -> RunResult:
         self.stream.flush()
-        return self.stream.result()
+        return self.stream.result(allow_empty=True)
 
     def window_result(self) -> RunResult:
-        return self.stream.window_result()
+        return self.stream.window_result(allow_empty=True)
 
     def facts(self) -> dict:
         return {"steps": self.stream.steps_done}
@@ -64,7 +69,7 @@ class AsyncModeStream:
     def __init__(self, network):
         self.network = network
         self.stream = Stream(network)
-        self.window_end_us = step_width_us(network) * network.timesteps
+        self.window_end_us = stream_window_us(network)
         self.window: RunResult | None = None
         self.pending = None  # the current chunk's events not fed yet (TimedEvents)
         self.chunk_end_us = -np.inf
@@ -87,9 +92,9 @@ class AsyncModeStream:
     def finish(self, end_us: int | None) -> RunResult:
         self._settle()
         # read out at the last event read, which a crop may have kept from the network
-        result = self.stream.result(at_us=float(end_us) if end_us is not None else None)
+        result = self.stream.result(at_us=float(end_us) if end_us is not None else None, allow_empty=True)
         if self.window is None and end_us is not None:  # the recording ended inside the window
-            self.window = self.stream.result(at_us=self.window_end_us)
+            self.window = self.stream.result(at_us=self.window_end_us, allow_empty=True)
         return result
 
     def window_result(self) -> RunResult | None:
@@ -107,7 +112,7 @@ class AsyncModeStream:
 
     def _take_window(self) -> None:
         self._feed_before(self.window_end_us)
-        self.window = self.stream.result(at_us=self.window_end_us)
+        self.window = self.stream.result(at_us=self.window_end_us, allow_empty=True)
 
     def _settle(self) -> None:
         """The chunk's read-outs are done: take the window if the chunk reached its end, and

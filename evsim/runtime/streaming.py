@@ -19,6 +19,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -29,7 +30,7 @@ from evsim.datasets.formats import open_event_file
 from evsim.errors import DataError, EvsimError, InputError, require
 from evsim.events import make_events, sensor_size
 from evsim.model.names import Mode
-from evsim.runtime.modes import mode_stream
+from evsim.runtime.modes import mode_stream, stream_window_us
 
 MODES = tuple(Mode)
 
@@ -68,6 +69,10 @@ def fit_input(sensor_size, model_size, crop=None, downsample=None) -> InputFit:
         raise InputError(f"the recording has {polarities} polarities, the model takes {model_p} input channels")
     if crop is not None and downsample is not None:
         raise InputError("use --crop or --downsample, not both")
+    if (width, height) == (model_w, model_h):
+        # a recording that fits is left as it is, whatever --crop/--downsample say for the others
+        asked = " (--crop/--downsample left it as it is)" if crop is not None or downsample is not None else ""
+        return InputFit(None, f"the sensor matches the model's input{asked}")
     if crop is not None or downsample is not None:
         T = tonic_transforms()
     if crop is not None:
@@ -93,14 +98,12 @@ def fit_input(sensor_size, model_size, crop=None, downsample=None) -> InputFit:
         return InputFit(T.Compose([scale, centre]),
                         f"--downsample {downsample}: {width} x {height} -> {down_w} x {down_h}, "
                         f"centred in the model's {model_w} x {model_h}")
-    if (width, height) != (model_w, model_h):
-        raise InputError(
-            f"the recording's sensor is {width} x {height} but the model takes {model_w} x {model_h}: "
-            f"pass --crop {model_w} {model_h} to keep the central pixels, or --downsample F to scale "
-            f"the coordinates by F (at most {min(model_w / width, model_h / height):.4g} here); "
-            "the result is centred in the model's input"
-        )
-    return InputFit(None, "the sensor matches the model's input")
+    raise InputError(
+        f"the recording's sensor is {width} x {height} but the model takes {model_w} x {model_h}: "
+        f"pass --crop {model_w} {model_h} to keep the central pixels, or --downsample F to scale "
+        f"the coordinates by F (at most {min(model_w / width, model_h / height):.4g} here); "
+        "the result is centred in the model's input"
+    )
 
 
 def read_out(output: np.ndarray) -> tuple[int | None, float]:
@@ -132,12 +135,32 @@ class Timeline:
             self.points.append(point)
 
 
+_warm: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> the modes warm_up ran
+
+
 def warm_up(network, mode: str = "step") -> None:
-    """Run one event through a throwaway stream, so that loading the compiled kernels (once per
-    process) does not count as processing time."""
-    stream = network.stream(mode)
-    stream.feed(make_events([0], [0], [0], [False]))
-    stream.flush()
+    """Stream a burst of synthetic events through a throwaway stream the way :func:`stream_file`
+    feeds a recording (several chunks, read-outs between them, every layer firing), so that
+    compiling or loading every kernel it calls (once per process) is not timed as processing.
+    Once per network and mode."""
+    if mode in _warm.setdefault(network, set()):
+        return
+    _warm[network].add(mode)
+    width, height, polarities = model_sensor_size(network)
+    stream = mode_stream(network, mode)
+    window_us = stream_window_us(network)
+    x, y, p = np.meshgrid(np.arange(width), np.arange(height), np.arange(polarities), indexing="ij")
+    times = np.linspace(0, window_us, 9)[:-1].astype(np.int64)  # every pixel fires at 8 times
+    events = make_events(np.tile(x.ravel(), len(times)), np.tile(y.ravel(), len(times)),
+                         np.repeat(times, x.size), np.tile(p.ravel(), len(times)).astype(bool))
+    half = len(events) // 2
+    mark = float(times[len(times) // 2])
+    for chunk in (events[:half], events[half:]):
+        stream.feed(chunk, int(chunk["t"][-1]))
+        stream.advance_to(mark)
+        stream.output()
+    stream.finish(int(times[-1]))
+    stream.window_result()
 
 
 class Stop:
@@ -151,6 +174,13 @@ class Stop:
     @staticmethod
     def request(*_) -> None:
         Stop.requested = True
+
+    @staticmethod
+    def in_this_worker() -> None:
+        """In a worker process of a pool: Ctrl-C, which reaches the whole process group, stops
+        the file streaming now between two chunks, and the worker streams nothing more."""
+        signal.signal(signal.SIGINT, Stop.request)
+        Stop.in_worker = True
 
 
 @contextmanager
