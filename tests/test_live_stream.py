@@ -156,6 +156,14 @@ def test_evsim_serve_serves_a_file_to_evsim_stream(capsys):
         server.kill()
 
 
-def test_serve_refuses_a_bad_port(capsys):
-    assert main(["serve", str(NMNIST_7), "--port", "70000"]) == 2
-    assert "--port must be in 1..65535" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, message", [
+    (["serve", str(NMNIST_7), "--port", "70000"], "argument --port: must be in 1..65535, got 70000"),
+    (["serve", str(NMNIST_7), "--port", "7777", "--speed", "-1"], "argument --speed: must be 0 or more"),
+    (["stream", "tcp://127.0.0.1:7777", "--model", "lenet-nmnist", "--timeout", "0"], "argument --timeout: must be positive"),
+    (["stream", "tcp://127.0.0.1:7777", "--model", "lenet-nmnist", "--max-lag", "-5"], "argument --max-lag: must be 0 or more"),
+])
+def test_live_options_are_checked_when_parsed(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1
