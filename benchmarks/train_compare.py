@@ -55,8 +55,9 @@ def config_of(dataset: str, rule: str, seed: int, epochs: int, out: Path, args):
 
     recipe = dict(RECIPES[dataset])
     penalty = ActivityPenalty(synops=recipe.pop("synops_penalty"))
-    if args.val is not None:
-        recipe["val"] = args.val
+    for name in ("val", "timesteps"):
+        if getattr(args, name, None) is not None:
+            recipe[name] = getattr(args, name)
     run = out / f"{rule}_seed{seed}"
     return TrainConfig(arch="lenet", dataset=dataset, data=args.data or default_root(dataset), out=run / "model.npz",
                        epochs=epochs, batch_size=32, seed=seed, limit=args.limit, test_limit=args.test_limit,
@@ -124,7 +125,7 @@ def run(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "epochs.jsonl"
-    passed = {k: v for k, v in vars(args).items() if k in ("data", "limit", "test_limit", "val")}
+    passed = {k: v for k, v in vars(args).items() if k in ("data", "limit", "test_limit", "val", "timesteps")}
     passed["data"] = str(args.data) if args.data else None
     for epoch in range(1, args.epochs + 1):
         rules = RULES if epoch % 2 else RULES[::-1]
@@ -202,7 +203,8 @@ def probe_once(spec: dict) -> dict:
 
 
 def probe(args) -> None:
-    passed = {"data": str(args.data) if args.data else None, "limit": None, "test_limit": None, "val": args.val}
+    passed = {"data": str(args.data) if args.data else None, "limit": None, "test_limit": None, "val": args.val,
+              "timesteps": args.timesteps}
     results = []
     for round_ in range(args.rounds):
         for rule in RULES if round_ % 2 == 0 else RULES[::-1]:
@@ -283,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--data", type=Path, help="dataset folder (default: $EVSIM_DATA/<dataset>)")
         p.add_argument("--threads", type=int, default=1, help="torch threads per child (default 1)")
         p.add_argument("--val", type=int, help="validation samples held out (default: 160 for nmnist, 500 for mnist)")
+        p.add_argument("--timesteps", type=int, help="time steps (default: 100 for nmnist, 25 for mnist)")
         p.add_argument("--out", required=True)
         if name == "run":
             p.add_argument("--epochs", type=int, required=True)

@@ -144,6 +144,13 @@ MUTANTS = (
     Mutant("recurrence-kernel-path-cut", "training gradients", "training/recurrence.py",
            "if fired[t, i] else grad[t + 1, i]", "if fired[t, i] else zero",
            ("tests/test_training_recurrence.py",)),
+    # --- surrogate-gradient BPTT (the comparison rule): the leak and the reset in the path through time
+    Mutant("bptt-leak-dropped", "BPTT gradients", "training/bptt.py",
+           "masked_fill(fired[t], 0.0), alpha=ctx.leak)", "masked_fill(fired[t], 0.0), alpha=1.0)",
+           ("tests/test_bptt.py",)),
+    Mutant("bptt-reset-ignored", "BPTT gradients", "training/bptt.py",
+           "grad[t + 1].masked_fill(fired[t], 0.0)", "grad[t + 1]",
+           ("tests/test_bptt.py",)),
 )
 
 

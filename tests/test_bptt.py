@@ -174,3 +174,61 @@ def test_the_step_loop_refuses_bptt():
     network = SpikingNetwork(_tiny_graph(), bptt=FastSigmoid())
     with pytest.raises(InputError, match="BPTT"):
         network.forward_stepwise(torch.zeros((12, 1, 1, 6, 6)))
+
+
+MNIST_SAMPLE = __import__("pathlib").Path(__file__).parent / "data" / "mnist"
+REPO = MNIST_SAMPLE.parent.parent.parent
+
+
+def _train(tmp_path, rule: str):
+    from evsim.cli.main import main
+
+    out = tmp_path / f"{rule}.npz"
+    code = main(["train", "--arch", "lenet", "--dataset", "mnist", "--data", str(MNIST_SAMPLE), "--epochs", "1",
+                 "--timesteps", "12", "--limit", "32", "--test-limit", "8", "--batch-size", "16", "--seed", "0",
+                 "--rule", rule, "--out", str(out), "--no-progress", "--threads", "1"])
+    assert code == 0
+    return out
+
+
+@pytest.mark.slow
+def test_evsim_train_rule_bptt_trains_other_weights_from_the_same_start(tmp_path, capsys):
+    from evsim.model.file import load_model
+
+    paper, bptt = (load_model(_train(tmp_path, rule)).weights for rule in ("paper", "bptt"))
+    assert all(paper[name].shape == bptt[name].shape for name in paper)
+    assert all(not np.array_equal(paper[name], bptt[name]) for name in paper)
+    state = torch.load(f"{tmp_path / 'bptt.npz'}.checkpoint.pt", weights_only=True)
+    assert state["config"]["rule"] == "bptt"
+
+
+def test_rule_errors_are_one_line(tmp_path, capsys):
+    from evsim.cli.main import main
+
+    base = ["train", "--arch", "lenet", "--dataset", "mnist", "--data", str(MNIST_SAMPLE), "--epochs", "1",
+            "--timesteps", "2", "--out", str(tmp_path / "m.npz")]
+    assert main(base + ["--ann", "--rule", "bptt"]) == 2
+    assert "--ann" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(base + ["--rule", "stdp"])
+
+
+@pytest.mark.slow
+def test_train_compare_runs_both_rules_and_reports(tmp_path):
+    import subprocess
+    import sys
+
+    script = REPO / "benchmarks" / "train_compare.py"
+    out = tmp_path / "compare"
+    subprocess.run([sys.executable, str(script), "run", "mnist", "--data", str(MNIST_SAMPLE), "--limit", "40",
+                    "--val", "8", "--test-limit", "8", "--timesteps", "3", "--epochs", "1", "--seeds", "0",
+                    "--out", str(out)], check=True, capture_output=True)
+    records = [__import__("json").loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
+    assert sorted(r["rule"] for r in records) == ["bptt", "paper"]
+    for r in records:
+        assert r["epoch"] == 1 and r["epoch_samples"] == 32 and r["engine_val_synops"] > 0
+        assert 0 <= r["engine_val_accuracy"] <= 1 and r["peak_rss_mib"] > 0 and r["train_seconds"] > 0
+    figure = tmp_path / "compare.png"
+    report = subprocess.run([sys.executable, str(script), "report", str(out), "--figure", str(figure)],
+                            check=True, capture_output=True, text=True).stdout
+    assert report.count("| mnist |") == 2 and figure.read_bytes()[:4] == b"\x89PNG"
