@@ -31,6 +31,7 @@ checkpointed, every measured epoch is appended to ``<out>/epochs.jsonl``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -40,6 +41,9 @@ import time
 from pathlib import Path
 
 RULES = ("paper", "bptt")
+# the probe also times the paper's rule as the torch loop, the implementation BPTT has here (the
+# trainer runs it as Numba kernels on CPU: same results, fewer passes over memory)
+PROBED = ("paper", "paper_torch_loop", "bptt")
 # the recipes: the shipped models' settings, from random weights (benchmarks/RESULTS.md)
 RECIPES = {
     "nmnist": dict(timesteps=100, optimizer="adam", lr=1e-3, dropout=0.2, augment=True, val=160, synops_penalty=1e-7),
@@ -163,12 +167,13 @@ def probe_once(spec: dict) -> dict:
     from evsim.training.architectures import lenet
     from evsim.training.bptt import FastSigmoid
     from evsim.training.network import SpikingNetwork
+    from evsim.training.neurons import torch_recurrence
     from evsim.training.regularizers import fan_outs, penalty_sum, synops_per_sample
     from evsim.training.trainer import configure_torch, loss_sum
 
     configure_torch(spec["threads"])
     args = argparse.Namespace(**spec["args"])
-    config = config_of(spec["dataset"], spec["rule"], 0, 1, Path("unused"), args)
+    config = config_of(spec["dataset"], "bptt" if spec["rule"] == "bptt" else "paper", 0, 1, Path("unused"), args)
     samples = load_training_samples(config.dataset, config.data, 64, config.augment, config.event_augment())
     torch.manual_seed(0)
     network = SpikingNetwork(lenet(samples.input_shape, config.timesteps), dropout=config.dropout,
@@ -188,12 +193,13 @@ def probe_once(spec: dict) -> dict:
         inputs = torch.from_numpy(samples.inputs(batch, config.timesteps, rng))
         labels = torch.from_numpy(samples.labels[batch])
         wall, cpu = time.perf_counter(), time.process_time()
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+                torch_recurrence() if spec["rule"] == "paper_torch_loop" else contextlib.nullcontext():
             activity: dict = {}
             output = network(inputs, activity=activity)
             loss = loss_sum(output, labels) + penalty_sum(config.penalty, synops_per_sample(inputs, activity, fans), activity)
-        forward_seconds = time.perf_counter() - wall
-        loss.backward()
+            forward_seconds = time.perf_counter() - wall
+            loss.backward()
         timings.append((time.perf_counter() - wall, forward_seconds, time.process_time() - cpu))
     wall, forward, cpu = timings[-1]
     return {"dataset": spec["dataset"], "rule": spec["rule"], "timesteps": config.timesteps, "batch": 32,
@@ -207,7 +213,7 @@ def probe(args) -> None:
               "timesteps": args.timesteps}
     results = []
     for round_ in range(args.rounds):
-        for rule in RULES if round_ % 2 == 0 else RULES[::-1]:
+        for rule in PROBED if round_ % 2 == 0 else PROBED[::-1]:
             spec = dict(dataset=args.dataset, rule=rule, threads=args.threads, args=passed)
             child = subprocess.run([sys.executable, __file__, "_probe", json.dumps(spec)], capture_output=True, text=True,
                                    env={**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}, check=True)
