@@ -241,38 +241,68 @@ def markdown(records: list[dict]) -> str:
 
 
 def figure(records: list[dict], path: Path) -> None:
+    """Per dataset: validation accuracy against epoch and against training wall time, and the
+    engine's synops per sample against epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     datasets = sorted({r["dataset"] for r in records})
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.6 * len(datasets)), squeeze=False)
+    fig, axes = plt.subplots(len(datasets), 3, figsize=(15, 3.8 * len(datasets)), squeeze=False)
     for row, dataset in zip(axes, datasets):
-        runs = sorted({(r["rule"], r["seed"]) for r in records if r["dataset"] == dataset})
+        runs = sorted({(r["rule"], r["seed"]) for r in records if r["dataset"] == dataset}, key=lambda k: (k[0] != "paper", k[1]))
         for rule, seed in runs:
             epochs = sorted((r for r in records if (r["dataset"], r["rule"], r["seed"]) == (dataset, rule, seed)),
                             key=lambda r: r["epoch"])
             style = dict(color="C0" if rule == "paper" else "C3", marker="o" if seed == runs[0][1] else "s",
-                         label=f"{'paper rule' if rule == 'paper' else 'BPTT (fast sigmoid)'}, seed {seed}")
+                         linestyle="-" if seed == runs[0][1] else "--",
+                         label=f"{'paper rule' if rule == 'paper' else 'BPTT, fast sigmoid'}, seed {seed}")
+            number = [r["epoch"] for r in epochs]
             accuracy = [100 * r["val_accuracy"] for r in epochs]
-            row[0].plot([r["epoch"] for r in epochs], accuracy, **style)
             elapsed = [sum(e["train_seconds"] for e in epochs[: i + 1]) / 60 for i in range(len(epochs))]
+            row[0].plot(number, accuracy, **style)
             row[1].plot(elapsed, accuracy, **style)
+            row[2].plot(number, [r["engine_val_synops"] / 1e6 for r in epochs], **style)
         row[0].set_xlabel("epoch")
-        row[1].set_xlabel("training wall time (min, shared 2-core machine, 1 torch thread)")
+        row[1].set_xlabel("training wall time (min; shared 2-core machine, 1 torch thread each)")
+        row[2].set_xlabel("epoch")
+        row[0].set_ylabel(f"{dataset}: validation accuracy (%)")
+        row[1].set_ylabel(f"{dataset}: validation accuracy (%)")
+        row[2].set_ylabel(f"{dataset}: synops per sample (M, engine)")
+        for ax in (row[0], row[2]):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in row:
-            ax.set_ylabel(f"{dataset} validation accuracy (%)")
             ax.grid(alpha=0.3)
         row[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
+
+
+def probe_markdown(rows: list[dict]) -> str:
+    """Medians over the rounds of each probed rule."""
+    import statistics
+
+    lines = ["| dataset | rule | T | batch | CPU s per batch (median) | wall s per batch (median) "
+             "| saved for backward (MiB) | peak RSS MiB (median) | rounds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in sorted({(r["dataset"], r["rule"]) for r in rows}, key=lambda k: (k[0], PROBED.index(k[1]))):
+        mine = [r for r in rows if (r["dataset"], r["rule"]) == key]
+        median = {name: statistics.median(r[name] for r in mine)
+                  for name in ("batch_cpu_seconds", "batch_seconds", "saved_for_backward_mib", "peak_rss_mib")}
+        lines.append(f"| {key[0]} | {key[1]} | {mine[0]['timesteps']} | {mine[0]['batch']} "
+                     f"| {median['batch_cpu_seconds']:.2f} | {median['batch_seconds']:.1f} "
+                     f"| {median['saved_for_backward_mib']:.0f} | {median['peak_rss_mib']:.0f} | {len(mine)} |")
+    return "\n".join(lines)
 
 
 def report(args) -> None:
     records = load_runs(args.runs)
     print(markdown(records))
+    if args.probe:
+        print()
+        print(probe_markdown([row for path in args.probe for row in json.loads(Path(path).read_text())]))
     if args.figure:
         figure(records, Path(args.figure))
 
@@ -303,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     p = commands.add_parser("report")
     p.add_argument("runs", nargs="+", help="the --out folders of runs")
     p.add_argument("--figure")
+    p.add_argument("--probe", nargs="+", help="the JSON files of probe runs, for their table")
     args = parser.parse_args(argv)
     {"run": run, "probe": probe, "report": report}[args.command](args)
 
