@@ -22,7 +22,7 @@ from evsim.training.neurons import FiringRecurrence, OutputIntegrator  # noqa: E
 SLOPE = 25.0
 
 
-class _Heaviside(torch.autograd.Function):
+class _FastSigmoidSpike(torch.autograd.Function):
     """snntorch.surrogate.FastSigmoid as its source defines it: ``(U - theta) > 0`` forward,
     ``grad / (slope * |U - theta| + 1)**2`` backward."""
 
@@ -45,7 +45,7 @@ def snntorch_style_loop(current, threshold, leak):
     spikes = []
     for t in range(current.shape[0]):
         membrane = leak * (1.0 - reset) * membrane + current[t]
-        spike = _Heaviside.apply(membrane - threshold)
+        spike = _FastSigmoidSpike.apply(membrane - threshold)
         reset = spike.detach()
         spikes.append(spike)
     return torch.stack(spikes)
