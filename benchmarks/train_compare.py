@@ -190,7 +190,7 @@ def probe_once(spec: dict) -> dict:
     timings = []
     for batch in (np.arange(32), np.arange(32, 64)):  # the first warms up (allocator, Numba)
         storages.clear()
-        inputs = torch.from_numpy(samples.inputs(batch, config.timesteps, rng))
+        inputs = torch.from_numpy(samples.inputs(batch, config.timesteps, rng)).to(torch.float32)
         labels = torch.from_numpy(samples.labels[batch])
         wall, cpu = time.perf_counter(), time.process_time()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
