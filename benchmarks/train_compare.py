@@ -18,9 +18,9 @@ checkpointed, every measured epoch is appended to ``<out>/epochs.jsonl``).
 
     # N-MNIST: 640 real training recordings, the other 160 for validation, T = 100
     nice -n 10 python benchmarks/train_compare.py run nmnist --epochs 3 --seeds 0 1 --out runs/compare/nmnist
-    # MNIST at T = 25 on a subset
-    nice -n 10 python benchmarks/train_compare.py run mnist --epochs 3 --seeds 0 1 --limit 2500 --val 500 \\
-        --out runs/compare/mnist
+    # MNIST at T = 25 on a subset (2,000 trained on, 500 for validation)
+    nice -n 10 python benchmarks/train_compare.py run mnist --epochs 4 --seeds 0 1 --limit 2500 --val 500 \\
+        --test-limit 500 --out runs/compare/mnist
     # what one mini-batch costs each rule: time and the tensors autograd keeps for backward
     nice -n 10 python benchmarks/train_compare.py probe nmnist --rounds 3 --out runs/compare/probe_nmnist.json
     # the table and the figure
