@@ -213,6 +213,13 @@ MUTANTS = (
     Mutant("eval-draws-its-own-spikes", "eval equals run", "training/trainer.py",
            "                         seed=seed)", "                         seed=None)",
            ("tests/test_first_hour_cli.py::test_eval_and_run_draw_the_same_poisson_spikes",)),
+    # --- surrogate-gradient BPTT (the comparison rule): the leak and the reset in the path through time
+    Mutant("bptt-leak-dropped", "BPTT gradients", "training/bptt.py",
+           "masked_fill(fired[t], 0.0), alpha=ctx.leak)", "masked_fill(fired[t], 0.0), alpha=1.0)",
+           ("tests/test_bptt.py",)),
+    Mutant("bptt-reset-ignored", "BPTT gradients", "training/bptt.py",
+           "grad[t + 1].masked_fill(fired[t], 0.0)", "grad[t + 1]",
+           ("tests/test_bptt.py",)),
 )
 
 

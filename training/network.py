@@ -25,6 +25,7 @@ from torch import nn
 from evsim.errors import InputError, ModelError
 from evsim.model.graph import INPUT, Graph, Population, Projection
 from evsim.model.file import check_weights, load_model, save_model
+from evsim.training.bptt import FastSigmoid, fire_through_time, integrate_through_time
 from evsim.training.neurons import (
     FiringRecurrence,
     LeakAsIdentity,
@@ -50,15 +51,20 @@ def parameter_count(graph: Graph) -> int:
 
 
 class SpikingNetwork(nn.Module):
-    """The graph's populations as a torch module; weights are ``self.weight(name)``."""
+    """The graph's populations as a torch module; weights are ``self.weight(name)``.
 
-    def __init__(self, graph: Graph, dropout: float = 0.0, init: bool = True):
+    ``bptt``: train with surrogate-gradient BPTT (evsim.training.bptt) instead of the paper's rule;
+    the forward is the same.
+    """
+
+    def __init__(self, graph: Graph, dropout: float = 0.0, init: bool = True, bptt: FastSigmoid | None = None):
         super().__init__()
         graph.validate()
         if not 0.0 <= dropout < 1.0:
             raise ModelError(f"dropout must lie in [0, 1), got {dropout}")
         self.graph = graph
         self.dropout = dropout
+        self.bptt = bptt
         shapes = graph.weight_shapes()
         self.weight_names = tuple(shapes)
         self._index = {name: i for i, name in enumerate(self.weight_names)}
@@ -148,8 +154,8 @@ class SpikingNetwork(nn.Module):
         for pop in self.graph.populations:
             current = self._current(pop, flat, steps * batch).reshape(steps, batch, *pop.shape)
             if not pop.fires:
-                return OutputIntegrator.apply(current, pop.leak)
-            spikes = fire(pop, current)
+                return integrate_through_time(pop, current) if self.bptt else OutputIntegrator.apply(current, pop.leak)
+            spikes = fire_through_time(pop, current, self.bptt) if self.bptt else fire(pop, current)
             if activity is not None:
                 activity[pop.name] = spikes.sum(dim=0)
             if pop.name in masks:
@@ -163,6 +169,8 @@ class SpikingNetwork(nn.Module):
         self, inputs: torch.Tensor, masks: dict | None = None, record: dict | None = None
     ) -> torch.Tensor:
         """The same network, one time step at a time (the reference for :meth:`forward`)."""
+        if self.bptt:
+            raise InputError("the step-by-step forward has the paper's gradient only; BPTT runs the layer-major one")
         self._check_inputs(inputs)
         steps, batch = inputs.shape[:2]
         masks = self.dropout_masks(batch) if masks is None else masks

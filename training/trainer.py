@@ -29,6 +29,7 @@ from evsim.errors import DataError, InputError, ModelError
 from evsim.model.graph import Graph
 from evsim.model.file import load_model
 from evsim.training.architectures import build
+from evsim.training.bptt import FastSigmoid
 from evsim.training.distributed import Distributed, join
 from evsim.datasets.augment import EventAugment
 from evsim.datasets.samples import (
@@ -51,6 +52,7 @@ DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
 DEFAULT_MILESTONES = {"sgd": (70, 100, 125), "adam": (40, 80, 120)}
 TEST_SEED = 1 << 20  # the test set's Poisson spikes are the same at every epoch
 KEEP = ("last", "best-val")
+RULES = ("paper", "bptt")
 
 
 @dataclass
@@ -86,6 +88,7 @@ class TrainConfig:
     mix_simulated: int = 0  # simulated N-MNIST recordings added to each epoch of real ones, a fresh draw each epoch
     simulated_data: Path | None = None  # the MNIST folder they are simulated from; None: default_root("nmnist-sim")
     distributed: bool = False  # one rank of a DDP process group started by torchrun (evsim.training.distributed)
+    rule: str = "paper"  # the gradient: the paper's rule, or "bptt", surrogate-gradient BPTT (evsim.training.bptt)
 
     def event_augment(self) -> EventAugment:
         """The ranges real N-MNIST recordings are augmented from (with ``augment``)."""
@@ -109,6 +112,8 @@ class TrainConfig:
                              "recordings: use them with --dataset nmnist --augment")
         if self.augment and self.dataset == "nmnist":
             self.event_augment()  # its ranges are checked there
+        if self.rule not in RULES:
+            raise InputError(f"unknown --rule {self.rule!r}; choose from {', '.join(RULES)}")
         if self.mix_simulated < 0:
             raise InputError(f"--mix-simulated must not be negative, got {self.mix_simulated}")
         if self.simulated_data is not None and not self.mix_simulated:
@@ -363,7 +368,8 @@ def _train(config: TrainConfig, log, progress: bool, distributed) -> list[dict]:
                                 meta={"arch": config.arch, "dataset": config.dataset})
     penalty = config.penalty.check(graph)
     torch.manual_seed(config.seed)
-    network = SpikingNetwork(graph, dropout=config.dropout).to(config.device)
+    network = SpikingNetwork(graph, dropout=config.dropout, bptt=FastSigmoid() if config.rule == "bptt" else None)
+    network = network.to(config.device)
     if config.init is not None:
         start = initial_weights(config.init, graph)
         graph.meta.update(init=Path(config.init).name, pretrained_on=start.graph.meta.get("dataset"))

@@ -78,6 +78,9 @@ def register(subparsers) -> None:
     seed_argument(p, "the initial weights, batches and input coding")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint (--out and the checkpoint may exist)")
     p.add_argument("--init", type=Path, help="start from this model file's weights (fine-tuning), not random ones")
+    p.add_argument("--rule", choices=("paper", "bptt"), default="paper",
+                   help="the gradient: the paper's spike-based rule (default), or surrogate-gradient BPTT as "
+                        "snntorch's fast sigmoid (slope 25) through time, for comparison (evsim.training.bptt)")
     p.add_argument("--ann", action="store_true",
                    help="train the ANN of the architecture instead (ReLU, average pooling, dropout, no biases; "
                         "the baseline `evsim convert` turns into an SNN)")
@@ -152,6 +155,8 @@ def run(args) -> int:
     from evsim.training.trainer import TrainConfig, configure_torch, train
 
     if args.ann:
+        if args.rule != "paper":
+            raise InputError("--rule chooses the spiking network's gradient; the ANN (--ann) trains by plain backprop")
         from evsim.training.ann import train_ann as train
 
     check_architecture(args.arch)
@@ -194,6 +199,7 @@ def run(args) -> int:
         keep=args.keep,
         synops_budget=args.synops_budget,
         distributed=args.distributed,
+        rule=args.rule,
     )
     # with --json the epoch lines go to stderr, so that stdout holds the one JSON object
     log_file = sys.stderr if args.json else sys.stdout
