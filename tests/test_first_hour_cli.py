@@ -310,8 +310,10 @@ def test_bench_names_the_dense_batch_it_ran(capsys):
     from evsim.cli.bench import format_bench
 
     rates = {k: 1.0 for k in ("event_samples_per_s", "event_from_raw_samples_per_s", "event_1thread_samples_per_s",
-                              "async_samples_per_s", "dense_batch1_samples_per_s", "dense_batch64_samples_per_s")}
+                              "async_samples_per_s", "dense_batch1_samples_per_s", "dense_batch64_samples_per_s",
+                              "dense_floor_samples_per_s")}
     report = {"threads": 2, "dense_batch64_actual_batch": 28, "model": "m", "samples": 28, "dataset": "nmnist",
+              "dense_floor_batch": 28, "speedup_vs_dense_floor": 1,
               "rounds": 1, "timesteps": 100, **rates, "spread_samples_per_s": {k: {"min": 1, "max": 1} for k in rates},
               "speedup_vs_dense_batch1": 1, "speedup_vs_dense_batch64": 1, "speedup_vs_best_dense_from_raw": 1,
               "synops_per_s": 1, "synops_per_s_per_core": 1, "fraction_of_ceiling": 1, "ceiling_synops_per_s": 1,
