@@ -152,7 +152,7 @@ def scaling(args, files: list[str]) -> None:
             one, many = (statistics.median(r[mode]["samples"] / r[mode]["wall_s"] for r in rounds[(str(tree), n)])
                          for n in counts)
             digests = {r[mode]["digest"] for n in counts for r in rounds[(str(tree), n)]}
-            print(f"{tree.name or tree:<28} {mode:<6} {one:>10.1f} {many:>11.1f} {many / one:>7.2f}x  "
+            print(f"{str(tree.name or tree.resolve().name):<28} {mode:<6} {one:>10.1f} {many:>11.1f} {many / one:>7.2f}x  "
                   f"{','.join(sorted(digests))}")
     if args.json:
         print(json.dumps({f"{t}@{n}": r for (t, n), r in rounds.items()}))
