@@ -106,8 +106,7 @@ class LiveStream:
             raise InputError(f"the stream timeout must be positive, got {timeout_s}")
         if max_lag_us is not None and max_lag_us < 0:
             raise InputError(f"the maximum lag must be at least 0, got {max_lag_us}")
-        self.address = address
-        self.path = address
+        self.path = address  # named as an EventFile's, which a report reads
         host, port = parse_address(address)
         dv = _dv()
         try:
@@ -206,12 +205,12 @@ class LiveStream:
                     continue
                 if closed:
                     if self._failure is not None:
-                        raise DataError(f"the stream broke: {self._failure}", self.address)
+                        raise DataError(f"the stream broke: {self._failure}", self.path)
                     self.end = "closed"
                     return
                 if now - last_event > self.timeout_s:
                     raise DataError(f"no event for {self.timeout_s:g} s while connected: "
-                                    "the connection is taken as lost", self.address)
+                                    "the connection is taken as lost", self.path)
                 if now - last_yield > IDLE_YIELD_S:
                     last_yield = now
                     yield np.empty(0, dtype=EVENT_DTYPE)

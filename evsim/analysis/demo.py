@@ -19,7 +19,7 @@ import numpy as np
 
 from evsim.analysis.bench import benchmark
 from evsim.runtime.streaming import MODES, stream_file, warm_up
-from evsim.engine.asynchronous import step_width_us
+from evsim.engine.asynchronous import input_window_us
 from evsim.engine.counting import energy_estimates
 from evsim.paths import DEMO_DATA
 TIMELINE_EVERY_US = 5_000.0
@@ -69,7 +69,7 @@ def run_demo(network, data: Path = DEMO_DATA, split: str = "test", rounds: int =
         "data": str(data),
         "split": split,
         "mode": mode,
-        "window_us": step_width_us(network) * network.timesteps,
+        "window_us": input_window_us(network),
         "compile_or_cache_load_s": compile_seconds,
         "modes": {m: _summary(r, labels) for m, r in by_mode.items()},
         "samples": n,

@@ -48,6 +48,11 @@ def step_width_us(network) -> float:
     return network.encoding.step_us(network.timesteps) or STATIC_STEP_US
 
 
+def input_window_us(network) -> float:
+    """The model's input window in µs: its time steps times the step width."""
+    return step_width_us(network) * network.timesteps
+
+
 LEAK_TABLE_US = 1 << 16
 """Gaps of whole microseconds below this find their leak in a table (65 ms: most gaps on N-MNIST)."""
 

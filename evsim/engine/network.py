@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from evsim.engine.asynchronous import Stream, step_width_us
+from evsim.engine.asynchronous import Stream, input_window_us, step_width_us
 from evsim.engine.batch import BatchPlan, BatchWorkspace, run_batch
 from evsim.engine.counting import RunResult
 from evsim.engine.layers import compile_layer
@@ -145,7 +145,7 @@ class Network:
     def _run_async(self, inputs, origin_us: int | None) -> RunResult:
         """One input in continuous time over the model's window, read out at the window's end."""
         stream = Stream(self)
-        window_us = step_width_us(self) * self.timesteps
+        window_us = input_window_us(self)
         if isinstance(inputs, np.ndarray) and inputs.dtype.names is not None:
             inside, counts = window_events(inputs, window_us, origin_us)
             check_window_used(counts, window_us)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evsim.engine.asynchronous import Stream, step_width_us
+from evsim.engine.asynchronous import Stream, input_window_us
 from evsim.engine.counting import RunResult
 from evsim.engine.step import StepStream
 from evsim.events import timed_input_events
@@ -31,11 +31,6 @@ from evsim.model.names import Mode
 def mode_stream(network, mode: str):
     """The stream of ``network`` in ``mode`` (step or async)."""
     return {Mode.STEP: StepModeStream, Mode.ASYNC: AsyncModeStream}[Mode.of(mode, "mode")](network)
-
-
-def stream_window_us(network) -> float:
-    """The model's input window in µs: its time steps times the step width."""
-    return step_width_us(network) * network.timesteps
 
 
 class StepModeStream:
@@ -69,7 +64,7 @@ class AsyncModeStream:
     def __init__(self, network):
         self.network = network
         self.stream = Stream(network)
-        self.window_end_us = stream_window_us(network)
+        self.window_end_us = input_window_us(network)
         self.window: RunResult | None = None
         self.pending = None  # the current chunk's events not fed yet (TimedEvents)
         self.chunk_end_us = -np.inf

@@ -30,7 +30,8 @@ from evsim.datasets.formats import open_event_file
 from evsim.errors import DataError, EvsimError, InputError, require
 from evsim.events import make_events, sensor_size
 from evsim.model.names import Mode
-from evsim.runtime.modes import mode_stream, stream_window_us
+from evsim.engine.asynchronous import input_window_us
+from evsim.runtime.modes import mode_stream
 
 MODES = tuple(Mode)
 
@@ -148,7 +149,7 @@ def warm_up(network, mode: str = "step") -> None:
     _warm[network].add(mode)
     width, height, polarities = model_sensor_size(network)
     stream = mode_stream(network, mode)
-    window_us = stream_window_us(network)
+    window_us = input_window_us(network)
     x, y, p = np.meshgrid(np.arange(width), np.arange(height), np.arange(polarities), indexing="ij")
     times = np.linspace(0, window_us, 9)[:-1].astype(np.int64)  # every pixel fires at 8 times
     events = make_events(np.tile(x.ravel(), len(times)), np.tile(y.ravel(), len(times)),
