@@ -103,7 +103,7 @@ def totals(reports: list[dict]) -> dict:
     """Over the files streamed: how many, the accuracy of the window's prediction where a
     folder names the label, and the mean work per file."""
     done = [r for r in reports if "prediction" in r]
-    labelled = [(r, label_from_path(r["file"])) for r in done if label_from_path(r["file"]) is not None]
+    labelled = [(r, label) for r in done if (label := label_from_path(r["file"])) is not None]
     decided = [(r.get("window") or r)["prediction"] for r, _ in labelled]
     correct = sum(p == label for p, (_, label) in zip(decided, labelled))
     n = len(done)
