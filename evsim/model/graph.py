@@ -31,35 +31,11 @@ import numpy as np
 from evsim.errors import InputError, ModelError
 from evsim.model.encoding import Encoding
 from evsim.model.neuron import NEURON_FIELDS, Neuron
-from evsim.model.ops import Op, conv_output_size, output_shape, weight_shape
+from evsim.model.ops import Projection, conv_output_size, output_shape, weight_shape
 
 __all__ = ["INPUT", "Graph", "Population", "Projection", "conv_output_size", "refuse_bias"]
 
 INPUT = "input"
-
-
-@dataclass(frozen=True)
-class Projection:
-    source: str
-    op: Op | str  # an Op; a name that is none stays a str, for Graph.validate to refuse
-    weight: str | None = None
-    kernel: int = 1
-    stride: int = 1
-    padding: int = 0
-
-    def __post_init__(self):
-        if self.op in Op._value2member_map_:
-            object.__setattr__(self, "op", Op(self.op))
-
-    def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "op": str(self.op),  # a plain str: the JSON form holds no enum
-            "weight": self.weight,
-            "kernel": self.kernel,
-            "stride": self.stride,
-            "padding": self.padding,
-        }
 
 
 @dataclass(frozen=True, init=False)
@@ -176,14 +152,7 @@ class Graph:
                     shape=tuple(int(s) for s in p["shape"]),
                     neuron=_neuron(p),
                     inputs=tuple(
-                        Projection(
-                            source=str(q["source"]),
-                            op=str(q["op"]),
-                            weight=None if q.get("weight") is None else str(q["weight"]),
-                            kernel=int(q.get("kernel", 1)),
-                            stride=int(q.get("stride", 1)),
-                            padding=int(q.get("padding", 0)),
-                        )
+                        Projection.from_dict(q)
                         for q in p["inputs"]
                     ),
                 )

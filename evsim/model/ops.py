@@ -1,6 +1,6 @@
 """A projection's facts, in one place: what each op computes and what it costs.
 
-A projection (evsim.model.graph.Projection) carries current from a source population of shape
+A :class:`Projection` carries current from a source population of shape
 ``src`` to a target of shape ``dst`` by one of the ops of :class:`Op`. Everything that depends on
 the op alone is derived here, and every consumer reads it from here: the graph's shape checks and
 weight shapes (evsim.model.graph), the engine's counters and weight layout (evsim.engine.counting,
@@ -20,6 +20,7 @@ formula and is compared against these.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,6 +34,45 @@ class Op(Name):
     AVGPOOL = "avgpool"  # a K x K window of weight 1 / K**2, per channel
     SUMPOOL = "sumpool"  # the same window, weight 1
     IDENTITY = "identity"  # weight 1, same shape
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Synapses from population ``source`` (or the input) into a population, by ``op``."""
+
+    source: str
+    op: Op | str  # an Op; a name that is none stays a str, for Graph.validate to refuse
+    weight: str | None = None
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+
+    def __post_init__(self):
+        if self.op in Op._value2member_map_:
+            object.__setattr__(self, "op", Op(self.op))
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "op": str(self.op),  # a plain str: the JSON form holds no enum
+            "weight": self.weight,
+            "kernel": self.kernel,
+            "stride": self.stride,
+            "padding": self.padding,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Projection":
+        """The projection of a model file's JSON (KeyError, TypeError or ValueError if malformed;
+        the keys after ``op`` are absent from files that do not need them)."""
+        return cls(
+            source=str(data["source"]),
+            op=str(data["op"]),
+            weight=None if data.get("weight") is None else str(data["weight"]),
+            kernel=int(data.get("kernel", 1)),
+            stride=int(data.get("stride", 1)),
+            padding=int(data.get("padding", 0)),
+        )
 
 
 POOLING = frozenset({Op.AVGPOOL, Op.SUMPOOL})

@@ -10,12 +10,13 @@ Reading is h5py only: datasets and strings, never pickles or code (``nir.read`` 
 
 
 The package, one concept per module: ``nodes`` (the graph records and node types), ``hdf5`` (the
-file: reading and writing NIR's HDF5 layout), ``checks`` (the graph's shape and the nodes' shapes),
+file: reading and writing NIR's HDF5 layout), ``checks`` (the graph's shape and the nodes' shapes), ``conv`` (the Conv2d node both ways),
 ``semantics`` (how each peer reads a neuron node), ``importer`` and ``builder`` (NIR -> evsim),
 ``exporter`` (evsim -> NIR).
 """
 
-from evsim.interop.nir.checks import check_graph, conv_padding
+from evsim.interop.nir.checks import check_graph
+from evsim.interop.nir.conv import conv_padding
 from evsim.interop.nir.exporter import EXPORT_DT_S, IF_TAU_S, export_nir, is_passthrough_pool, model_to_nir, nudged
 from evsim.interop.nir.hdf5 import content_digest, read_nir, write_nir
 from evsim.interop.nir.importer import import_nir, nir_to_model

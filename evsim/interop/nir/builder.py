@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from evsim.errors import ModelError
-from evsim.interop.nir.checks import _pair, conv_padding
+from evsim.interop.nir.conv import conv_projection, fold_input_scale
 from evsim.interop.nir.exporter import nudged
 from evsim.interop.nir.nodes import (
     METADATA_PREFIX,
@@ -32,6 +32,7 @@ from evsim.interop.nir.nodes import (
     NirNode,
     _meta_num,
     _meta_str,
+    _pair,
     _text_or,
 )
 from evsim.interop.nir.semantics import _neuron_param, _threshold, read_neuron
@@ -211,17 +212,12 @@ class _Builder:
             if weight_name in self.weights:
                 weight_name = f"{weight_name}_{target}"
             if t == "Conv2d":
-                channel_in = _per_channel(scale_in, op_name)
-                if channel_in is not None:
-                    weight = weight * channel_in[None, :, None, None].astype(weight.dtype)
+                weight = fold_input_scale(weight, _per_channel(scale_in, op_name))
                 channel_out = _per_channel(scale_out, op_name)
                 factor = _combine(channel_out, gain, op_name, per_channel=True, shape=self.shapes[target])
                 if factor is not None:
                     weight = weight * factor[:, None, None, None].astype(weight.dtype)
-                k = weight.shape[2]
-                stride = _pair(node, "stride", 1)
-                projection = Projection(source=source, op="conv", weight=weight_name, kernel=k, stride=stride,
-                                        padding=conv_padding(node, k, stride))
+                projection = conv_projection(node, source, weight_name, weight)
             else:
                 if scale_in is not None:
                     weight = weight * scale_in.reshape(-1)[None, :].astype(weight.dtype)

@@ -10,7 +10,10 @@ from collections import deque
 import numpy as np
 
 from evsim.errors import ModelError
-from evsim.interop.nir.nodes import MAX_EDGES, MAX_NODES, NODE_TYPES, POOL_TYPES, NirGraph, NirNode
+from evsim.interop.nir.conv import conv_output_shape
+from evsim.interop.nir.nodes import (
+    MAX_EDGES, MAX_NODES, NODE_TYPES, POOL_TYPES, NirGraph, NirNode, _ints, _pair, _param,
+)
 from evsim.model.graph import conv_output_size
 
 
@@ -107,25 +110,6 @@ def _reach(start: str, links) -> set[str]:
     return seen
 
 
-def _ints(node: NirNode, key: str, default=None) -> tuple[int, ...]:
-    value = node.params.get(key, default)
-    if value is None:
-        raise ModelError(f"node {node.name!r} ({node.type}) has no {key}")
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(arr == np.round(arr))):
-        raise ModelError(f"node {node.name!r} ({node.type}): {key} must be whole numbers, got {arr.tolist()}")
-    return tuple(int(v) for v in arr.reshape(-1))
-
-
-def _pair(node: NirNode, key: str, default=None) -> int:
-    """A square kernel, stride or padding: one number, or two equal ones."""
-    values = _ints(node, key, default)
-    if len(values) not in (1, 2) or len(set(values)) != 1:
-        raise ModelError(f"node {node.name!r} ({node.type}): {key} {list(values)} is not square; "
-                         "evsim needs equal height and width")
-    return values[0]
-
-
 def _input_shape(node: NirNode) -> tuple[int, ...]:
     shape = _ints(node, "shape")
     if len(shape) == 4 and shape[0] == 1:
@@ -133,24 +117,6 @@ def _input_shape(node: NirNode) -> tuple[int, ...]:
     if len(shape) != 3 or min(shape) < 1:
         raise ModelError(f"Input node {node.name!r} has shape {list(shape)}; evsim needs (channels, height, width)")
     return shape
-
-
-def _param(node: NirNode, key: str) -> np.ndarray:
-    if key not in node.params or isinstance(node.params[key], str):
-        raise ModelError(f"node {node.name!r} ({node.type}) has no numeric {key}")
-    return np.asarray(node.params[key])
-
-
-def conv_padding(node: NirNode, kernel: int, stride: int) -> int:
-    pad = node.params.get("padding", 0)
-    if isinstance(pad, str):
-        if pad == "valid":
-            return 0
-        if pad == "same" and stride == 1 and kernel % 2 == 1:
-            return (kernel - 1) // 2
-        raise ModelError(f"node {node.name!r} (Conv2d): padding {pad!r} with kernel {kernel} and stride "
-                         f"{stride} is not a symmetric padding")
-    return _pair(node, "padding")
 
 
 def _output_shape(node: NirNode, src: tuple[int, ...]) -> tuple[int, ...]:
@@ -181,28 +147,7 @@ def _output_shape(node: NirNode, src: tuple[int, ...]) -> tuple[int, ...]:
             raise ModelError(f"{where}: bias {list(_param(node, 'bias').shape)} does not fit {weight.shape[0]} outputs")
         return (weight.shape[0],)
     if t == "Conv2d":
-        weight = _param(node, "weight")
-        if weight.ndim != 4:
-            raise ModelError(f"{where}: weight must be (out, in, height, width), got {list(weight.shape)}")
-        if len(src) != 3 or weight.shape[1] != src[0]:
-            raise ModelError(f"{where}: weight {list(weight.shape)} does not take an input of shape {list(src)}")
-        if weight.shape[2] != weight.shape[3]:
-            raise ModelError(f"{where}: kernel {weight.shape[2]}x{weight.shape[3]} is not square")
-        if set(_ints(node, "dilation", 1)) != {1}:
-            raise ModelError(f"{where}: dilation {list(_ints(node, 'dilation'))}; evsim has no dilated convolutions")
-        if _ints(node, "groups", 1) != (1,):
-            raise ModelError(f"{where}: groups {_ints(node, 'groups')[0]}; evsim has no grouped convolutions")
-        if "input_shape" in node.params and tuple(_ints(node, "input_shape")) not in (src[1:], src):
-            raise ModelError(f"{where}: declares input {list(_ints(node, 'input_shape'))}, gets {list(src)}")
-        if "bias" in node.params and _param(node, "bias").shape not in ((weight.shape[0],), ()):
-            raise ModelError(f"{where}: bias {list(_param(node, 'bias').shape)} does not fit {weight.shape[0]} channels")
-        k = weight.shape[2]
-        stride = _pair(node, "stride", 1)
-        pad = conv_padding(node, k, stride)
-        oh, ow = conv_output_size(src[1], k, stride, pad), conv_output_size(src[2], k, stride, pad)
-        if oh < 1 or ow < 1:
-            raise ModelError(f"{where}: kernel {k} does not fit a {src[1]}x{src[2]} input")
-        return (weight.shape[0], oh, ow)
+        return conv_output_shape(node, src, where)
     if t in POOL_TYPES:
         if len(src) != 3:
             raise ModelError(f"{where}: pools a (channels, height, width) input, gets {list(src)}")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from evsim.errors import ModelError
+from evsim.interop.nir.conv import conv_node
 from evsim.interop.nir.hdf5 import write_nir
 from evsim.interop.nir.nodes import METADATA_PREFIX, NirGraph, NirNode
 from evsim.model.file import ModelFile
@@ -72,14 +73,7 @@ def model_to_nir(graph: Graph, weights: dict[str, np.ndarray]) -> NirGraph:
                 edges.append((source, target))
                 continue
             if proj.op == "conv":
-                w = np.asarray(weights[proj.weight])
-                op_node = NirNode(fresh(tag), "Conv2d", {
-                    "weight": w, "bias": np.zeros(w.shape[0], dtype=w.dtype),
-                    "stride": np.array([proj.stride] * 2, dtype=np.int64),
-                    "padding": np.array([proj.padding] * 2, dtype=np.int64),
-                    "dilation": np.array([1, 1], dtype=np.int64), "groups": np.int64(1),
-                    "input_shape": np.array(src_shape[1:], dtype=np.int64)},
-                    {METADATA_PREFIX + "weight": proj.weight})
+                op_node = conv_node(fresh(tag), proj, np.asarray(weights[proj.weight]), src_shape)
             elif proj.op == "linear":
                 if len(src_shape) == 3:
                     flat = NirNode(fresh(f"{tag}_flatten"), "Flatten", {

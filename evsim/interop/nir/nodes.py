@@ -69,3 +69,28 @@ def _meta_num(meta: dict, key: str) -> float:
     if not math.isfinite(number):
         raise ModelError(f"graph metadata {METADATA_PREFIX + key} is not finite")
     return number
+
+
+def _ints(node: NirNode, key: str, default=None) -> tuple[int, ...]:
+    value = node.params.get(key, default)
+    if value is None:
+        raise ModelError(f"node {node.name!r} ({node.type}) has no {key}")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(arr == np.round(arr))):
+        raise ModelError(f"node {node.name!r} ({node.type}): {key} must be whole numbers, got {arr.tolist()}")
+    return tuple(int(v) for v in arr.reshape(-1))
+
+
+def _pair(node: NirNode, key: str, default=None) -> int:
+    """A square kernel, stride or padding: one number, or two equal ones."""
+    values = _ints(node, key, default)
+    if len(values) not in (1, 2) or len(set(values)) != 1:
+        raise ModelError(f"node {node.name!r} ({node.type}): {key} {list(values)} is not square; "
+                         "evsim needs equal height and width")
+    return values[0]
+
+
+def _param(node: NirNode, key: str) -> np.ndarray:
+    if key not in node.params or isinstance(node.params[key], str):
+        raise ModelError(f"node {node.name!r} ({node.type}) has no numeric {key}")
+    return np.asarray(node.params[key])
