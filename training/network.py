@@ -36,6 +36,22 @@ from evsim.training.neurons import (
 )
 
 
+def dense_projection(proj: Projection, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """What ``proj`` (evsim.model.ops) computes on a batch ``[N, *source_shape]``, densely, with
+    its weight ``weight`` (None for the ops without one): the trainer's forward and the bench's
+    dense floor (evsim.analysis.bench)."""
+    if proj.op == "conv":
+        return F.conv2d(x, weight, stride=proj.stride, padding=proj.padding)
+    if proj.op == "linear":
+        return F.linear(x.flatten(1), weight)
+    if proj.op == "avgpool":
+        return F.avg_pool2d(x, proj.kernel, proj.stride)
+    if proj.op == "sumpool":
+        # divisor 1: the window's exact sum, not an average scaled back up
+        return F.avg_pool2d(x, proj.kernel, proj.stride, divisor_override=1)
+    return x  # identity
+
+
 def is_residual(graph: Graph) -> bool:
     return any(len(pop.inputs) > 1 for pop in graph.populations)
 
@@ -118,16 +134,7 @@ class SpikingNetwork(nn.Module):
 
     def _project(self, proj: Projection, spikes: torch.Tensor) -> torch.Tensor:
         """One projection applied to a batch of source spikes ``[N, *source_shape]``."""
-        if proj.op == "conv":
-            return F.conv2d(spikes, self.weight(proj.weight), stride=proj.stride, padding=proj.padding)
-        if proj.op == "linear":
-            return F.linear(spikes.flatten(1), self.weight(proj.weight))
-        if proj.op == "avgpool":
-            return F.avg_pool2d(spikes, proj.kernel, proj.stride)
-        if proj.op == "sumpool":
-            # divisor 1: the window's exact sum, not an average scaled back up
-            return F.avg_pool2d(spikes, proj.kernel, proj.stride, divisor_override=1)
-        return spikes  # identity
+        return dense_projection(proj, spikes, None if proj.weight is None else self.weight(proj.weight))
 
     def _current(self, pop: Population, spikes: dict[str, torch.Tensor], lead: int) -> torch.Tensor:
         """The summed current of ``pop``'s projections; ``spikes`` values are ``[lead, ...]``."""

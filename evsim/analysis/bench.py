@@ -91,24 +91,16 @@ def dense_floor(graph, weights: dict):
     (no neuron recurrence, so the steps fold into the batch): what any dense simulation of it pays
     at least. A callable on frames ``[T, B, C, H, W]`` (a torch tensor)."""
     import torch
-    import torch.nn.functional as F
+
+    from evsim.training.network import dense_projection
 
     params = {name: torch.as_tensor(np.asarray(w), dtype=torch.float32) for name, w in weights.items()}
-
-    def project(proj, x):
-        if proj.op == "conv":
-            return F.conv2d(x, params[proj.weight], stride=proj.stride, padding=proj.padding)
-        if proj.op in ("avgpool", "sumpool"):
-            divisor = 1 if proj.op == "sumpool" else None
-            return F.avg_pool2d(x, proj.kernel, proj.stride, divisor_override=divisor)
-        if proj.op == "linear":
-            return F.linear(x.flatten(1), params[proj.weight])
-        return x  # identity
 
     def forward(frames):
         values = {"input": frames.flatten(0, 1)}
         for pop in graph.populations:
-            values[pop.name] = sum(project(proj, values[proj.source]) for proj in pop.inputs)
+            values[pop.name] = sum(dense_projection(proj, values[proj.source], params.get(proj.weight))
+                                  for proj in pop.inputs)
         return values[graph.populations[-1].name]
 
     return forward
