@@ -22,16 +22,16 @@ def expected_synops(graph: Graph, pop: Population, counts: dict[str, np.ndarray]
 
     One operation is one weight (or pooling share) added to one neuron, times the spikes an event
     carries. ``counts[source]`` holds the spikes each source neuron sent (signed for signed input
-    events), in the graph's ``(C, H, W)`` or ``(N,)`` layout: conv, ``C_out x conv2d(counts,
-    ones(1, C_in, k, k))``; pooling, one share for every window covering the neuron (windows do
+    events), in the graph's ``(C, H, W)`` or ``(N,)`` layout: conv, ``conv2d(counts,
+    ones(C_out, C_in / groups, k, k), groups)``; pooling, one share for every window covering the neuron (windows do
     not mix channels); linear, ``N_out`` per spike; identity, one per spike.
     """
     total = 0.0
     for proj in pop.inputs:
         src = torch.as_tensor(np.abs(counts[proj.source]), dtype=torch.float64)
-        if proj.op == "conv":
-            ones = torch.ones((1, src.shape[0], proj.kernel, proj.kernel), dtype=torch.float64)
-            total += pop.shape[0] * F.conv2d(src[None], ones, stride=proj.stride, padding=proj.padding).sum().item()
+        if proj.op == "conv":  # every weight of the layer, once per spike of the inputs it reads
+            ones = torch.ones((pop.shape[0], src.shape[0] // proj.groups, proj.kernel, proj.kernel), dtype=torch.float64)
+            total += F.conv2d(src[None], ones, stride=proj.stride, padding=proj.padding, groups=proj.groups).sum().item()
         elif proj.op in ("avgpool", "sumpool"):
             total += F.avg_pool2d(src[None], proj.kernel, proj.stride, divisor_override=1).sum().item()
         elif proj.op == "linear":

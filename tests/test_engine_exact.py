@@ -1,13 +1,14 @@
 """The correctness oracle: the event engine in step mode reproduces the trainer's dense forward,
 and both engine modes count the synaptic operations an independent formula gives.
 
-Random small networks of every layer kind (conv with stride and padding, spiking average pooling
+Random small networks of every layer kind (conv with stride and padding, grouped and depthwise
+conv, spiking average pooling
 tiled or overlapping, linear, residual blocks with identity and 1x1 skips), non-square inputs,
 thresholds and leaks other than the paper's, random signed input spike trains: in float64 the
 engine's per-neuron spike counts equal the dense PyTorch model's exactly and its output agrees to
 rounding. Only networks whose last hidden layer fires are kept, so the output check never compares
 silence with silence. Synaptic operations are recomputed per projection from the source's
-per-neuron event counts (conv: ``C_out * conv2d(counts, ones(1, C_in, k, k)).sum()``; pooling:
+per-neuron event counts (conv: ``conv2d(counts, ones(C_out, C_in / groups, k, k), groups).sum()``; pooling:
 the windows covering each neuron; identity: one per event; linear: ``N_out`` per event).
 """
 
@@ -53,7 +54,7 @@ def random_networks(draw):
         return name
 
     for i in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["conv", "pool", "residual"]))
+        kind = draw(st.sampled_from(["conv", "pool", "residual", "grouped"]))
         c, h, w = shape
         if kind == "pool" and min(h, w) >= 3:
             # mostly the paper's tiled 2x2 pooling; sometimes overlapping or untiled windows
@@ -83,8 +84,12 @@ def random_networks(draw):
             if min(conv_output_size(h, k, stride, pad), conv_output_size(w, k, stride, pad)) < 1:
                 k, pad = 1, 0
             oh, ow = conv_output_size(h, k, stride, pad), conv_output_size(w, k, stride, pad)
-            cout = draw(st.integers(1, 5))
-            source = lif(f"conv{i}", (cout, oh, ow), [Projection(source, "conv", weight(f"conv{i}.w", (cout, c, k, k), c * k * k), k, stride, pad)])
+            # grouped: mostly depthwise (a group per input channel), C_out a multiple of the groups
+            groups = draw(st.sampled_from([c, c] + [g for g in range(1, c) if c % g == 0])) if kind == "grouped" else 1
+            cout = groups * draw(st.integers(1, 2)) if kind == "grouped" else draw(st.integers(1, 5))
+            fan_in = c // groups * k * k
+            conv = Projection(source, "conv", weight(f"conv{i}.w", (cout, c // groups, k, k), fan_in), k, stride, pad, groups)
+            source = lif(f"conv{i}", (cout, oh, ow), [conv])
             shape = (cout, oh, ow)
     n_in = int(np.prod(shape))
     if draw(st.booleans()):
@@ -108,7 +113,7 @@ def random_networks(draw):
 
 def pinned_case(kind: str):
     """Hand-built cases every run checks: non-square inputs, thresholds != 1, every projection kind."""
-    rng = np.random.default_rng({"overlap": 11, "residual": 12, "stride": 13}[kind])
+    rng = np.random.default_rng({"overlap": 11, "residual": 12, "stride": 13, "grouped": 14}[kind])
     if kind == "overlap":  # tall input, overlapping pooling, a padded stride-2 conv
         pops = (
             Population("c1", "lif", (3, 9, 5), (Projection("input", "conv", "w1", 3, 1, 1),), threshold=0.6, leak=0.95),
@@ -128,6 +133,15 @@ def pinned_case(kind: str):
         )
         graph = Graph((1, 5, 10), pops, timesteps=10)
         shapes = {"w1": (2, 1, 3, 3), "w2": (2, 2, 3, 3), "w3": (3, 2, 3, 3), "w4": (3, 2, 1, 1), "w5": (6, 45), "w6": (2, 6)}
+    elif kind == "grouped":  # depthwise (two filters per channel), then 2 groups strided beside a 1x1 skip
+        pops = (
+            Population("d1", "lif", (8, 7, 6), (Projection("input", "conv", "w1", 3, 1, 1, groups=4),), threshold=0.6, leak=0.95),
+            Population("g2", "lif", (4, 4, 3), (Projection("d1", "conv", "w2", 3, 2, 1, groups=2),
+                                                Projection("input", "conv", "w3", 1, 2, 0, groups=4)), threshold=0.7, leak=0.9),
+            Population("out", "output", (3,), (Projection("g2", "linear", "w4"),), leak=0.9),
+        )
+        graph = Graph((4, 7, 6), pops, timesteps=8)
+        shapes = {"w1": (8, 1, 3, 3), "w2": (4, 4, 3, 3), "w3": (4, 1, 1, 1), "w4": (3, 48)}
     else:  # stride-2 convs with a 5x5 kernel on a non-square input, then tiled pooling
         pops = (
             Population("c1", "lif", (4, 4, 6), (Projection("input", "conv", "w1", 5, 2, 2),), threshold=0.6, leak=0.95),
@@ -215,11 +229,12 @@ def check_case(graph, weights, train, *, drawn=True):
 @example(pinned_case("overlap"))
 @example(pinned_case("residual"))
 @example(pinned_case("stride"))
+@example(pinned_case("grouped"))
 def test_step_mode_equals_dense_forward_in_float64(case):
     check_case(*case)
 
 
-@pytest.mark.parametrize("kind", ["overlap", "residual", "stride"])
+@pytest.mark.parametrize("kind", ["overlap", "residual", "stride", "grouped"])
 def test_pinned_cases_fire_in_every_layer(kind):
     """The pinned examples are not vacuous: every hidden layer spikes, and the output is not zero."""
     graph, weights, train = pinned_case(kind)

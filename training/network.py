@@ -41,7 +41,7 @@ def dense_projection(proj: Projection, x: torch.Tensor, weight: torch.Tensor | N
     its weight ``weight`` (None for the ops without one): the trainer's forward and the bench's
     dense floor (evsim.analysis.bench)."""
     if proj.op == "conv":
-        return F.conv2d(x, weight, stride=proj.stride, padding=proj.padding)
+        return F.conv2d(x, weight, stride=proj.stride, padding=proj.padding, groups=proj.groups)
     if proj.op == "linear":
         return F.linear(x.flatten(1), weight)
     if proj.op == "avgpool":

@@ -14,6 +14,8 @@ Layouts (chosen so that one event's fan-out is a few contiguous runs of adds):
   touches), or a single neuron in layers fed only by pooling (a pooling event reaches one channel).
 - conv weights ``[C_in, K, K, C_out]`` with ``kx`` reversed, so that for stride 1 the ``kx``
   sweep of one event is a single run of ``K * C_out`` adds over consecutive pixels.
+- a grouped conv's weights ``[C_in, K, K, C_out / groups]``, ``kx`` reversed: an event reaches the
+  ``C_out / groups`` channels of its group at each pixel, a run of adds per pixel.
 - linear weights ``[N_in, N_out]``, rows in the source's channels-last order.
 - tiled pooling (stride = kernel) routes each source neuron through a lookup table
   (``routes``) to its one target neuron, instead of decoding its coordinates.
@@ -43,7 +45,8 @@ OP_CONV, OP_LINEAR, OP_AVGPOOL, OP_IDENTITY, OP_SUMPOOL = 0, 1, 2, 3, 4
 
 P_OP, P_SRC_C, P_SRC_H, P_SRC_W, P_DST_C, P_DST_H, P_DST_W = 0, 1, 2, 3, 4, 5, 6
 P_KERNEL, P_STRIDE, P_PADDING, P_WEIGHT_OFFSET, P_ROUTE_OFFSET = 7, 8, 9, 10, 11
-PROJECTION_COLUMNS = 12
+P_GROUPS = 12  # a conv's channel groups (1: ungrouped; _drain_grouped)
+PROJECTION_COLUMNS = 13
 
 # counters[...] layout, one row per population run
 C_INPUT_EVENTS, C_SYNOPS, C_NEURON_UPDATES, C_SPIKES = 0, 1, 2, 3
@@ -481,6 +484,43 @@ def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi):
     return synops
 
 
+@njit(cache=True, nogil=True)
+def _drain_grouped(V, geometry, groups, weights, routes, ev_index, ev_sign, lo, hi, t_last, stamp, touched_list,
+                   n_touched, now, tag, leak_table, log_leak):
+    """:func:`_drain` for a convolution of ``groups`` channel groups: the same pixels are reached
+    (:func:`_mark`, :func:`_leak_new`), but an event of input channel ``c`` adds to the
+    ``C / groups`` channels of its group only, ``c // (C_in / groups)``: one run per pixel it
+    reaches, from the weights ``[C_in, K, K (reversed), C / groups]``."""
+    first = n_touched
+    C = geometry[3]
+    n_touched = _mark(geometry, C, routes, ev_index, lo, hi, stamp, touched_list, n_touched, tag)
+    _leak_new(V, C, touched_list, first, n_touched, t_last, now, leak_table, log_leak)
+    return _add_grouped(V, geometry, groups, weights, ev_index, ev_sign, lo, hi), n_touched
+
+
+@njit(cache=True, nogil=True)
+def _add_grouped(V, geometry, groups, weights, ev_index, ev_sign, lo, hi):
+    """The adds of :func:`_drain_grouped`; the synaptic operations (one per weight added and spike)."""
+    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
+    run = C // groups
+    in_per_group = src_c // groups
+    synops = 0
+    for e in range(lo, hi):
+        sign = ev_sign[e]
+        c, y, x = _decode(ev_index[e], src_c, src_w)
+        channel0 = (c // in_per_group) * run
+        oy_lo, oy_hi = _reach(y, pad, k, s, dst_h)
+        ox_lo, ox_hi = _reach(x, pad, k, s, dst_w)
+        for oy in range(oy_hi, oy_lo - 1, -1):
+            row = woff + (c * k + y + pad - oy * s) * k * run  # ky = y + pad - oy * s
+            for ox in range(ox_lo, ox_hi + 1):
+                base = (oy * dst_w + ox) * C + channel0
+                wrow = row + (k - 1 - (x + pad - ox * s)) * run  # kx = x + pad - ox * s, reversed
+                _add_run(V[base : base + run], weights[wrow : wrow + run], sign)
+        synops += max(oy_hi - oy_lo + 1, 0) * max(ox_hi - ox_lo + 1, 0) * run * int(abs(sign))
+    return synops
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _drain_step(V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t, now,
                 t_last, stamp, touched_list, n_touched, leak_table, log_leak):
@@ -492,10 +532,16 @@ def _drain_step(V, unit, weights, routes, projections, ev_offsets, ev_index, ev_
         lo = ev_offsets[q, t]
         hi = ev_offsets[q, t + 1]
         arrived += hi - lo
-        added, n_touched = _drain(
-            V, _geometry(projections[q]), unit, weights, routes, ev_index, ev_sign, lo, hi,
-            t_last, stamp, touched_list, n_touched, now, now, leak_table, log_leak,
-        )
+        if projections[q, P_GROUPS] != 1:
+            added, n_touched = _drain_grouped(
+                V, _geometry(projections[q]), projections[q, P_GROUPS], weights, routes, ev_index, ev_sign, lo, hi,
+                t_last, stamp, touched_list, n_touched, now, now, leak_table, log_leak,
+            )
+        else:
+            added, n_touched = _drain(
+                V, _geometry(projections[q]), unit, weights, routes, ev_index, ev_sign, lo, hi,
+                t_last, stamp, touched_list, n_touched, now, now, leak_table, log_leak,
+            )
         synops += added
     return arrived, synops, n_touched
 
@@ -716,7 +762,12 @@ def run_population_async(
             while e < ev_bounds[r, 1] and ev_time[e] == now:
                 e += 1
             geometry = _geometry(projections[r])
-            if (e == heads[r] + 1 and n_touched == 0 and projections[r, P_OP] == OP_CONV
+            if projections[r, P_GROUPS] != 1:
+                added, n_touched = _drain_grouped(
+                    V, geometry, projections[r, P_GROUPS], weights, routes, ev_index, ev_sign, heads[r], e,
+                    t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak_per_us,
+                )
+            elif (e == heads[r] + 1 and n_touched == 0 and projections[r, P_OP] == OP_CONV
                     and projections[r, P_STRIDE] == 1 and _alone(heads, ev_bounds, ev_time, now, r)):
                 added, n_touched = _drain_one_conv(
                     V, geometry, weights, ev_index[heads[r]], ev_sign[heads[r]],

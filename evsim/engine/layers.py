@@ -104,6 +104,7 @@ def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtyp
         table[q, kernels.P_KERNEL] = proj.kernel
         table[q, kernels.P_STRIDE] = proj.stride
         table[q, kernels.P_PADDING] = proj.padding
+        table[q, kernels.P_GROUPS] = proj.groups
         table[q, kernels.P_WEIGHT_OFFSET] = offset
         table[q, kernels.P_ROUTE_OFFSET] = -1
         if proj.op in POOLING and proj.stride == proj.kernel:
@@ -111,7 +112,7 @@ def compile_layer(graph: Graph, population, weights: dict[str, np.ndarray], dtyp
             routes.append(pooling_routes(src, dst, proj.kernel))
             route_offset += routes[-1].size
         if proj.weight is not None:
-            w = engine_weight(proj.op, np.asarray(weights[proj.weight]), graph.shape_of(proj.source)).astype(dtype)
+            w = engine_weight(proj, np.asarray(weights[proj.weight]), graph.shape_of(proj.source)).astype(dtype)
             flat.append(w.ravel())
             offset += w.size
     return Layer(

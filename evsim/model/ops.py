@@ -12,7 +12,8 @@ formula and is compared against these.
 - :func:`weight_shape`: the trained weight's shape (None: the op has no weight).
 - :func:`dense_macs`: multiply-accumulates of one dense pass (one clock-driven step).
 - :func:`fan_out`: synaptic operations one spike of each source neuron costs in the engine (one
-  per weight added; every target a neuron reaches gets one weight from it), as an array of the
+  per weight added; every target a neuron reaches gets one weight from it: a grouped conv's
+  neuron reaches the ``C_out / groups`` channels of its group), as an array of the
   source's shape; :func:`coverage` is the same along one axis (how many windows reach a position).
 - :func:`engine_weight`: a trained weight in the engine kernels' layout.
 """
@@ -29,7 +30,7 @@ from evsim.model.names import Name
 
 
 class Op(Name):
-    CONV = "conv"  # weight [C_out, C_in, K, K], stride, padding
+    CONV = "conv"  # weight [C_out, C_in / groups, K, K], stride, padding, groups
     LINEAR = "linear"  # weight [N_out, N_in] over the source flattened in (C, H, W) order
     AVGPOOL = "avgpool"  # a K x K window of weight 1 / K**2, per channel
     SUMPOOL = "sumpool"  # the same window, weight 1
@@ -38,7 +39,11 @@ class Op(Name):
 
 @dataclass(frozen=True)
 class Projection:
-    """Synapses from population ``source`` (or the input) into a population, by ``op``."""
+    """Synapses from population ``source`` (or the input) into a population, by ``op``.
+
+    A conv with ``groups`` g splits the channels into g groups, each output channel fed by the
+    ``C_in / g`` input channels of its group (NIR's and torch's ``groups``); depthwise is
+    ``groups == C_in``, with ``C_out`` a multiple of it."""
 
     source: str
     op: Op | str  # an Op; a name that is none stays a str, for Graph.validate to refuse
@@ -46,6 +51,7 @@ class Projection:
     kernel: int = 1
     stride: int = 1
     padding: int = 0
+    groups: int = 1  # conv only: input and output channels split into this many groups
 
     def __post_init__(self):
         if self.op in Op._value2member_map_:
@@ -59,6 +65,7 @@ class Projection:
             "kernel": self.kernel,
             "stride": self.stride,
             "padding": self.padding,
+            **({"groups": self.groups} if self.groups != 1 else {}),  # files of ungrouped models stay as they were
         }
 
     @classmethod
@@ -72,6 +79,7 @@ class Projection:
             kernel=int(data.get("kernel", 1)),
             stride=int(data.get("stride", 1)),
             padding=int(data.get("padding", 0)),
+            groups=int(data.get("groups", 1)),
         )
 
 
@@ -102,6 +110,8 @@ def output_shape(proj, src: tuple[int, ...], dst: tuple[int, ...], where: str) -
         return (dst[0],) if len(dst) == 1 else (-1,)
     if proj.op == Op.IDENTITY:
         return tuple(src)
+    if proj.groups != 1 and proj.op != Op.CONV:
+        raise ModelError(f"{where}: only a conv has groups, {proj.op} has {proj.groups}")
     if len(src) != 3:
         raise ModelError(f"{where}: {proj.op} needs a (C, H, W) source, got {src}")
     if proj.kernel < 1 or proj.stride < 1 or proj.padding < 0:
@@ -114,14 +124,21 @@ def output_shape(proj, src: tuple[int, ...], dst: tuple[int, ...], where: str) -
     if proj.op == Op.CONV:
         if proj.weight is None:
             raise ModelError(f"{where}: conv projection without a weight")
+        _check_groups(proj.groups, c, dst[0] if len(dst) == 3 else proj.groups, where)
         return (dst[0] if len(dst) == 3 else -1, oh, ow)
     return (c, oh, ow)
+
+
+def _check_groups(groups: int, c_in: int, c_out: int, where: str) -> None:
+    if groups < 1 or c_in % groups or c_out % groups:
+        raise ModelError(f"{where}: groups {groups} must be positive and divide the {c_in} input and "
+                         f"{c_out} output channels")
 
 
 def weight_shape(proj, src: tuple[int, ...], dst: tuple[int, ...]) -> tuple[int, ...] | None:
     """The shape of the trained weight ``proj.weight`` (None for the ops without one)."""
     if proj.op == Op.CONV:
-        return (dst[0], src[0], proj.kernel, proj.kernel)
+        return (dst[0], src[0] // proj.groups, proj.kernel, proj.kernel)
     if proj.op == Op.LINEAR:
         return (dst[0], math.prod(src))
     return None
@@ -134,7 +151,7 @@ def dense_macs(proj, src: tuple[int, ...], dst: tuple[int, ...]) -> int:
     if proj.op == Op.IDENTITY:
         return math.prod(src)
     out = output_shape(proj, src, dst, "projection")
-    per_output = proj.kernel * proj.kernel * (src[0] if proj.op == Op.CONV else 1)
+    per_output = proj.kernel * proj.kernel * (src[0] // proj.groups if proj.op == Op.CONV else 1)
     return math.prod(dst[:1] + out[1:]) * per_output
 
 
@@ -157,14 +174,19 @@ def fan_out(proj, src: tuple[int, ...], dst: tuple[int, ...]) -> np.ndarray:
     c, h, w = src
     rows = coverage(h, proj.kernel, proj.stride, padding_of(proj))
     cols = coverage(w, proj.kernel, proj.stride, padding_of(proj))
-    per_pixel = rows[:, None] * cols[None, :] * (dst[0] if proj.op == Op.CONV else 1)
+    per_pixel = rows[:, None] * cols[None, :] * (dst[0] // proj.groups if proj.op == Op.CONV else 1)
     return np.broadcast_to(per_pixel, (c, h, w)).copy()
 
 
-def engine_weight(op: str, weight: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
+def engine_weight(proj, weight: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
     """A trained weight in the engine kernels' layout (evsim.engine.kernels)."""
-    if op == Op.CONV:  # [C_out, C_in, K, K] -> [C_in, K, K (reversed), C_out]
-        return np.ascontiguousarray(weight.transpose(1, 2, 3, 0)[:, :, ::-1, :])
+    if proj.op == Op.CONV:
+        # [C_out, C_in / g, K, K] -> [C_in, K, K (reversed), C_out / g]: input channel c's row
+        # holds the weights to the C_out / g output channels of its group, c // (C_in / g)
+        out_channels, in_per_group, k, _ = weight.shape
+        per_group = weight.reshape(proj.groups, out_channels // proj.groups, in_per_group, k, k)
+        by_input = per_group.transpose(0, 2, 3, 4, 1).reshape(proj.groups * in_per_group, k, k, -1)
+        return np.ascontiguousarray(by_input[:, :, ::-1, :])
     # linear: torch flattens the source in (C, H, W) order; the engine's neurons are channels-last
     c, h, w = tuple(source_shape) if len(source_shape) == 3 else (source_shape[0], 1, 1)
     n_out = weight.shape[0]
@@ -174,7 +196,8 @@ def engine_weight(op: str, weight: np.ndarray, source_shape: tuple[int, ...]) ->
 def describe(proj) -> str:
     """The projection in a few words (``evsim info``)."""
     if proj.op == Op.CONV:
-        return f"conv {proj.kernel}x{proj.kernel}/{proj.stride} pad {proj.padding} from {proj.source}"
+        groups = f" groups {proj.groups}" if proj.groups != 1 else ""
+        return f"conv {proj.kernel}x{proj.kernel}/{proj.stride} pad {proj.padding}{groups} from {proj.source}"
     if proj.op in POOLING:
         return f"{proj.op} {proj.kernel}x{proj.kernel}/{proj.stride} from {proj.source}"
     return f"{proj.op} from {proj.source}"
