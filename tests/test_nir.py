@@ -43,7 +43,9 @@ LENETS = ("snntorch_lenet", "norse_lenet", "sinabs_lenet", "spikingjelly_lenet")
 # the stride-2 sum-pool nets without biases, and a sinabs CNN trained on N-MNIST
 # (benchmarks/train_sinabs_nmnist.py: trained float32 weights, stride-2 conv, sum pooling, multi-spike)
 SUMPOOLS = ("snntorch_sumpool0", "sinabs_sumpool0", "spikingjelly_sumpool0")
-PEER_MODELS = {name: (name.split("_")[0], None) for name in (*LENETS, *SUMPOOLS, "sinabs_nmnist")}
+# the sumpool0 shape with a depthwise second conv (8 -> 16 channels, groups 8), as each peer exports it
+DEPTHWISE = ("snntorch_depthwise", "sinabs_depthwise")
+PEER_MODELS = {name: (name.split("_")[0], None) for name in (*LENETS, *SUMPOOLS, *DEPTHWISE, "sinabs_nmnist")}
 # norse writes tau * dt for tau (8 ms at its dt of 1 ms as 8e-6): the spec's reading at a neuron
 # step of 1e-6 s undoes that and gives the network norse ran (norse's own importer does not)
 PEER_MODELS["norse_sumpool0"] = ("nir", 1e-6)
@@ -180,6 +182,27 @@ def assert_same_model(a, b):
         np.testing.assert_array_equal(a.weights[key], b.weights[key])
 
 
+@pytest.mark.parametrize("name", DEPTHWISE)
+def test_depthwise_peer_export_imports_as_grouped_conv(tmp_path, name):
+    """The peer's depthwise Conv2d (groups 8) is a conv of 8 groups, weight [16, 1, 3, 3], in evsim,
+    and a model file keeps its groups."""
+    model = import_nir(FIXTURES / name / "model.nir", dt_us=DT_US, timesteps=T, semantics=name.split("_")[0])
+    convs = [proj for pop in model.graph.populations for proj in pop.inputs if proj.op == "conv"]
+    assert [proj.groups for proj in convs] == [1, 8]
+    assert model.weights[convs[1].weight].shape == (16, 1, 3, 3)
+    save_model(tmp_path / "m.evsim", model.graph, model.weights)
+    assert_same_model(model, load_model(tmp_path / "m.evsim"))
+
+
+def test_round_trip_depthwise_import_is_identical(tmp_path):
+    """evsim writes the groups NIR's Conv2d holds, and reads its own export back the same."""
+    model = import_nir(FIXTURES / "snntorch_depthwise" / "model.nir", dt_us=DT_US, timesteps=T, semantics="snntorch")
+    export_nir(model, tmp_path / "m.nir")
+    convs = [node for node in read_nir(tmp_path / "m.nir").nodes.values() if node.type == "Conv2d"]
+    assert [int(np.asarray(node.params["groups"])) for node in convs] == [1, 8]
+    assert_same_model(model, import_nir(tmp_path / "m.nir"))
+
+
 def test_round_trip_bundled_lenet_is_identical(tmp_path):
     model = load_model("lenet-nmnist")
     export_nir(model, tmp_path / "lenet.nir")
@@ -291,7 +314,9 @@ BAD = {
     "unknown node": (lambda g: replace_node(g, "1", type="CubaLIF"), r"node '1' has type CubaLIF"),
     "cycle": (lambda g: dataclasses.replace(g, edges=g.edges + (("4", "3"),)), r"the graph has a cycle"),
     "dilated conv": (lambda g: with_param(g, "3", "dilation", np.array([2, 2])), r"node '3' \(Conv2d\): dilation"),
-    "grouped conv": (lambda g: with_param(g, "3", "groups", np.int64(2)), r"node '3' \(Conv2d\): groups 2"),
+    "groups that do not fit": (lambda g: with_param(g, "3", "groups", np.int64(2)),
+                               r"node '3' \(Conv2d\): weight \[50, 20, 5, 5\] in 2 groups does not take an input of shape \[20, 17, 17\]"),
+    "groups not positive": (lambda g: with_param(g, "3", "groups", np.int64(0)), r"node '3' \(Conv2d\): groups \[0\] is not one"),
     "shape mismatch": (lambda g: with_param(g, "7", "weight", np.zeros((200, 1000), np.float32)),
                        r"node '7' \(Linear\): weight \[200, 1000\] does not take an input of shape \[1800\]"),
     "NaN parameter": (lambda g: with_param(g, "4", "tau", np.full((50, 13, 13), np.nan)),

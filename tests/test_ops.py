@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
+from evsim.errors import ModelError  # noqa: E402
 from evsim.model.graph import Graph, Population, Projection  # noqa: E402
 from evsim.model.ops import Op, dense_macs, fan_out, output_shape, weight_shape  # noqa: E402
 from evsim.training.regularizers import fan_outs, synops_per_sample  # noqa: E402
@@ -21,8 +22,8 @@ from oracle import expected_synops  # noqa: E402
 def unit_projection(proj, source: torch.Tensor, dst) -> torch.Tensor:
     """``proj`` with every weight 1 (pooling undivided), in torch."""
     if proj.op == "conv":
-        ones = source.new_ones((dst[0], source.shape[1], proj.kernel, proj.kernel))
-        return F.conv2d(source, ones, stride=proj.stride, padding=proj.padding)
+        ones = source.new_ones((dst[0], source.shape[1] // proj.groups, proj.kernel, proj.kernel))
+        return F.conv2d(source, ones, stride=proj.stride, padding=proj.padding, groups=proj.groups)
     if proj.op == "linear":
         return F.linear(source.flatten(1), source.new_ones((dst[0], source[0].numel())))
     if proj.op in ("avgpool", "sumpool"):
@@ -33,14 +34,16 @@ def unit_projection(proj, source: torch.Tensor, dst) -> torch.Tensor:
 @st.composite
 def projections(draw):
     op = draw(st.sampled_from(list(Op)))
-    src = (draw(st.integers(1, 3)), draw(st.integers(3, 9)), draw(st.integers(3, 9)))
+    src = (draw(st.integers(1, 4)), draw(st.integers(3, 9)), draw(st.integers(3, 9)))
     kernel = draw(st.integers(1, 3)) if op != Op.LINEAR and op != Op.IDENTITY else 1
     stride = draw(st.integers(1, 3)) if kernel > 1 else 1
     padding = draw(st.integers(0, kernel // 2)) if op == Op.CONV else 0
     weight = "w" if op in (Op.CONV, Op.LINEAR) else None
-    proj = Projection("input", op, weight, kernel, stride, padding)
+    # a conv may be grouped (depthwise: a group per input channel), its outputs a multiple of the groups
+    groups = draw(st.sampled_from([g for g in range(1, src[0] + 1) if src[0] % g == 0])) if op == Op.CONV else 1
+    proj = Projection("input", op, weight, kernel, stride, padding, groups)
     out = tuple(unit_projection(proj, torch.zeros((1, *src), dtype=torch.float64),
-                                (draw(st.integers(1, 4)),)).shape[1:])
+                                (groups * draw(st.integers(1, 4)),)).shape[1:])
     return proj, src, out
 
 
@@ -54,9 +57,10 @@ def test_the_op_table_agrees_with_torch_autograd_and_the_oracle(case, seed):
     fans = fan_out(proj, src, dst)
     np.testing.assert_array_equal(fans, grad[0].numpy())
     if weight_shape(proj, src, dst) is not None:  # the weight torch's layer holds for this op
-        layer = torch.nn.Conv2d(src[0], dst[0], proj.kernel) if proj.op == Op.CONV else torch.nn.Linear(int(np.prod(src)), dst[0])
+        layer = (torch.nn.Conv2d(src[0], dst[0], proj.kernel, groups=proj.groups) if proj.op == Op.CONV
+                 else torch.nn.Linear(int(np.prod(src)), dst[0]))
         assert weight_shape(proj, src, dst) == tuple(layer.weight.shape)
-    per_output = {Op.CONV: src[0] * proj.kernel ** 2, Op.LINEAR: int(np.prod(src)), Op.IDENTITY: 1}.get(proj.op, proj.kernel ** 2)
+    per_output = {Op.CONV: src[0] // proj.groups * proj.kernel ** 2, Op.LINEAR: int(np.prod(src)), Op.IDENTITY: 1}.get(proj.op, proj.kernel ** 2)
     assert dense_macs(proj, src, dst) == int(np.prod(dst)) * per_output
     # the oracle's independent count of synaptic operations, for random spike counts
     counts = np.random.default_rng(seed).integers(0, 4, src)
@@ -77,3 +81,13 @@ def test_the_regulariser_prices_overlapping_sum_pooling():
     assert fans["input"][0, 2, 2] == 4 and fans["input"][0, 5, 0] == 0  # two windows each way; cut off
     priced = synops_per_sample(inputs, {}, {"input": fans["input"]})
     assert int(priced[0]) == expected_synops(graph, graph.populations[0], {"input": counts})
+
+
+def test_groups_that_do_not_divide_the_channels_are_refused():
+    for groups, out in ((8, 8), (3, 6), (0, 4), (2, 3)):
+        proj = Projection("input", "conv", "w", 3, 1, 1, groups)
+        with pytest.raises(ModelError, match=rf"c1: groups {groups} must be positive and divide the 4 input and {out} output"):
+            Graph((4, 5, 5), (Population("c1", "lif", (out, 5, 5), (proj,)),
+                              Population("out", "output", (2,), (Projection("c1", "linear", "w2"),))), 2).validate()
+    with pytest.raises(ModelError, match="only a conv has groups, avgpool has 2"):
+        output_shape(Projection("input", "avgpool", kernel=2, stride=2, groups=2), (4, 4, 4), (4, 2, 2), "p")
