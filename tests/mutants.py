@@ -46,6 +46,7 @@ class Mutant:
 
 # the pinned cases run first and catch most engine mutants within seconds; the drawn ones follow
 HOSTILE = "tests/test_hostile_files.py::test_hostile_file_ends_in_one_line_and_exit_2"
+GROUPED = "tests/test_engine_exact.py::test_pinned_cases_fire_in_every_layer[grouped]"
 EXACT = ("tests/test_engine_exact.py::test_pinned_cases_fire_in_every_layer",
          "tests/test_engine_exact.py::test_step_mode_equals_dense_forward_in_float64")
 
@@ -146,6 +147,20 @@ MUTANTS = (
            "            ready_before = min(horizons[s] for s in layer.sources)\n", "            ready_before = math.inf\n",
            ("tests/test_engine_async.py::test_async_unequal_path_delays_merge_in_time_order",)),
     # --- the op table's fan-out, which the regulariser prices spikes by
+    # --- grouped convolutions: each event reaches its own group's channels, through its own weights
+    Mutant("grouped-reach-group0", "grouped conv: step == dense", "evsim/engine/kernels.py",
+           "        channel0 = (c // in_per_group) * run\n", "        channel0 = 0\n",
+           (GROUPED,)),
+    Mutant("grouped-weight-offset", "grouped conv: step == dense", "evsim/engine/kernels.py",
+           "            row = woff + (c * k + y + pad - oy * s) * k * run",
+           "            row = woff + ((c % in_per_group) * k + y + pad - oy * s) * k * run",
+           (GROUPED,)),
+    Mutant("grouped-synops-all-channels", "grouped conv: synop counts", "evsim/engine/kernels.py",
+           "max(ox_hi - ox_lo + 1, 0) * run * int(abs(sign))", "max(ox_hi - ox_lo + 1, 0) * C * int(abs(sign))",
+           (GROUPED,)),
+    Mutant("grouped-fan-out-all-channels", "grouped conv: fan-out == engine synops", "evsim/model/ops.py",
+           "(dst[0] // proj.groups if proj.op == Op.CONV else 1)", "(dst[0] if proj.op == Op.CONV else 1)",
+           ("tests/test_ops.py::test_the_op_table_agrees_with_torch_autograd_and_the_oracle", GROUPED)),
     Mutant("fan-out-window-short", "fan-out == engine synops", "evsim/model/ops.py",
            "counts[max(start, 0) : max(start + kernel, 0)] += 1", "counts[max(start, 0) : max(start + kernel - 1, 0)] += 1",
            ("tests/test_ops.py", "tests/test_regularizers.py::test_fan_outs_at_the_borders")),
