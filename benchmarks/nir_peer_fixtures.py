@@ -138,16 +138,20 @@ def sumpool_weights(gain_exp: dict[str, int], bias: bool = True) -> dict[str, np
     return {k: v * np.float32(2.0 ** -gain_exp[k.split(".")[0]]) for k, v in w.items()}
 
 
-def depthwise_weights(gain_exp: dict[str, int]) -> dict[str, np.ndarray]:
+def depthwise_modules(gain_exp: dict[str, int]) -> dict[str, torch.nn.Module]:
     """Net ``depthwise``: the sumpool0 shape with a depthwise second conv (8 -> 16, groups 8: two
-    3x3 filters per channel, weight [16, 1, 3, 3])."""
+    3x3 filters per channel, weight [16, 1, 3, 3]), no biases, weights shifted by 2**-gain_exp."""
+    N = torch.nn
     rng = np.random.default_rng(SEED + 3)
     w = {
         "conv1": dyadic(rng, (8, 2, 5, 5), 0.5, 0),
         "conv2": dyadic(rng, (16, 1, 3, 3), 1.0, 0),
         "fc": dyadic(rng, (10, 144), 0.5, 0),
     }
-    return {k: v * np.float32(2.0 ** -gain_exp[k]) for k, v in w.items()}
+    m = {"conv1": N.Conv2d(2, 8, 5, stride=2, padding=2, bias=False),
+         "conv2": N.Conv2d(8, 16, 3, groups=8, bias=False), "fc": N.Linear(144, 10, bias=False)}
+    set_params(m, {k: v * np.float32(2.0 ** -gain_exp[k]) for k, v in w.items()})
+    return m
 
 
 DEPTHWISE_GAIN = {"conv1": 2, "conv2": 1, "fc": 2}
@@ -202,9 +206,7 @@ def build_snntorch(net: str):
         seq = N.Sequential(m["conv1"], leaky((20, 34, 34)), pool(), m["conv2"], leaky((50, 13, 13)),
                            pool(), N.Flatten(), m["fc1"], leaky((200,)), m["fc2"], leaky((10,), output=True))
     elif net == "depthwise":
-        m = {"conv1": N.Conv2d(2, 8, 5, stride=2, padding=2, bias=False),
-             "conv2": N.Conv2d(8, 16, 3, groups=8, bias=False), "fc": N.Linear(144, 10, bias=False)}
-        set_params(m, depthwise_weights(DEPTHWISE_GAIN))
+        m = depthwise_modules(DEPTHWISE_GAIN)
         seq = N.Sequential(m["conv1"], leaky((8, 17, 17)), pool(), m["conv2"], leaky((16, 6, 6)),
                            pool(), N.Flatten(), m["fc"], leaky((10,), output=True))
     else:
@@ -386,9 +388,7 @@ def build_sinabs(net: str):
                            N.Flatten(), m["fc"], lif(10), m["readout"],
                            sl.ExpLeakSqueeze(tau_mem=torch.full((10,), SINABS_TAU), batch_size=n, norm_input=False))
     elif net == "depthwise":
-        m = {"conv1": N.Conv2d(2, 8, 5, stride=2, padding=2, bias=False),
-             "conv2": N.Conv2d(8, 16, 3, groups=8, bias=False), "fc": N.Linear(144, 10, bias=False)}
-        set_params(m, depthwise_weights({k: v + 2 for k, v in DEPTHWISE_GAIN.items()}))
+        m = depthwise_modules({k: v + 2 for k, v in DEPTHWISE_GAIN.items()})
         seq = N.Sequential(m["conv1"], iaf(), sl.SumPool2d(2), m["conv2"], iaf(), sl.SumPool2d(2), N.Flatten(),
                            m["fc"], iaf())
     else:

@@ -171,69 +171,95 @@ class _Builder:
                 scale_in = s.copy() if scale_in is None else scale_in * s
                 continue
             if t in POOL_TYPES:
-                k = _pair(node, "kernel_size")
-                stride = _pair(node, "stride", k)
-                per_window = 1.0 / (k * k) if t == "AvgPool2d" else 1.0
-                channel = _per_channel(scale_in, op_name)
                 if not any(self.node(n).type in (*WEIGHT_TYPES, *POOL_TYPES) for n in rest):
-                    if any(self.node(n).type == "Scale" for n in rest):
-                        raise ModelError(f"node {op_name!r} ({t}): a Scale after pooling with no weights "
-                                         "to fold it into")
-                    if channel is not None and not np.all(channel == channel[0]):
-                        raise ModelError(f"node {op_name!r} ({t}): a per-channel Scale with no weights to fold it into")
-                    factor = per_window * (1.0 if channel is None else float(channel[0]))
-                    op = {1.0 / (k * k): "avgpool", 1.0: "sumpool"}.get(factor)
-                    if op is None or self.gain_folds(gain) is False:
-                        raise ModelError(f"node {op_name!r} ({t}): pooling scaled by {factor:g} cannot be "
-                                         "represented without weights to fold the scale into")
-                    return Projection(source=source, op=op, kernel=k, stride=stride)
-                source = self.passthrough_pool(source, op_name, k, stride)
-                shape = self.shapes[op_name]
-                factor = np.full(shape[0], per_window) if channel is None else channel * per_window
-                scale_in = np.broadcast_to(factor[:, None, None], shape).copy()
+                    return self.pooling_projection(source, op_name, rest, scale_in, gain)
+                source, shape, scale_in = self.pool_before_weights(source, op_name, scale_in)
                 continue
-            # a weight node: every other op of the path must be Flatten or Scale
-            for n in rest:
-                if self.node(n).type not in ("Flatten", "Scale"):
-                    raise ModelError(f"nodes {op_name!r} ({t}) and {n!r} ({self.node(n).type}) follow each other "
-                                     "without a neuron between; evsim needs a neuron population after each "
-                                     "weight layer")
-            scale_out = None
-            for n in rest:
-                if self.node(n).type == "Scale":
-                    s = np.broadcast_to(np.asarray(self.node(n).params["scale"], dtype=np.float64), self.shapes[n])
-                    scale_out = s.copy() if scale_out is None else scale_out * s
-            refuse_bias(f"node {op_name!r} ({t})", node.params.get("bias"))
-            weight = np.array(node.params["weight"])
-            if weight.dtype not in (np.float32, np.float64):
-                weight = weight.astype(np.float64)
-            weight_name = _text_or(node.metadata.get(METADATA_PREFIX + "weight")) if self.evsim_export else ""
-            weight_name = weight_name or op_name + suffix
-            if weight_name in self.weights:
-                weight_name = f"{weight_name}_{target}"
-            if t == "Conv2d":
-                weight = fold_input_scale(weight, _per_channel(scale_in, op_name))
-                channel_out = _per_channel(scale_out, op_name)
-                factor = _combine(channel_out, gain, op_name, per_channel=True, shape=self.shapes[target])
-                if factor is not None:
-                    weight = weight * factor[:, None, None, None].astype(weight.dtype)
-                projection = conv_projection(node, source, weight_name, weight)
-            else:
-                if scale_in is not None:
-                    weight = weight * scale_in.reshape(-1)[None, :].astype(weight.dtype)
-                factor = _combine(None if scale_out is None else scale_out.reshape(-1), gain, op_name,
-                                  per_channel=False, shape=self.shapes[target])
-                if factor is not None:
-                    weight = weight * factor[:, None].astype(weight.dtype)
-                projection = Projection(source=source, op="linear", weight=weight_name)
-            self.weights[weight_name] = np.ascontiguousarray(weight)
-            return projection
+            return self.weight_projection(source, op_name, rest, scale_in, target, gain, suffix)
         if scale_in is not None and not np.all(scale_in == 1):
             raise ModelError(f"a Scale on the path into {target!r} has no weights to fold into")
         if self.gain_folds(gain) is False:
             raise ModelError(f"node {target!r}: its input gain {float(np.asarray(gain).reshape(-1)[0]):g} has no "
                              "weights to fold into")
         return Projection(source=source, op="identity")
+
+    def pooling_projection(self, source: str, op_name: str, rest: list[str], scale_in, gain) -> Projection:
+        """Pooling straight into a neuron (no weights after it on the path): a pooling projection,
+        which can carry a Scale only as average or sum pooling."""
+        node = self.node(op_name)
+        k = _pair(node, "kernel_size")
+        stride = _pair(node, "stride", k)
+        per_window = 1.0 / (k * k) if node.type == "AvgPool2d" else 1.0
+        channel = _per_channel(scale_in, op_name)
+        if any(self.node(n).type == "Scale" for n in rest):
+            raise ModelError(f"node {op_name!r} ({node.type}): a Scale after pooling with no weights to fold it into")
+        if channel is not None and not np.all(channel == channel[0]):
+            raise ModelError(f"node {op_name!r} ({node.type}): a per-channel Scale with no weights to fold it into")
+        factor = per_window * (1.0 if channel is None else float(channel[0]))
+        op = {1.0 / (k * k): "avgpool", 1.0: "sumpool"}.get(factor)
+        if op is None or self.gain_folds(gain) is False:
+            raise ModelError(f"node {op_name!r} ({node.type}): pooling scaled by {factor:g} cannot be "
+                             "represented without weights to fold the scale into")
+        return Projection(source=source, op=op, kernel=k, stride=stride)
+
+    def pool_before_weights(self, source: str, op_name: str, scale_in):
+        """Pooling that feeds weights: a pass-through pooling population, with average pooling's
+        1/k**2 (and any Scale before it) carried on as the factor to fold into the weights.
+        The new source, its shape and the factor."""
+        node = self.node(op_name)
+        k = _pair(node, "kernel_size")
+        stride = _pair(node, "stride", k)
+        per_window = 1.0 / (k * k) if node.type == "AvgPool2d" else 1.0
+        channel = _per_channel(scale_in, op_name)
+        source = self.passthrough_pool(source, op_name, k, stride)
+        shape = self.shapes[op_name]
+        factor = np.full(shape[0], per_window) if channel is None else channel * per_window
+        return source, shape, np.broadcast_to(factor[:, None, None], shape).copy()
+
+    def weight_projection(self, source: str, op_name: str, rest: list[str], scale_in, target: str, gain,
+                          suffix: str) -> Projection:
+        """A Conv2d, Linear or Affine node (every later op of the path a Flatten or Scale) as a conv
+        or linear projection, the Scales around it and the target's input gain folded into its weight."""
+        node = self.node(op_name)
+        t = node.type
+        for n in rest:
+            if self.node(n).type not in ("Flatten", "Scale"):
+                raise ModelError(f"nodes {op_name!r} ({t}) and {n!r} ({self.node(n).type}) follow each other "
+                                 "without a neuron between; evsim needs a neuron population after each "
+                                 "weight layer")
+        scale_out = None
+        for n in rest:
+            if self.node(n).type == "Scale":
+                s = np.broadcast_to(np.asarray(self.node(n).params["scale"], dtype=np.float64), self.shapes[n])
+                scale_out = s.copy() if scale_out is None else scale_out * s
+        refuse_bias(f"node {op_name!r} ({t})", node.params.get("bias"))
+        weight = np.array(node.params["weight"])
+        if weight.dtype not in (np.float32, np.float64):
+            weight = weight.astype(np.float64)
+        weight_name = self.weight_name(node, op_name + suffix, target)
+        if t == "Conv2d":
+            weight = fold_input_scale(weight, _per_channel(scale_in, op_name))
+            channel_out = _per_channel(scale_out, op_name)
+            factor = _combine(channel_out, gain, op_name, per_channel=True, shape=self.shapes[target])
+            if factor is not None:
+                weight = weight * factor[:, None, None, None].astype(weight.dtype)
+            projection = conv_projection(node, source, weight_name, weight)
+        else:
+            if scale_in is not None:
+                weight = weight * scale_in.reshape(-1)[None, :].astype(weight.dtype)
+            factor = _combine(None if scale_out is None else scale_out.reshape(-1), gain, op_name,
+                              per_channel=False, shape=self.shapes[target])
+            if factor is not None:
+                weight = weight * factor[:, None].astype(weight.dtype)
+            projection = Projection(source=source, op="linear", weight=weight_name)
+        self.weights[weight_name] = np.ascontiguousarray(weight)
+        return projection
+
+    def weight_name(self, node: NirNode, default: str, target: str) -> str:
+        """The name a weight node's weight is stored under: evsim's own export's, else the node's
+        (with the path's suffix), made unique by the target's name."""
+        name = (_text_or(node.metadata.get(METADATA_PREFIX + "weight")) if self.evsim_export else "") or default
+        return f"{name}_{target}" if name in self.weights else name
 
     @staticmethod
     def gain_folds(gain) -> bool:

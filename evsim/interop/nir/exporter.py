@@ -35,68 +35,85 @@ def model_to_nir(graph: Graph, weights: dict[str, np.ndarray]) -> NirGraph:
     """evsim's populations and projections as NIR nodes (module docstring); ModelError for a
     variant NIR cannot express (subtractive reset, several spikes per step, a membrane floor,
     the ``>=`` test)."""
-    nodes: dict[str, NirNode] = {}
-    edges: list[tuple[str, str]] = []
-    nodes["input"] = NirNode("input", "Input", {"shape": np.array(graph.input_shape, dtype=np.int64)})
-    node_of = {INPUT: "input"}
-    taken = {"input", "output"}
+    export = _Export(graph, weights)
+    for pop in graph.populations:
+        export.add_population(pop)
+    return NirGraph(export.nodes, tuple(export.edges), _export_metadata(graph), "1.0.8")
 
-    def fresh(name: str) -> str:
-        while name in taken:
+
+class _Export:
+    """The NIR nodes and edges of a graph, built population by population, with unique node names."""
+
+    def __init__(self, graph: Graph, weights: dict[str, np.ndarray]):
+        self.graph = graph
+        self.weights = weights
+        self.nodes: dict[str, NirNode] = {"input": NirNode("input", "Input", {"shape": np.array(graph.input_shape, dtype=np.int64)})}
+        self.edges: list[tuple[str, str]] = []
+        self.node_of = {INPUT: "input"}  # population -> the node that emits its output
+        self.taken = {"input", "output"}
+
+    def fresh(self, name: str) -> str:
+        while name in self.taken:
             name += "_"
-        taken.add(name)
+        self.taken.add(name)
         return name
 
-    for pop in graph.populations:
+    def add(self, node: NirNode, source: str) -> str:
+        self.nodes[node.name] = node
+        self.edges.append((source, node.name))
+        return node.name
+
+    def add_population(self, pop: Population) -> None:
         if is_passthrough_pool(pop):
             # a pooling layer of its own (how evsim imports pooling that feeds weights): the
             # pooling node alone, exactly what the next weights receive
             proj = pop.inputs[0]
-            pool = NirNode(fresh(pop.name), "SumPool2d", {
-                "kernel_size": np.array([proj.kernel] * 2, dtype=np.int64),
-                "stride": np.array([proj.stride] * 2, dtype=np.int64),
-                "padding": np.array([0, 0], dtype=np.int64)})
-            nodes[pool.name] = pool
-            edges.append((node_of[proj.source], pool.name))
-            node_of[pop.name] = pool.name
-            continue
+            self.node_of[pop.name] = self.add(_pool_node(self.fresh(pop.name), "sumpool", proj), self.node_of[proj.source])
+            return
         if pop.kind != "output":
             _check_exportable(pop)
-            target = fresh(pop.name)
+            target = self.fresh(pop.name)
         else:
             target = "output"
         for i, proj in enumerate(pop.inputs):
             tag = f"{pop.name}_{proj.op}" + (f"{i}" if len(pop.inputs) > 1 else "")
-            source = node_of[proj.source]
-            src_shape = graph.shape_of(proj.source)
-            if proj.op == "identity":
-                edges.append((source, target))
-                continue
-            if proj.op == "conv":
-                op_node = conv_node(fresh(tag), proj, np.asarray(weights[proj.weight]), src_shape)
-            elif proj.op == "linear":
-                if len(src_shape) == 3:
-                    flat = NirNode(fresh(f"{tag}_flatten"), "Flatten", {
-                        "start_dim": np.int64(0), "end_dim": np.int64(-1),
-                        "input_type": np.array(src_shape, dtype=np.int64)})
-                    nodes[flat.name] = flat
-                    edges.append((source, flat.name))
-                    source = flat.name
-                op_node = NirNode(fresh(tag), "Linear", {"weight": np.asarray(weights[proj.weight])},
-                                  {METADATA_PREFIX + "weight": proj.weight})
-            else:
-                op_node = NirNode(fresh(tag), "AvgPool2d" if proj.op == "avgpool" else "SumPool2d", {
-                    "kernel_size": np.array([proj.kernel] * 2, dtype=np.int64),
-                    "stride": np.array([proj.stride] * 2, dtype=np.int64),
-                    "padding": np.array([0, 0], dtype=np.int64)})
-            nodes[op_node.name] = op_node
-            edges.append((source, op_node.name))
-            edges.append((op_node.name, target))
+            self.add_projection(proj, tag, target)
         if pop.kind == "output":
-            nodes["output"] = NirNode("output", "Output", {"shape": np.array(pop.shape, dtype=np.int64)})
+            self.nodes["output"] = NirNode("output", "Output", {"shape": np.array(pop.shape, dtype=np.int64)})
         else:
-            nodes[target] = _lif_node(target, pop)
-            node_of[pop.name] = target
+            self.nodes[target] = _lif_node(target, pop)
+            self.node_of[pop.name] = target
+
+    def add_projection(self, proj, tag: str, target: str) -> None:
+        """The nodes of one projection, from its source's node to ``target``."""
+        source = self.node_of[proj.source]
+        src_shape = self.graph.shape_of(proj.source)
+        if proj.op == "identity":
+            self.edges.append((source, target))
+            return
+        if proj.op == "conv":
+            op_node = conv_node(self.fresh(tag), proj, np.asarray(self.weights[proj.weight]), src_shape)
+        elif proj.op == "linear":
+            if len(src_shape) == 3:
+                source = self.add(NirNode(self.fresh(f"{tag}_flatten"), "Flatten", {
+                    "start_dim": np.int64(0), "end_dim": np.int64(-1),
+                    "input_type": np.array(src_shape, dtype=np.int64)}), source)
+            op_node = NirNode(self.fresh(tag), "Linear", {"weight": np.asarray(self.weights[proj.weight])},
+                              {METADATA_PREFIX + "weight": proj.weight})
+        else:
+            op_node = _pool_node(self.fresh(tag), proj.op, proj)
+        self.edges.append((self.add(op_node, source), target))
+
+
+def _pool_node(name: str, op: str, proj) -> NirNode:
+    return NirNode(name, "AvgPool2d" if op == "avgpool" else "SumPool2d", {
+        "kernel_size": np.array([proj.kernel] * 2, dtype=np.int64),
+        "stride": np.array([proj.stride] * 2, dtype=np.int64),
+        "padding": np.array([0, 0], dtype=np.int64)})
+
+
+def _export_metadata(graph: Graph) -> dict:
+    """The graph's metadata: the bin width and steps, the neuron step, how the readout reads."""
     window = int(graph.encoding.get("window_us", 0)) if graph.encoding else 0
     metadata = {
         METADATA_PREFIX + "format": "evsim",
@@ -107,14 +124,14 @@ def model_to_nir(graph: Graph, weights: dict[str, np.ndarray]) -> NirGraph:
                                      "Output node's value at step t (the spike counts or currents it receives)",
         METADATA_PREFIX + "readout_leak": float(graph.output.leak),
         METADATA_PREFIX + "readout_name": graph.output.name,
-        METADATA_PREFIX + "input": f"event counts per (polarity, y, x) in bins of dt_us over timesteps steps",
+        METADATA_PREFIX + "input": "event counts per (polarity, y, x) in bins of dt_us over timesteps steps",
         METADATA_PREFIX + "meta": json.dumps(graph.meta),
     }
     if not window:
         raise ModelError("the model has no input window (encoding.window_us), so the bin width is unknown")
     if window % graph.timesteps:
         raise ModelError(f"the model's window {window} µs is not a whole number of {graph.timesteps} bins")
-    return NirGraph(nodes, tuple(edges), metadata, "1.0.8")
+    return metadata
 
 
 def is_passthrough_pool(pop: Population) -> bool:

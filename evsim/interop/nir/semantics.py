@@ -82,76 +82,99 @@ def _require_zero(node: NirNode, key: str, shape, why: str) -> None:
         raise ModelError(f"node {node.name!r} ({node.type}): nonzero {key}; {why}")
 
 
+V_LEAK_WHY = "a resting potential other than 0 is a constant input at every step, which evsim refuses as it refuses biases"
+
+
 def read_neuron(node: NirNode, shape, semantics: str, dt: float, evsim_leak=None) -> NeuronReading:
     """The evsim dynamics of IF/LIF/LI/I node ``node`` under ``semantics`` (module docstring)."""
     where = f"node {node.name!r} ({node.type})"
     t = node.type
-    v_leak_why = "a resting potential other than 0 is a constant input at every step, which evsim refuses as it refuses biases"
-    if semantics in ("snntorch", "spikingjelly") and t in READOUT_TYPES:
-        raise ModelError(f"{where}: {semantics}'s importer has no {t} node; read this file with --semantics nir")
-    if semantics in ("norse", "sinabs") and t == "I":
-        raise ModelError(f"{where}: {semantics}'s importer has no I node; read this file with --semantics nir")
-    leaky = t in ("LIF", "LI")
-    if leaky:
+    _refuse_node_the_peer_cannot_read(where, t, semantics)
+    if t in ("LIF", "LI"):
         tau = _uniform(node, "tau", shape)
         if tau <= 0:
             raise ModelError(f"{where}: tau must be positive, got {tau}")
         if semantics != "spikingjelly":
-            _require_zero(node, "v_leak", shape, v_leak_why)
-    r = _neuron_param(node, "r", shape, 1.0)
-    fields = {"kind": "lif", "reset": "zero", "spikes_per_step": 1, "lower_bound": None, "fire_test": ">"}
-    if semantics in ("nir", "norse", "snntorch", "spikingjelly") and leaky:
-        ratio = dt / tau
-        if semantics == "spikingjelly" and not tau / dt > 1:
-            raise ModelError(f"{where}: tau/dt = {tau / dt:g} with SpikingJelly's dt = {dt:g} s; it needs more than 1")
-        if not 0 < ratio < 1:
-            raise ModelError(f"{where}: dt/tau = {ratio:g} (dt = {dt:g} s, tau = {tau:g} s) gives a leak "
-                             f"1 - dt/tau outside (0, 1]: the Euler step of this time constant is unstable at "
-                             f"this dt" + (" (norse's exporter writes tau*dt instead of tau)" if semantics == "norse" else "")
-                             + "; pick the semantics of the simulator that wrote the file, or a smaller --neuron-dt")
-        leak = float(_unity(1.0 - ratio))
-        if evsim_leak is not None and abs(evsim_leak - leak) <= UNITY:
-            leak = evsim_leak  # evsim's own export: its exact leak, which 1 - dt/tau reproduces only to rounding
-        if semantics == "snntorch":
-            leak = float(np.float32(leak))
-        if semantics in ("nir", "snntorch"):
-            gain = _unity(r * ratio)
-        elif semantics == "norse":
-            gain = np.full(shape, ratio)
-        else:  # spikingjelly: decay_input (r = 1) scales the input by 1/tau_s; r = tau_s does not
-            tau_s = tau / dt
-            if np.all(_unity(r) == 1):
-                gain = np.full(shape, 1.0 / tau_s)
-            elif np.all(_unity(r / tau_s) == 1):
-                gain = np.ones(shape)
-            else:
-                raise ModelError(f"{where}: SpikingJelly reads an LIF's r only as 1 or tau/dt")
-            v_leak = _neuron_param(node, "v_leak", shape, 0.0)
-            v_reset = _neuron_param(node, "v_reset", shape, 0.0)
-            if np.any(v_leak != v_reset):
-                raise ModelError(f"{where}: SpikingJelly needs v_leak equal to v_reset")
-            if np.any(v_leak != 0):
-                raise ModelError(f"{where}: nonzero v_leak; {v_leak_why}")
-    elif semantics == "sinabs" and leaky:
-        leak = math.exp(-1.0 / tau)
-        gain = np.ones(shape)
-    else:  # IF and I
-        leak = 1.0
-        if semantics == "nir":
-            gain = _unity(r * dt)
-        elif semantics == "spikingjelly":
-            if not np.all(_unity(r * dt) == 1):
-                raise ModelError(f"{where}: SpikingJelly reads IF only with r = 1/dt ({1 / dt:g}); "
-                                 "read this file with the semantics of the simulator that wrote it")
+            _require_zero(node, "v_leak", shape, V_LEAK_WHY)
+        r = _neuron_param(node, "r", shape, 1.0)
+        if semantics == "sinabs":  # tau in steps, the exact exponential leak
+            leak = math.exp(-1.0 / tau)
             gain = np.ones(shape)
         else:
-            gain = np.ones(shape)
+            leak, gain = _euler_leak_and_gain(node, shape, semantics, dt, tau, r, where, evsim_leak)
+    else:  # IF and I
+        r = _neuron_param(node, "r", shape, 1.0)
+        leak, gain = 1.0, _integrator_gain(shape, semantics, dt, r, where)
     if semantics in ("nir", "spikingjelly") and t in SPIKING_TYPES:
         _require_zero(node, "v_reset", shape, "evsim resets a neuron that fired to 0 (or subtracts its threshold)")
     if np.any(gain <= 0):
         raise ModelError(f"{where}: the input gain (r and tau under --semantics {semantics}) must be positive")
+    fields = {"kind": "lif", "reset": "zero", "spikes_per_step": 1, "lower_bound": None, "fire_test": ">"}
     if t in READOUT_TYPES:
         return NeuronReading({**fields, "kind": "output", "threshold": 1.0, "leak": leak}, np.asarray(gain))
+    return _spiking_reading(node, shape, semantics, fields, leak, gain, r, where)
+
+
+def _refuse_node_the_peer_cannot_read(where: str, node_type: str, semantics: str) -> None:
+    if semantics in ("snntorch", "spikingjelly") and node_type in READOUT_TYPES:
+        raise ModelError(f"{where}: {semantics}'s importer has no {node_type} node; read this file with --semantics nir")
+    if semantics in ("norse", "sinabs") and node_type == "I":
+        raise ModelError(f"{where}: {semantics}'s importer has no I node; read this file with --semantics nir")
+
+
+def _euler_leak_and_gain(node: NirNode, shape, semantics: str, dt: float, tau: float, r, where: str, evsim_leak):
+    """A leaky node's leak ``1 - dt/tau`` and input gain as NIR, norse, snntorch and SpikingJelly
+    integrate it (one Euler step of ``dt``)."""
+    ratio = dt / tau
+    if semantics == "spikingjelly" and not tau / dt > 1:
+        raise ModelError(f"{where}: tau/dt = {tau / dt:g} with SpikingJelly's dt = {dt:g} s; it needs more than 1")
+    if not 0 < ratio < 1:
+        raise ModelError(f"{where}: dt/tau = {ratio:g} (dt = {dt:g} s, tau = {tau:g} s) gives a leak "
+                         f"1 - dt/tau outside (0, 1]: the Euler step of this time constant is unstable at "
+                         f"this dt" + (" (norse's exporter writes tau*dt instead of tau)" if semantics == "norse" else "")
+                         + "; pick the semantics of the simulator that wrote the file, or a smaller --neuron-dt")
+    leak = float(_unity(1.0 - ratio))
+    if evsim_leak is not None and abs(evsim_leak - leak) <= UNITY:
+        leak = evsim_leak  # evsim's own export: its exact leak, which 1 - dt/tau reproduces only to rounding
+    if semantics == "snntorch":
+        leak = float(np.float32(leak))
+    if semantics in ("nir", "snntorch"):
+        return leak, _unity(r * ratio)
+    if semantics == "norse":
+        return leak, np.full(shape, ratio)
+    return leak, _spikingjelly_lif_gain(node, shape, tau / dt, r, where)
+
+
+def _spikingjelly_lif_gain(node: NirNode, shape, tau_steps: float, r, where: str) -> np.ndarray:
+    """SpikingJelly's LIF: decay_input (r = 1) scales the input by 1/tau_steps; r = tau_steps does not."""
+    if np.all(_unity(r) == 1):
+        gain = np.full(shape, 1.0 / tau_steps)
+    elif np.all(_unity(r / tau_steps) == 1):
+        gain = np.ones(shape)
+    else:
+        raise ModelError(f"{where}: SpikingJelly reads an LIF's r only as 1 or tau/dt")
+    v_leak = _neuron_param(node, "v_leak", shape, 0.0)
+    v_reset = _neuron_param(node, "v_reset", shape, 0.0)
+    if np.any(v_leak != v_reset):
+        raise ModelError(f"{where}: SpikingJelly needs v_leak equal to v_reset")
+    if np.any(v_leak != 0):
+        raise ModelError(f"{where}: nonzero v_leak; {V_LEAK_WHY}")
+    return gain
+
+
+def _integrator_gain(shape, semantics: str, dt: float, r, where: str) -> np.ndarray:
+    """The input gain of an IF or I node (no leak)."""
+    if semantics == "nir":
+        return _unity(r * dt)
+    if semantics == "spikingjelly" and not np.all(_unity(r * dt) == 1):
+        raise ModelError(f"{where}: SpikingJelly reads IF only with r = 1/dt ({1 / dt:g}); "
+                         "read this file with the semantics of the simulator that wrote it")
+    return np.ones(shape)
+
+
+def _spiking_reading(node: NirNode, shape, semantics: str, fields: dict, leak: float, gain, r, where: str) -> NeuronReading:
+    """An IF or LIF node's reading: its threshold over the input gain, and each peer's firing rule."""
+    t = node.type
     theta = _neuron_param(node, "v_threshold", shape)
     if np.any(theta <= 0):
         raise ModelError(f"{where}: v_threshold must be positive")
