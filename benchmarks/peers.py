@@ -458,7 +458,7 @@ def main(argv=None) -> dict:
         ours = _run_evsim(network, inputs, args.batches, args.rounds)
         step = [network.run(x) for x in inputs.step_events]
         step_out = np.stack([r.output for r in step])
-        layers = {l.name: (l.kind, np.mean([r.per_layer[l.name]["synops"] for r in step]),
+        layers = {l.name: (l.neuron.kind, np.mean([r.per_layer[l.name]["synops"] for r in step]),
                            np.mean([r.per_layer[l.name]["spikes"] for r in step])) for l in step[0].layers}
         truth = ours["evsim step"]["predictions"]
         runs = {**ours, **{p: peers[f"{net}/{p}"] for p in args.peers}}

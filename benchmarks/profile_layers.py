@@ -57,8 +57,8 @@ def main() -> None:
                     ev_offsets, ev_index, ev_sign, ws.out_index[i], ws.out_count[i], ws.out_offsets[i], counters,
                 )
 
-            normal = (network._leak_tables[i], math.log(layer.leak), layer.fires)
-            timed = {None: normal, "leak": (normal[0][:0], 0.0, layer.fires), "firing": (*normal[:2], False)}[args.off]
+            normal = (network._leak_tables[i], math.log(layer.neuron.leak), layer.neuron.fires)
+            timed = {None: normal, "leak": (normal[0][:0], 0.0, layer.neuron.fires), "firing": (*normal[:2], False)}[args.off]
             start = time.thread_time()
             n_out = run(*timed, totals[i] if args.off is None else np.zeros_like(totals[i]))
             seconds[i] += time.thread_time() - start

@@ -207,7 +207,7 @@ def time_engine(network, inputs: list, settings: Settings) -> dict:
     n = len(inputs)
     rates = {}
     for layer, counts in zip(network.layers, zip(*(r.layers for r in results))):
-        if layer.fires:
+        if layer.neuron.fires:
             rates[layer.name] = sum(c.spikes for c in counts) / (n * layer.size * network.timesteps)
     return {
         "engine_s": best / n,

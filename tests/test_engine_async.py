@@ -246,7 +246,7 @@ def test_tau_reproduces_the_trained_per_step_leak():
     dt = step_width_us(network)
     assert dt == WINDOW_US / TIMESTEPS
     for layer, log_leak in zip(network.layers, stream.log_leak_per_us):
-        assert math.exp(log_leak * dt) == pytest.approx(layer.leak, rel=1e-12)
+        assert math.exp(log_leak * dt) == pytest.approx(layer.neuron.leak, rel=1e-12)
 
 
 def test_stream_rejects_time_going_backwards_across_chunks():

@@ -4,6 +4,7 @@ recording is cut into chunks."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import replace
 
@@ -219,3 +220,27 @@ def test_pooling_fused_into_the_layer_before_gives_identical_results(bundled, re
     for a, b in zip(fused, apart):
         assert np.array_equal(a.output, b.output) and counts(a) == counts(b)
         assert all(np.array_equal(a.spike_counts[name], b.spike_counts[name]) for name in a.spike_counts)
+
+
+@pytest.mark.parametrize("mode", ["step", "async"])
+def test_both_modes_stream_through_one_interface(bundled, recordings, mode):
+    """The engine's two streams have the one interface that evsim stream reads without asking
+    the mode (feed with hold and end_us, advance_to, output, finish, window_result, facts), and
+    read through it a recording cut in chunks gives ``Network.run``'s window result in that mode."""
+    from evsim.runtime.streaming import recording_stream
+
+    stream = recording_stream(bundled, mode)
+    assert {"hold", "end_us"} <= set(inspect.signature(stream.feed).parameters)
+    events = recordings[0]
+    marks = []
+    for chunk in np.array_split(events, 5):
+        stream.feed(chunk, hold=True, end_us=int(chunk["t"][-1]))
+        stream.advance_to(float(chunk["t"][-1]))
+        marks.append(stream.output())
+    result = stream.finish(int(events["t"][-1]))
+    window = stream.window_result(allow_empty=True)
+    alone = bundled.run(events, mode=mode)
+    np.testing.assert_array_equal(window.output, alone.output)
+    assert [layer.to_dict() for layer in window.layers] == [layer.to_dict() for layer in alone.layers]
+    assert result.input_events >= window.input_events and len(marks) == 5
+    assert set(stream.facts()) == ({"steps"} if mode == "step" else set())

@@ -82,7 +82,7 @@ def run_demo(network, data: Path = DEMO_DATA, split: str = "test", rounds: int =
         "dense_macs_per_sample": dense_macs,
         "ann_macs_per_sample": ann_macs,
         "layers": [
-            {"name": layer.name, "kind": layer.kind,
+            {"name": layer.name, "kind": layer.neuron.kind,
              "spikes_per_sample": sum(w["spikes_per_layer"].get(layer.name, 0) for w in windows) / n,
              "synops_per_sample": sum(w["synops_per_layer"].get(layer.name, 0) for w in windows) / n}
             for layer in network.layers

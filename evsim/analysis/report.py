@@ -140,13 +140,13 @@ def _activity(network, summary: Summary) -> dict:
         "relative_rate": 1.0,
     }]
     for layer in network.layers:
-        if not layer.fires:
+        if not layer.neuron.fires:
             continue
         spikes = summary.per_sample(summary.layer_spikes[layer.name])
         rate = spikes / (layer.size * steps)
         layers.append({
             "name": layer.name,
-            "kind": layer.kind,
+            "kind": layer.neuron.kind,
             "neurons": layer.size,
             "spikes": spikes,
             "relative_to_input": spikes / input_events if input_events else None,
@@ -165,7 +165,7 @@ def _compute(network, summary: Summary) -> dict:
         clock = layer.dense_macs_per_step * network.timesteps
         layers.append({
             "name": layer.name,
-            "kind": layer.kind,
+            "kind": layer.neuron.kind,
             "synops": synops,
             "ann_macs": ann,
             "clock_driven_ops": clock,

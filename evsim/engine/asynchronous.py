@@ -83,7 +83,7 @@ class Stream:
         self.states = [LayerState.allocate(layer, dtype, np.float64) for layer in network.layers]
         self.refractory_end = [np.full(layer.size, -math.inf) for layer in network.layers]
         self.unit_refractory_end = [np.full(layer.units, -math.inf) for layer in network.layers]
-        self.log_leak_per_us = [math.log(layer.leak) / self.step_us for layer in network.layers]
+        self.log_leak_per_us = [math.log(layer.neuron.leak) / self.step_us for layer in network.layers]
         self.leak_tables = [leak_table_us(log_leak) for log_leak in self.log_leak_per_us]
         self.counters = [np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64) for _ in network.layers]
         self.tag = 0
@@ -94,15 +94,36 @@ class Stream:
         # per layer and projection: events that arrived but may not run yet (see _process)
         self._no_events = TimedEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, dtype))
         self._held = [[self._no_events] * len(layer.sources) for layer in network.layers]
+        # a chunk fed with ``hold``: its events not processed yet, and the time it was read up to
+        self._waiting: TimedEvents | None = None
+        self._waiting_end_us = -math.inf
+        self.read_at_us: float | None = None  # the last advance_to
+        self.window_end_us = input_window_us(network)
+        self._window: RunResult | None = None
 
-    def feed(self, events, flush: bool = False) -> None:
+    def feed(self, events, flush: bool = False, hold: bool = False, end_us: float | None = None) -> None:
         """Process one chunk: tonic events (or TimedEvents), in time order after earlier chunks.
 
         Events sharing the chunk's last timestamp are held back until a later chunk (or
         :meth:`flush`) shows that no more arrive at that time: simultaneous events must arrive
         together, wherever the chunks are cut. ``flush=True`` then flushes, in one pass: what
         ``feed`` and :meth:`flush` do, for the end of a recording or a read-out.
+
+        With ``hold`` the chunk (tonic events, read up to ``end_us``: its last event's time if
+        not given) waits: :meth:`advance_to` feeds it up to each read-out time, the next ``feed``
+        or :meth:`finish` feeds the rest, and the state at the model's window end is taken on the
+        way (:meth:`window_result`). An event at or after a time shows that every event before it
+        has arrived, so read-outs do not depend on how the chunks are cut.
         """
+        self._settle()
+        if hold:
+            self._waiting = timed_input_events(events, self.network.input_shape, self.network.dtype)
+            self._waiting_end_us = (float(end_us) if end_us is not None
+                                    else float(self._waiting.time[-1]) if len(self._waiting) else -math.inf)
+            return
+        self._feed(events, flush)
+
+    def _feed(self, events, flush: bool) -> None:
         last_time = self._pending.time[-1] if self._pending is not None else (self.time_us if self.input_events else -math.inf)
         if not isinstance(events, TimedEvents):
             events = timed_input_events(events, self.network.input_shape, self.network.dtype, last_time)
@@ -121,6 +142,57 @@ class Stream:
         cut = int(np.searchsorted(events.time, events.time[-1], side="left"))
         self._pending = events[cut:]
         self._process(events[:cut], horizon=float(events.time[-1]))
+
+    def advance_to(self, time_us: float) -> None:
+        """Every event before ``time_us`` has been fed: process the waiting chunk's events before
+        it (taking the window's state if it ends by then); :meth:`output` then reads at ``time_us``."""
+        if self._window is None and self.window_end_us <= time_us:
+            self._take_window()
+        self._feed_before(time_us)
+        self.read_at_us = time_us
+
+    def finish(self, end_us: float | None = None) -> RunResult:
+        """The stream has ended (``end_us``: the last event read, None when there was none): the
+        result of the whole stream, read out at ``end_us``, empty if no event arrived."""
+        self._settle()
+        # read out at the last event read, which a crop may have kept from the network
+        result = self.result(at_us=float(end_us) if end_us is not None else None, allow_empty=True)
+        if self._window is None and end_us is not None:  # the recording ended inside the window
+            self._window = self.result(at_us=self.window_end_us, allow_empty=True)
+        return result
+
+    def window_result(self, allow_empty: bool = False) -> RunResult | None:
+        """The state at the model's window end (``Network.run(events, mode="async")``'s result),
+        once a read-out or :meth:`finish` has passed it with chunks fed with ``hold``; else None.
+        An InputError if no event reached the network in the window, unless ``allow_empty``."""
+        if self._window is not None and not allow_empty:
+            check_fed(self._window.input_events, False)
+        return self._window
+
+    def facts(self) -> dict:
+        """What this mode adds to a stream's report: nothing."""
+        return {}
+
+    def _feed_before(self, time_us: float) -> None:
+        if self._waiting is None:
+            return
+        cut = int(np.searchsorted(self._waiting.time, time_us, side="left"))
+        self._feed(self._waiting[:cut], flush=True)  # every event before time_us is here
+        self._waiting = self._waiting[cut:]
+
+    def _take_window(self) -> None:
+        self._feed_before(self.window_end_us)
+        self._window = self.result(at_us=self.window_end_us, allow_empty=True)
+
+    def _settle(self) -> None:
+        """A waiting chunk's read-outs are done: take the window if the chunk reached its end,
+        and feed the rest of the chunk."""
+        if self._waiting is None:
+            return
+        if self._window is None and self.window_end_us <= self._waiting_end_us:
+            self._take_window()
+        waiting, self._waiting = self._waiting, None
+        self._feed(waiting, flush=False)
 
     def flush(self) -> None:
         """Process every event held back by :meth:`feed` (the stream has ended or paused)."""
@@ -170,7 +242,7 @@ class Stream:
             bounds = np.stack([ends - sizes, ends], axis=1)
         time, index, sign = merged.time, merged.index, merged.sign
         heads = bounds[:, 0].copy()
-        fires = layer.fires
+        fires = layer.neuron.fires
         capacity = max(1024, 4 * len(index)) if fires else 1
         parts = []
         state = self.states[i]
@@ -195,11 +267,12 @@ class Stream:
         return parts[0] if len(parts) == 1 else _concat(parts)
 
     def output(self, at_us: float | None = None) -> np.ndarray:
-        """The output membranes leaked to ``at_us`` (default: the last event), divided by T.
+        """The output membranes leaked to ``at_us`` (default: the last :meth:`advance_to`, else the
+        last event), divided by T.
 
         Events held back by :meth:`feed` are not included; :meth:`result` flushes them first.
         """
-        at = self.time_us if at_us is None else at_us
+        at = at_us if at_us is not None else self.read_at_us if self.read_at_us is not None else self.time_us
         last = len(self.network.layers) - 1
         state = self.states[last]
         V = state.V.astype(np.float64)

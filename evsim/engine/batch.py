@@ -67,12 +67,12 @@ class BatchPlan:
             if pooled:
                 meta[i + 1, M_PASS] = PASS_IN_PREVIOUS
         names = {layer.name: i for i, layer in enumerate(layers)}
-        caps = [timesteps * layer.size + layer.unit if layer.fires else 1 + layer.unit for layer in layers]
+        caps = [timesteps * layer.size + layer.unit if layer.neuron.fires else 1 + layer.unit for layer in layers]
         offsets = {key: 0 for key in ("v", "u", "t", "out", "proj", "w", "r", "th")}
         gathers = []
         for i, layer in enumerate(layers):
             row = meta[i]
-            row[M_SIZE], row[M_UNIT], row[M_UNITS], row[M_FIRES] = layer.size, layer.unit, layer.units, layer.fires
+            row[M_SIZE], row[M_UNIT], row[M_UNITS], row[M_FIRES] = layer.size, layer.unit, layer.units, layer.neuron.fires
             row[M_CAP] = caps[i]
             for column, key, length in ((M_V, "v", layer.size), (M_U, "u", layer.units), (M_T, "t", layer.units + 1),
                                         (M_OUT, "out", caps[i])):
@@ -86,7 +86,7 @@ class BatchPlan:
             if len(layer.sources) > 1:
                 gathers.append((sum(caps[names[s]] for s in layer.sources if s in names),
                                 sum(s not in names for s in layer.sources)))
-        outputs = [i for i, layer in enumerate(layers) if not layer.fires]
+        outputs = [i for i, layer in enumerate(layers) if not layer.neuron.fires]
         return cls(
             meta=meta,
             projections=np.concatenate([layer.projections for layer in layers]),
@@ -95,7 +95,7 @@ class BatchPlan:
             routes=_stack([layer.routes for layer in layers]),
             thresholds=_stack([layer.thresholds for layer in layers]),
             threshold=np.array([layer.firing[0] for layer in layers], dtype=np.float64),
-            log_leak=np.array([math.log(layer.leak) for layer in layers], dtype=np.float64),
+            log_leak=np.array([math.log(layer.neuron.leak) for layer in layers], dtype=np.float64),
             rules=np.stack([layer.rule for layer in layers]),
             tables=np.stack([t[: timesteps + 1] for t in tables]),
             pool_share=np.array([pool_share_of(l) if l.unit == 1 and l.projections[0, kernels.P_OP] in

@@ -18,6 +18,7 @@ import numpy as np
 from evsim.engine import kernels
 from evsim.events import WindowCounts
 from evsim.model.graph import Graph, Population
+from evsim.model.neuron import Neuron
 from evsim.model.ops import dense_macs
 
 ENERGY_PJ = {
@@ -33,8 +34,10 @@ def dense_macs_per_step(graph: Graph, population: Population) -> int:
 
 @dataclass
 class LayerCounts:
+    """One layer's counters in a run; ``neuron`` is the layer's own (its kind: ``neuron.kind``)."""
+
     name: str
-    kind: str
+    neuron: Neuron
     input_events: int
     synops: int
     neuron_updates: int
@@ -47,7 +50,7 @@ class LayerCounts:
     def from_counters(cls, layer, counters: np.ndarray, timesteps: int) -> "LayerCounts":
         return cls(
             name=layer.name,
-            kind=layer.kind,
+            neuron=layer.neuron,
             input_events=int(counters[kernels.C_INPUT_EVENTS]),
             synops=int(counters[kernels.C_SYNOPS]),
             neuron_updates=int(counters[kernels.C_NEURON_UPDATES]),
@@ -58,7 +61,9 @@ class LayerCounts:
         )
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The counters by name, the neuron as its kind."""
+        counts = {key: value for key, value in self.__dict__.items() if key not in ("name", "neuron")}
+        return {"name": self.name, "kind": self.neuron.kind, **counts}
 
 
 @dataclass(repr=False)
@@ -98,7 +103,7 @@ class RunResult:
 
     @property
     def spikes(self) -> int:
-        return sum(layer.spikes for layer in self.layers if layer.kind != "output")
+        return sum(layer.spikes for layer in self.layers if layer.neuron.fires)
 
     @property
     def dense_macs(self) -> int:

@@ -42,24 +42,8 @@ class Layer:
 
     def __repr__(self) -> str:
         ops = ", ".join(sorted({op for op, code in _OPS.items() if code in set(self.projections[:, kernels.P_OP].tolist())}))
-        return (f"Layer({self.name}: {self.kind} {list(self.shape)} <- {', '.join(self.sources)}; "
+        return (f"Layer({self.name}: {self.neuron.kind} {list(self.shape)} <- {', '.join(self.sources)}; "
                 f"{ops or 'no'} projection{'s' if len(self.projections) != 1 else ''}, {self.weights.size:,} weight{'s' if self.weights.size != 1 else ''})")
-
-    @property
-    def kind(self) -> str:
-        return self.neuron.kind
-
-    @property
-    def threshold(self) -> float:
-        return self.neuron.threshold
-
-    @property
-    def leak(self) -> float:
-        return self.neuron.leak
-
-    @property
-    def fires(self) -> bool:
-        return self.neuron.fires
 
     @cached_property
     def chw(self) -> tuple[int, int, int]:

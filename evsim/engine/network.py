@@ -83,7 +83,7 @@ class Network:
         return self.graph.encoding
 
     def __repr__(self) -> str:
-        body = ", ".join(f"{l.name}:{l.kind}{list(l.shape)}" for l in self.layers)
+        body = ", ".join(f"{l.name}:{l.neuron.kind}{list(l.shape)}" for l in self.layers)
         return f"Network({self.name or 'unnamed'}; input {list(self.input_shape)}; T={self.timesteps}; {body})"
 
     def take_workspace(self) -> Workspace:

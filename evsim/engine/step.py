@@ -40,7 +40,7 @@ class Workspace:
         for layer in layers:
             # a neuron emits at most one event per step (its spike count rides on it), so T * size
             # bounds a layer's queue
-            cap = timesteps * layer.size if layer.fires else 1
+            cap = timesteps * layer.size if layer.neuron.fires else 1
             out_index.append(np.zeros(cap + layer.unit, dtype=np.int32))  # + slack for kernels._fire_neurons
             out_count.append(np.zeros(cap + layer.unit, dtype=dtype))
             out_offsets.append(np.zeros(timesteps + 1, dtype=np.int64))
@@ -51,7 +51,7 @@ class Workspace:
 def leak_table(layer: Layer, timesteps: int, dtype) -> np.ndarray:
     """``leak ** gap`` for every whole number of steps, built by repeated multiplication as the
     dense model leaks (so that the two agree to the last bit)."""
-    return np.cumprod(np.r_[1.0, np.full(timesteps, layer.leak)]).astype(dtype)
+    return np.cumprod(np.r_[1.0, np.full(timesteps, layer.neuron.leak)]).astype(dtype)
 
 
 def run_steps(layers: list[Layer], leak_tables: list[np.ndarray], ws: Workspace, events: SpikeEvents,
@@ -65,9 +65,9 @@ def run_steps(layers: list[Layer], leak_tables: list[np.ndarray], ws: Workspace,
     spike_counts = {}
     output = None
     for i, layer in enumerate(layers):
-        if not layer.fires:
+        if not layer.neuron.fires:
             state = ws.states[i]
-            kernels.leak_to(state.V, state.t_last, layer.unit, timesteps, math.log(layer.leak))
+            kernels.leak_to(state.V, state.t_last, layer.unit, timesteps, math.log(layer.neuron.leak))
             output = state.V.astype(np.float64) / timesteps
         elif record_spikes:
             spike_counts[layer.name] = _to_chw_counts(queues[layer.name].index, queues[layer.name].sign, layer)
@@ -90,11 +90,11 @@ def run_layers(layers: list[Layer], tables: list[np.ndarray], ws: Workspace, que
             pool, pool_state = layers[i + 1], ws.states[i + 1]
             ev_offsets, ev_index, ev_sign = gather(queues, layer.sources)
             n_out, n_pool = kernels.run_population_steps_pooled(
-                state.V, layer.unit, state.t_last, state.stamp, state.touched, t0, tables[i], math.log(layer.leak),
-                layer.threshold, layer.projections, layer.weights, layer.routes, ev_offsets, ev_index, ev_sign,
+                state.V, layer.unit, state.t_last, state.stamp, state.touched, t0, tables[i], math.log(layer.neuron.leak),
+                layer.neuron.threshold, layer.projections, layer.weights, layer.routes, ev_offsets, ev_index, ev_sign,
                 ws.out_index[i], ws.out_count[i], ws.out_offsets[i], counters[i],
                 pool_state.V, pool_state.t_last, pool_state.stamp, pool_state.touched, tables[i + 1],
-                math.log(pool.leak), pool.threshold, pool.routes, pool_share_of(pool),
+                math.log(pool.neuron.leak), pool.neuron.threshold, pool.routes, pool_share_of(pool),
                 ws.out_index[i + 1], ws.out_count[i + 1], ws.out_offsets[i + 1], counters[i + 1],
             )
             queues[layer.name] = _queue(ws, i, n_out, steps)
@@ -102,7 +102,7 @@ def run_layers(layers: list[Layer], tables: list[np.ndarray], ws: Workspace, que
             continue
         n_out = run_layer(layer, state, t0, tables[i], queues, ws.out_index[i], ws.out_count[i], ws.out_offsets[i],
                           counters[i])
-        if layer.fires:
+        if layer.neuron.fires:
             queues[layer.name] = _queue(ws, i, n_out, steps)
 
 
@@ -124,7 +124,7 @@ def pools_into_next(layers: list[Layer], i: int) -> bool:
         return False
     layer, pool = layers[i], layers[i + 1]
     rows = pool.projections
-    return (layer.fires and pool.fires and _paper_rule(layer) and _paper_rule(pool)
+    return (layer.neuron.fires and pool.neuron.fires and _paper_rule(layer) and _paper_rule(pool)
             and pool.sources == (layer.name,) and len(rows) == 1 and pool.unit == 1
             and rows[0, kernels.P_OP] in (kernels.OP_AVGPOOL, kernels.OP_SUMPOOL)
             and rows[0, kernels.P_ROUTE_OFFSET] == 0)
@@ -151,8 +151,8 @@ def run_layer(layer: Layer, state: LayerState, t0: int, table: np.ndarray, queue
     number of output events."""
     ev_offsets, ev_index, ev_sign = gather(queues, layer.sources)
     return kernels.run_population_steps(
-        state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, t0, table, math.log(layer.leak),
-        *layer.firing, layer.fires, layer.projections, layer.weights, layer.routes,
+        state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, t0, table, math.log(layer.neuron.leak),
+        *layer.firing, layer.neuron.fires, layer.projections, layer.weights, layer.routes,
         ev_offsets, ev_index, ev_sign, out_index, out_count, out_offsets, counters,
     )
 
@@ -214,11 +214,13 @@ class StepStream:
 
     # --- input ------------------------------------------------------------------------------
 
-    def feed(self, events: np.ndarray, hold: bool = False) -> None:
+    def feed(self, events: np.ndarray, hold: bool = False, end_us: float | None = None) -> None:
         """Take one chunk of tonic events, in time order after the earlier chunks; run every
         step that closes. With ``hold`` the events are only queued: the steps run at
-        :meth:`advance_to` or :meth:`flush`, which lets a caller read out between steps of a
-        chunk it validated and binned once (results do not depend on when steps run)."""
+        :meth:`advance_to`, :meth:`flush` or :meth:`finish`, which lets a caller read out between
+        steps of a chunk it validated and binned once (results do not depend on when steps run).
+        ``end_us``, the time the chunk was read up to, is the streams' common interface
+        (evsim.engine.asynchronous.Stream takes the window at it); a step closes by its events."""
         timed = timed_input_events(events, self.network.input_shape, self.network.dtype, self.last_time_us)
         if not len(timed):
             return
@@ -258,6 +260,12 @@ class StepStream:
         if self._pending_step >= 0:
             self._run_until(self._pending_step + 1)
 
+    def finish(self, end_us: float | None = None) -> RunResult:
+        """The stream has ended (``end_us``: the last event read, as the asynchronous stream takes
+        it): :meth:`flush`, then the result of the whole stream, empty if no event arrived."""
+        self.flush()
+        return self.result(allow_empty=True)
+
     # --- output -----------------------------------------------------------------------------
 
     def output(self, at_step: int | None = None) -> np.ndarray:
@@ -267,7 +275,7 @@ class StepStream:
         layer = self.network.layers[-1]
         state = self.ws.states[-1]
         V, t_last = state.V.copy(), state.t_last.copy()
-        kernels.leak_to(V, t_last, layer.unit, at, math.log(layer.leak))
+        kernels.leak_to(V, t_last, layer.unit, at, math.log(layer.neuron.leak))
         return V.astype(np.float64) / self.timesteps
 
     def result(self, allow_empty: bool = False) -> RunResult:
@@ -284,6 +292,10 @@ class StepStream:
             return self._window
         check_fed(self.input_events, allow_empty)
         return self._result(self.timesteps, self.counters, self.input_events)
+
+    def facts(self) -> dict:
+        """What this mode adds to a stream's report: the steps run."""
+        return {"steps": self.steps_done}
 
     def _result(self, at_step: int, counters, input_events: int) -> RunResult:
         layers = [LayerCounts.from_counters(layer, c, self.timesteps) for layer, c in zip(self.network.layers, counters)]
@@ -344,5 +356,5 @@ class StepStream:
             if stale.any():
                 gaps = (start - self.timesteps) - state.t_last[stale]
                 V = state.V.reshape(-1, layer.unit)
-                V[stale] *= np.power(layer.leak, gaps.astype(np.float64))[:, None].astype(V.dtype)
+                V[stale] *= np.power(layer.neuron.leak, gaps.astype(np.float64))[:, None].astype(V.dtype)
                 state.t_last[stale] = start - self.timesteps

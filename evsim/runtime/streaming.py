@@ -30,10 +30,18 @@ from evsim.datasets.formats import open_event_file
 from evsim.errors import DataError, EvsimError, InputError, require
 from evsim.events import make_events, sensor_size
 from evsim.model.names import Mode
-from evsim.engine.asynchronous import input_window_us
-from evsim.runtime.modes import mode_stream
+from evsim.engine.asynchronous import Stream, input_window_us
+from evsim.engine.step import StepStream
 
 MODES = tuple(Mode)
+
+
+def recording_stream(network, mode: str):
+    """The stream of ``network`` in ``mode`` for a recording in recording time (its first event
+    read is 0: the step bins start there, though a crop may drop that event). Both modes' streams
+    are read the same way: ``feed(chunk, hold=True, end_us=...)``, ``advance_to``, ``output``,
+    ``finish``, ``window_result``, ``facts``."""
+    return StepStream(network, origin_us=0) if Mode.of(mode, "mode") == Mode.STEP else Stream(network)
 
 
 def tonic_transforms():
@@ -148,7 +156,7 @@ def warm_up(network, mode: str = "step") -> None:
         return
     _warm[network].add(mode)
     width, height, polarities = model_sensor_size(network)
-    stream = mode_stream(network, mode)
+    stream = recording_stream(network, mode)
     window_us = input_window_us(network)
     x, y, p = np.meshgrid(np.arange(width), np.arange(height), np.arange(polarities), indexing="ij")
     times = np.linspace(0, window_us, 9)[:-1].astype(np.int64)  # every pixel fires at 8 times
@@ -157,11 +165,11 @@ def warm_up(network, mode: str = "step") -> None:
     half = len(events) // 2
     mark = float(times[len(times) // 2])
     for chunk in (events[:half], events[half:]):
-        stream.feed(chunk, int(chunk["t"][-1]))
+        stream.feed(chunk, hold=True, end_us=int(chunk["t"][-1]))
         stream.advance_to(mark)
         stream.output()
     stream.finish(int(times[-1]))
-    stream.window_result()
+    stream.window_result(allow_empty=True)
 
 
 class Stop:
@@ -226,7 +234,7 @@ def stream_file(source, network, every_us: float, crop=None, downsample=None, ch
     if on_start is not None:
         on_start()
     started = time.perf_counter()
-    stream = mode_stream(network, mode)
+    stream = recording_stream(network, mode)
     run = _Run(stream, Timeline(keep_timeline), on_point, every_us, live)
     with _ctrl_c_stops_between_chunks():
         try:
@@ -267,8 +275,9 @@ def stream_file(source, network, every_us: float, crop=None, downsample=None, ch
         "interrupted": run.interrupted,
         **stream.facts(),
     }
-    if stream.window_result() is not None:
-        report["window"] = _counts(stream.window_result())
+    window = stream.window_result(allow_empty=True)
+    if window is not None:
+        report["window"] = _counts(window)
     if live is not None:
         report["live"] = {**live(), "camera": event_file.camera, "end": event_file.end}
     if run.error is not None:
@@ -280,7 +289,7 @@ class _Run:
     """A recording as it plays through a stream: its clock, read-out times and timeline."""
 
     def __init__(self, stream, timeline: Timeline, on_point, every_us: float, progress=None):
-        self.stream = stream  # evsim.runtime.modes: either mode, read the same way
+        self.stream = stream  # either mode (recording_stream), read the same way
         self.timeline = timeline
         self.on_point = on_point
         self.progress = progress  # a live source's counts, added to every read-out
@@ -302,7 +311,7 @@ class _Run:
         read, chunk_end_us = len(chunk), int(chunk["t"][-1])
         if transform is not None:
             chunk = transform(chunk)
-        stream.feed(chunk, chunk_end_us)
+        stream.feed(chunk, hold=True, end_us=chunk_end_us)
         while self.next_mark <= chunk_end_us:
             stream.advance_to(self.next_mark)
             self.mark(self.next_mark)
@@ -338,6 +347,6 @@ def _layer_counts(result) -> dict:
     return {
         "synops": result.synops,
         "spikes": result.spikes,
-        "spikes_per_layer": {layer.name: layer.spikes for layer in result.layers if layer.kind != "output"},
+        "spikes_per_layer": {layer.name: layer.spikes for layer in result.layers if layer.neuron.kind != "output"},
         "synops_per_layer": {layer.name: layer.synops for layer in result.layers},
     }

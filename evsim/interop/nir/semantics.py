@@ -18,7 +18,7 @@ A gain g on the input current is applied as the threshold ``th / g`` (the membra
 does it). Derived factors within 1e-9 of 1 are 1 (``r * dt / tau`` with ``r = tau / dt`` rounds).
 What evsim refuses rather than simulate differently: nonzero biases and v_leak (a constant input at
 every step, dense work: evsim.model.graph.refuse_bias), a reset to anything but 0, per-neuron time
-constants, dilated or grouped or asymmetric convolutions, padded pooling, and any node type but
+constants, dilated or asymmetric convolutions, padded pooling, and any node type but
 Input, Output, Conv2d, AvgPool2d, SumPool2d, Flatten, Linear, Affine, Scale (folded into weights),
 IF, LIF, and LI or I as the readout.
 """
