@@ -215,15 +215,7 @@ def run_epoch(
     network.train(training)
     param = network.weights[0]
     order = rng.permutation(len(samples)) if training else np.arange(len(samples))
-    if stepwise and penalty.active:
-        raise InputError("the activity penalty needs the layer-major forward")
-    forward = network.forward_stepwise if stepwise else network.forward
-    if distributed is not None:
-        if stepwise:
-            raise InputError("distributed training runs the layer-major forward")
-        rng = distributed.generator(rng)  # after the shared shuffle: each rank codes its own samples
-        if training:
-            forward = distributed.model  # DDP's forward arranges the gradients' all-reduce
+    forward, rng = _epoch_forward(network, rng, training, stepwise, penalty, distributed)
     fans = fan_outs(network.graph, param.dtype, param.device)
     total_loss, total_penalty, total_synops, total_events, correct, seen = 0.0, 0.0, 0.0, 0.0, 0, 0
     total_spikes: dict[str, float] = {}
@@ -233,12 +225,7 @@ def run_epoch(
         batch = order[first : first + batch_size]
         if distributed is not None:
             batch = distributed.batch(batch)
-        if len(batch) == 0:  # a last mini-batch smaller than the ranks: this one still joins the all-reduce
-            frames = torch.zeros((timesteps, 0, *samples.input_shape))
-        else:
-            frames = torch.from_numpy(samples.inputs(batch, timesteps, rng) if seed is None
-                                      else coded_inputs(samples, batch, timesteps, seed))
-        inputs = frames.to(device=param.device, dtype=param.dtype)
+        inputs = _batch_inputs(samples, batch, timesteps, rng, seed).to(device=param.device, dtype=param.dtype)
         labels = torch.from_numpy(samples.labels[batch]).to(param.device)
         activity: dict[str, torch.Tensor] = {}
         with torch.set_grad_enabled(training):
@@ -268,16 +255,45 @@ def run_epoch(
             bar.set_postfix(loss=f"{total_loss / max(seen, 1):.4f}", acc=f"{100 * correct / max(seen, 1):.2f}%", refresh=False)
     if bar is not None:
         bar.close()
+    totals = [total_loss, total_penalty, total_synops, total_events, correct, seen]
     if distributed is not None:
-        names = sorted(total_spikes)
-        summed = distributed.sum([total_loss, total_penalty, total_synops, total_events, correct, seen,
-                                  *(total_spikes[name] for name in names)])
-        total_loss, total_penalty, total_synops, total_events = summed[:4]
-        correct, seen = int(summed[4]), int(summed[5])
-        total_spikes = dict(zip(names, summed[6:]))
+        totals, total_spikes = _summed_over_ranks(distributed, totals, total_spikes)
+    total_loss, total_penalty, total_synops, total_events, correct, seen = totals
     n = max(seen, 1)
     return EpochResult(total_loss / n, correct / n, seen, time.perf_counter() - start, total_synops / n,
                        total_penalty / n, {name: value / n for name, value in total_spikes.items()}, total_events / n)
+
+
+def _epoch_forward(network: SpikingNetwork, rng, training: bool, stepwise: bool, penalty: ActivityPenalty,
+                   distributed: Distributed | None):
+    """The forward an epoch calls (layer-major, step-major, or DDP's) and the generator its ranks
+    code their samples with; InputError for the combinations that cannot run."""
+    if stepwise and penalty.active:
+        raise InputError("the activity penalty needs the layer-major forward")
+    forward = network.forward_stepwise if stepwise else network.forward
+    if distributed is not None:
+        if stepwise:
+            raise InputError("distributed training runs the layer-major forward")
+        rng = distributed.generator(rng)  # after the shared shuffle: each rank codes its own samples
+        if training:
+            forward = distributed.model  # DDP's forward arranges the gradients' all-reduce
+    return forward, rng
+
+
+def _batch_inputs(samples: SampleSet, batch: np.ndarray, timesteps: int, rng, seed: int | None) -> torch.Tensor:
+    """A mini-batch's input frames ``[T, B, ...]`` (coded per sample with ``seed``, else from ``rng``)."""
+    if len(batch) == 0:  # a last mini-batch smaller than the ranks: this one still joins the all-reduce
+        return torch.zeros((timesteps, 0, *samples.input_shape))
+    return torch.from_numpy(samples.inputs(batch, timesteps, rng) if seed is None
+                            else coded_inputs(samples, batch, timesteps, seed))
+
+
+def _summed_over_ranks(distributed: Distributed, totals: list, spikes: dict[str, float]):
+    """An epoch's totals (loss, penalty, synops, events, correct, seen) and spikes per layer,
+    summed over every rank's share."""
+    names = sorted(spikes)
+    summed = distributed.sum([*totals, *(spikes[name] for name in names)])
+    return [*summed[:4], int(summed[4]), int(summed[5])], dict(zip(names, summed[6:]))
 
 
 def progress_bar(total: int, description: str, enabled: bool):
