@@ -169,7 +169,9 @@ class Network:
         """A stream to :meth:`feed <StepStream.feed>` events chunk by chunk as they arrive:
         a :class:`~evsim.engine.step.StepStream` (``mode="step"``, the trained network's time
         steps, exactly :meth:`run`'s step mode) or an asynchronous
-        :class:`~evsim.engine.asynchronous.Stream` (``mode="async"``, continuous time)."""
+        :class:`~evsim.engine.asynchronous.Stream` (``mode="async"``, continuous time). Both are
+        read the same way: ``feed`` (with ``hold`` and ``end_us`` for read-outs between chunks),
+        ``advance_to``, ``output``, ``finish``, ``window_result``, ``facts``."""
         return {Mode.STEP: StepStream, Mode.ASYNC: Stream}[Mode.of(mode, "mode")](self, **options)
 
     def run_batch(self, inputs, workers: int = 2) -> list[RunResult]:
