@@ -98,7 +98,7 @@ MUTANTS = (
            "        return leak_table[int(gap)]\n", "        return leak_table[int(gap) - 1]\n",
            EXACT),
     Mutant("conv-kernel-not-flipped", "step == dense", "evsim/model/ops.py",
-           "weight.transpose(1, 2, 3, 0)[:, :, ::-1, :]", "weight.transpose(1, 2, 3, 0)",
+           "return np.ascontiguousarray(by_input[:, :, ::-1, :])", "return np.ascontiguousarray(by_input)",
            EXACT),
     Mutant("async-leak-table-shifted", "async leak lookup == exp", "evsim/engine/kernels.py",
            "        table[g] = math.exp(log_leak * float(g))\n", "        table[g] = math.exp(log_leak * float(g + 1))\n",
