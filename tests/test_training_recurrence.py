@@ -84,3 +84,52 @@ def test_the_kernels_really_run():
     with torch_recurrence():
         assert not neurons._fused(x)
     assert neurons._fused(x)
+
+
+def _old_fire(pop, current, mask=None, count=False):
+    """The trainer's firing before DroppedFiring: the kernels' FiringRecurrence, then torch's ``* mask`` and ``sum(0)``."""
+    from evsim.training.network import dropped_and_counted, surrogate_of
+
+    return dropped_and_counted(FiringRecurrence.apply(current, pop.threshold, pop.leak, *surrogate_of(pop)), mask, count)
+
+
+def _training_step(network, inputs, labels, masks):
+    """What run_epoch does with one mini-batch, the synops penalty included, up to the gradients."""
+    from evsim.training.regularizers import ActivityPenalty, fan_outs, penalty_sum, synops_per_sample
+    from evsim.training.trainer import loss_sum
+
+    network.zero_grad(set_to_none=True)
+    activity: dict = {}
+    record: dict = {}
+    output = network(inputs, masks=masks, activity=activity, record=record)
+    synops = synops_per_sample(inputs, activity, fan_outs(network.graph, inputs.dtype))
+    (loss_sum(output, labels) + penalty_sum(ActivityPenalty(synops=1e-4), synops, activity)).backward()
+    return output.detach(), {k: v.detach() for k, v in activity.items()}, record, [p.grad for p in network.weights]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_dropout_and_counts_in_the_kernels_keep_every_gradient(dtype, dropout, monkeypatch):
+    """A LeNet training step (dropout, the synops penalty on the counts) gives the same output,
+    counts, spikes (values and layout) and weight gradients, to the last bit, with the mask and the
+    counts folded into the kernels as with FiringRecurrence followed by torch's ``* mask`` and ``sum(0)``."""
+    from evsim.training import network as network_module
+    from evsim.training.architectures import lenet
+
+    graph = lenet((2, 16, 16), 12)
+    torch.manual_seed(5)
+    network = network_module.SpikingNetwork(graph, dropout=dropout).to(dtype).train()
+    generator = torch.Generator().manual_seed(6)
+    inputs = (torch.rand((12, 3, 2, 16, 16), generator=generator) < 0.3).to(dtype)
+    labels = torch.tensor([1, 4, 7])
+    masks = network.dropout_masks(3)
+    new = _training_step(network, inputs, labels, masks)
+    monkeypatch.setattr(network_module, "fire", _old_fire)
+    old = _training_step(network, inputs, labels, masks)
+    assert torch.equal(new[0], old[0])
+    assert new[1].keys() == old[1].keys() and all(torch.equal(new[1][k], old[1][k]) for k in old[1])
+    for name, spikes in old[2].items():
+        assert spikes.sum() > 0, name  # every population fires, so every gradient path is exercised
+        assert torch.equal(new[2][name], spikes) and new[2][name].stride() == spikes.stride()
+    for got, want in zip(new[3], old[3]):
+        assert want.abs().sum() > 0 and torch.equal(got, want)

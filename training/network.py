@@ -27,10 +27,12 @@ from evsim.model.graph import INPUT, Graph, Population, Projection
 from evsim.model.file import check_weights, load_model, save_model
 from evsim.training.bptt import FastSigmoid, fire_through_time, integrate_through_time
 from evsim.training.neurons import (
+    DroppedFiring,
     FiringRecurrence,
     LeakAsIdentity,
     OutputIntegrator,
     StepSpike,
+    kernels_run,
     leak_correction,
     reset_membrane,
 )
@@ -155,11 +157,13 @@ class SpikingNetwork(nn.Module):
             current = self._current(pop, flat, steps * batch).reshape(steps, batch, *pop.shape)
             if not pop.fires:
                 return integrate_through_time(pop, current) if self.bptt else OutputIntegrator.apply(current, pop.leak)
-            spikes = fire_through_time(pop, current, self.bptt) if self.bptt else fire(pop, current)
+            if self.bptt:
+                spikes, counts = dropped_and_counted(fire_through_time(pop, current, self.bptt), masks.get(pop.name),
+                                                     activity is not None)
+            else:
+                spikes, counts = fire(pop, current, masks.get(pop.name), activity is not None)
             if activity is not None:
-                activity[pop.name] = spikes.sum(dim=0)
-            if pop.name in masks:
-                spikes = spikes * masks[pop.name]
+                activity[pop.name] = counts
             if record is not None:
                 record[pop.name] = spikes.detach()
             flat[pop.name] = spikes.reshape(steps * batch, *pop.shape)
@@ -241,14 +245,28 @@ def _per_neuron(value, pop: Population, like: torch.Tensor):
     return value
 
 
-def fire(pop: Population, current: torch.Tensor) -> torch.Tensor:
+def fire(pop: Population, current: torch.Tensor, mask: torch.Tensor | None = None,
+         count: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A firing population's spikes ``[T, B, ...]`` (counts for multi-spike neurons) from its
-    currents, with the paper's gradient (evsim.training.neurons)."""
+    currents, times the dropout ``mask [B, ...]`` (None: none), and with ``count`` its spike counts
+    ``[B, ...]`` before the mask (the kernels count anyway), with the paper's gradient
+    (evsim.training.neurons)."""
     surrogate, corrected = surrogate_of(pop)
+    if pop.neuron.is_default_rule and kernels_run(current):
+        return DroppedFiring.apply(current, mask, pop.threshold, pop.leak, surrogate, corrected)
     if pop.neuron.is_default_rule:
-        return FiringRecurrence.apply(current, pop.threshold, pop.leak, surrogate, corrected)
-    return FiringRecurrence.apply(current, threshold_tensor(pop, current), pop.leak,
-                                  _per_neuron(surrogate, pop, current), corrected, pop.neuron)
+        spikes = FiringRecurrence.apply(current, pop.threshold, pop.leak, surrogate, corrected)
+    else:
+        spikes = FiringRecurrence.apply(current, threshold_tensor(pop, current), pop.leak,
+                                        _per_neuron(surrogate, pop, current), corrected, pop.neuron)
+    return dropped_and_counted(spikes, mask, count)
+
+
+def dropped_and_counted(spikes: torch.Tensor, mask: torch.Tensor | None,
+                        count: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``spikes [T, B, ...]`` times the dropout ``mask`` (None: none), and with ``count`` their
+    counts before it."""
+    return (spikes if mask is None else spikes * mask), (spikes.sum(dim=0) if count else None)
 
 
 def dense_forward(

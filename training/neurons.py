@@ -170,22 +170,7 @@ class FiringRecurrence(torch.autograd.Function):
     @staticmethod
     def _forward_fused(ctx, current, threshold, leak, surrogate, corrected):
         """The loop above in one pass of evsim.training.recurrence's kernel (identical results)."""
-        order = _layout(current)
-        flat = current.permute(order).contiguous()
-        fired = torch.empty_like(flat, dtype=torch.bool)
-        scale = torch.empty_like(flat[0])
-        currents = flat.detach().numpy().reshape(flat.shape[0], -1)
-        use_threads(torch.get_num_threads())
-        # without a backward (evaluation) eq. 22's trace and count would be computed for nothing
-        fire_forward(currents, *dtype_scalars(currents.dtype, threshold, leak, surrogate),
-                     corrected and ctx.needs_input_grad[0], fired.numpy().reshape(currents.shape),
-                     scale.numpy().reshape(-1))
-        spikes = fired.to(current.dtype)
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(fired, scale)
-            ctx.keep = None
-            ctx.order = order
-        return spikes.permute(_inverse(order))
+        return _kernel_forward(ctx, current, None, threshold, leak, surrogate, corrected)[0]
 
     @staticmethod
     def _forward_rule(ctx, current, threshold, leak, surrogate, corrected, rule):
@@ -222,16 +207,9 @@ class FiringRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes):
-        fired, scale = ctx.saved_tensors
-        order = getattr(ctx, "order", None)
-        if order is not None:  # the fused forward: fired and scale are in its layout
-            flat = grad_spikes.permute(order).contiguous()
-            grad = torch.empty_like(flat)
-            steps = flat.shape[0]
-            use_threads(torch.get_num_threads())
-            fire_backward(flat.numpy().reshape(steps, -1), fired.numpy().reshape(steps, -1),
-                          scale.numpy().reshape(-1), grad.numpy().reshape(steps, -1))
-            return grad.permute(_inverse(order)), None, None, None, None, None
+        fired, scale = ctx.saved_tensors[:2]
+        if getattr(ctx, "order", None) is not None:  # the fused forward: fired and scale are in its layout
+            return _kernel_backward(ctx, grad_spikes, None), None, None, None, None, None
         grad = grad_spikes * scale  # g_s[t] * factor * surrogate, for every t at once
         last = grad.shape[0] - 1
         grad[last].mul_(fired[last])
@@ -244,6 +222,76 @@ class FiringRecurrence(torch.autograd.Function):
             for t in range(last - 1, -1, -1):
                 grad[t].mul_(fired[t]).add_(grad[t + 1] * keep[t])
         return grad, None, None, None, None, None
+
+
+def kernels_run(current: torch.Tensor, rule=None) -> bool:
+    """Whether the paper's rule runs as evsim.training.recurrence's kernels (:class:`DroppedFiring`)."""
+    return rule is None and _fused(current)
+
+
+def _in_layout(tensor: torch.Tensor | None, order: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """``tensor [B, ...]`` (None: an empty one) as a flat array in the layout ``order`` of a window's step."""
+    if tensor is None:
+        return like.new_empty(0)
+    return tensor.to(like.dtype).permute([d - 1 for d in order[1:]]).contiguous().reshape(-1)
+
+
+def _kernel_forward(ctx, current, mask, threshold, leak, surrogate, corrected):
+    """Spikes ``[T, B, ...]`` (times ``mask [B, ...]``, None: none) and spike counts ``[B, ...]`` of
+    the paper's rule from evsim.training.recurrence's forward kernel, in the currents' layout; ``ctx``
+    keeps what :func:`_kernel_backward` needs."""
+    order = _layout(current)
+    flat = current.detach().permute(order).contiguous()
+    steps = flat.shape[0]
+    fired = torch.empty_like(flat, dtype=torch.bool)
+    spikes = torch.empty_like(flat)
+    count = torch.empty_like(flat[0])
+    scale = torch.empty_like(flat[0])
+    currents = flat.numpy().reshape(steps, -1)
+    flat_mask = _in_layout(mask, order, flat)
+    use_threads(torch.get_num_threads())
+    # without a backward (evaluation) eq. 22's trace would be computed for nothing
+    fire_forward(currents, *dtype_scalars(currents.dtype, threshold, leak, surrogate),
+                 corrected and ctx.needs_input_grad[0], flat_mask.numpy(), fired.numpy().reshape(currents.shape),
+                 spikes.numpy().reshape(currents.shape), count.numpy().reshape(-1), scale.numpy().reshape(-1))
+    if ctx.needs_input_grad[0]:
+        ctx.save_for_backward(fired, scale, flat_mask)
+        ctx.keep = None
+        ctx.order = order
+    back = _inverse(order)
+    return spikes.permute(back), count.permute([d - 1 for d in back[1:]])
+
+
+def _kernel_backward(ctx, grad_spikes, grad_count) -> torch.Tensor:
+    """The currents' gradient from :func:`_kernel_forward`'s saved state, the spikes' gradient and the
+    counts' (None: the counts fed no loss)."""
+    fired, scale, flat_mask = ctx.saved_tensors
+    order = ctx.order
+    steps = fired.shape[0]
+    flat = (torch.zeros_like(fired, dtype=scale.dtype) if grad_spikes is None
+            else grad_spikes.permute(order).contiguous())
+    grad = torch.empty_like(flat)
+    use_threads(torch.get_num_threads())
+    fire_backward(flat.numpy().reshape(steps, -1), flat_mask.numpy(), _in_layout(grad_count, order, flat).numpy(),
+                  fired.numpy().reshape(steps, -1), scale.numpy().reshape(-1), grad.numpy().reshape(steps, -1))
+    return grad.permute(_inverse(order))
+
+
+class DroppedFiring(torch.autograd.Function):
+    """The paper's rule as the kernels, with what the trainer does next folded in: currents
+    ``[T, B, ...]`` -> (spikes times the dropout ``mask [B, ...]`` (None: no dropout), the spike
+    counts ``[B, ...]`` before the mask). The same bits, forward and backward, as
+    ``s = FiringRecurrence.apply(...)``, ``s * mask`` and ``s.sum(0)`` (tests/test_training_recurrence.py);
+    one pass over the window each way instead of four."""
+
+    @staticmethod
+    def forward(ctx, current, mask, threshold: float, leak: float, surrogate: float, corrected: bool):
+        ctx.set_materialize_grads(False)
+        return _kernel_forward(ctx, current, mask, threshold, leak, surrogate, corrected)
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_count):
+        return _kernel_backward(ctx, grad_spikes, grad_count), None, None, None, None, None
 
 
 class OutputIntegrator(torch.autograd.Function):

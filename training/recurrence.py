@@ -24,56 +24,70 @@ CHUNK = 4096  # neurons per parallel task: a chunk's membranes stay in L1 over t
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def fire_forward(current, threshold, leak, log_leak, surrogate, corrected, fired, scale):
-    """Currents ``[T, N]`` -> ``fired [T, N]`` (bool) and the backward scale ``[N]``: eq. 22's
-    ``factor * surrogate`` when ``corrected``, else ``surrogate``. Scalars come in the arrays' dtype."""
+def fire_forward(current, threshold, leak, log_leak, surrogate, corrected, mask, fired, spikes, count, scale):
+    """Currents ``[T, N]`` -> ``fired [T, N]`` (bool), ``spikes [T, N]`` (the float spikes times the
+    dropout ``mask [N]``; an empty mask: none), the spike count ``[N]`` (before the mask) and the
+    backward scale ``[N]``: eq. 22's ``factor * surrogate`` when ``corrected``, else ``surrogate``.
+    Scalars come in the arrays' dtype. The mask's product and the count are torch's ``spikes * mask``
+    and ``spikes.sum(0)`` (a sum of 0/1 values is exact in any order), done in the same pass."""
     steps, n = current.shape
     zero = current.dtype.type(0.0)
     one = current.dtype.type(1.0)
     leaky = leak != one
+    masked = mask.shape[0] > 0
     for chunk in prange((n + CHUNK - 1) // CHUNK):
         lo = chunk * CHUNK
         hi = min(lo + CHUNK, n)
         membrane = np.zeros(hi - lo, current.dtype)
         trace = np.zeros(hi - lo, current.dtype)
-        count = np.zeros(hi - lo, current.dtype)
+        count[lo:hi] = zero
         for t in range(steps):
             for i in range(lo, hi):
                 v = membrane[i - lo] + current[t, i]
                 spike = v > threshold
                 fired[t, i] = spike
                 s = one if spike else zero
+                spikes[t, i] = s * mask[i] if masked else s
                 if spike:
                     v = zero
                 if leaky:
                     v = v * leak
                 membrane[i - lo] = v
+                count[i] = count[i] + s
                 if corrected:
                     trace[i - lo] = trace[i - lo] * leak + s
-                    count[i - lo] = count[i - lo] + s
         for i in range(lo, hi):
             if not corrected:
                 scale[i] = surrogate
-            elif count[i - lo] == zero:
+            elif count[i] == zero:
                 scale[i] = zero
             else:
-                scale[i] = (trace[i - lo] * log_leak / count[i - lo] + one) * surrogate
+                scale[i] = (trace[i - lo] * log_leak / count[i] + one) * surrogate
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def fire_backward(grad_spikes, fired, scale, grad):
-    """``grad[t] = g_s[t] * scale`` where the neuron fired at ``t``, else ``grad[t + 1]`` (0 after the last step)."""
+def fire_backward(grad_spikes, mask, grad_count, fired, scale, grad):
+    """``grad[t] = g_s[t] * scale`` where the neuron fired at ``t``, else ``grad[t + 1]`` (0 after the last step).
+
+    ``g_s[t]`` is what autograd would hand the unmasked spikes: ``grad_spikes[t] * mask + grad_count``
+    (the gradients of ``spikes * mask`` and of ``spikes.sum(0)``; empty arrays: no mask, no count gradient)."""
     steps, n = grad_spikes.shape
     zero = grad.dtype.type(0.0)
+    masked = mask.shape[0] > 0
+    counted = grad_count.shape[0] > 0
     for chunk in prange((n + CHUNK - 1) // CHUNK):
         lo = chunk * CHUNK
         hi = min(lo + CHUNK, n)
-        for i in range(lo, hi):
-            g = grad_spikes[steps - 1, i] * scale[i]
-            grad[steps - 1, i] = g if fired[steps - 1, i] else g * zero
-        for t in range(steps - 2, -1, -1):
+        for t in range(steps - 1, -1, -1):
             for i in range(lo, hi):
-                grad[t, i] = grad_spikes[t, i] * scale[i] if fired[t, i] else grad[t + 1, i]
+                g = grad_spikes[t, i] * mask[i] if masked else grad_spikes[t, i]
+                if counted:
+                    g = g + grad_count[i]
+                if t == steps - 1:
+                    g = g * scale[i]
+                    grad[t, i] = g if fired[t, i] else g * zero
+                else:
+                    grad[t, i] = g * scale[i] if fired[t, i] else grad[t + 1, i]
 
 
 def dtype_scalars(dtype: np.dtype, threshold: float, leak: float, surrogate: float) -> tuple:
