@@ -198,11 +198,11 @@ MUTANTS = (
            ("tests/test_training_recurrence.py",)),
     Mutant("recurrence-kernel-count-gradient", "training gradients", "training/recurrence.py",
            "                    g = g + grad_count[i]\n", "                    g = g + grad_count[i] * grad_count[i]\n",
-           ("tests/test_training_recurrence.py::test_dropout_and_counts_in_the_kernels_keep_every_gradient",)),
+           ("tests/test_training_recurrence.py::test_dropout_counts_and_pools_in_the_kernels_keep_every_gradient",)),
     Mutant("recurrence-kernel-mask-order", "training gradients", "training/recurrence.py",
            "g = grad_spikes[t, i] * mask[i] if masked else grad_spikes[t, i]",
            "g = grad_spikes[t, i] if masked else grad_spikes[t, i]",
-           ("tests/test_training_recurrence.py::test_dropout_and_counts_in_the_kernels_keep_every_gradient",)),
+           ("tests/test_training_recurrence.py::test_dropout_counts_and_pools_in_the_kernels_keep_every_gradient",)),
     # --- issue 30: no silent wrong answer, no lost work
     Mutant("silent-input-runs", "no silent class 0", "evsim/events.py",
            "    if count == 0:\n        raise InputError(\"the input holds no spikes",

@@ -59,7 +59,14 @@ import math
 import torch
 
 from evsim.model.neuron import Reset
-from evsim.training.recurrence import dtype_scalars, fire_backward, fire_forward, use_threads
+from evsim.training.recurrence import (
+    dtype_scalars,
+    fire_backward,
+    fire_forward,
+    fire_pool_backward,
+    fire_pool_forward,
+    use_threads,
+)
 
 
 def leak_correction(spikes: torch.Tensor, leak: float) -> torch.Tensor:
@@ -292,6 +299,61 @@ class DroppedFiring(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes, grad_count):
         return _kernel_backward(ctx, grad_spikes, grad_count), None, None, None, None, None
+
+
+CHANNELS_LAST = (0, 1, 3, 4, 2)  # [T, B, C, H, W] stored as [T, B, H, W, C]: what convolutions give
+
+
+def pools_in_kernels(current: torch.Tensor) -> bool:
+    """Whether :class:`FiringIntoPool` can run for these currents (the kernels' rule, channels-last)."""
+    return _fused(current) and current.dim() == 5 and _layout(current) == CHANNELS_LAST
+
+
+def _channels_last(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """``tensor [B, C, H, W]`` as a contiguous ``[B, H, W, C]`` array (None: an empty one)."""
+    if tensor is None:
+        return like.new_empty((0, 1, 1, 1))
+    return tensor.to(like.dtype).permute(0, 2, 3, 1).contiguous()
+
+
+class FiringIntoPool(torch.autograd.Function):
+    """:class:`DroppedFiring` for a population whose spikes only feed a ``kernel x kernel`` average
+    pool of stride ``kernel``: currents ``[T, B, C, H, W]`` (channels-last) -> (the pool's currents
+    ``[T, B, C, H // kernel, W // kernel]``, the spike counts ``[B, C, H, W]``). The same bits as
+    DroppedFiring followed by ``avg_pool2d``, forward and backward, without the window's float
+    spikes and their gradient ever in memory."""
+
+    @staticmethod
+    def forward(ctx, current, mask, threshold: float, leak: float, surrogate: float, corrected: bool, kernel: int):
+        ctx.set_materialize_grads(False)
+        flat = current.detach().permute(CHANNELS_LAST).contiguous()
+        steps, batch, height, width, channels = flat.shape
+        fired = torch.empty_like(flat, dtype=torch.bool)
+        count = torch.empty_like(flat[0])
+        scale = torch.empty_like(flat[0])
+        pooled = flat.new_empty((steps, batch, height // kernel, width // kernel, channels))
+        flat_mask = _channels_last(mask, flat)
+        use_threads(torch.get_num_threads())
+        fire_pool_forward(flat.numpy(), *dtype_scalars(flat.numpy().dtype, threshold, leak, surrogate),
+                          corrected and ctx.needs_input_grad[0], flat_mask.numpy(), kernel, fired.numpy(),
+                          count.numpy(), scale.numpy(), pooled.numpy())
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(fired, scale, flat_mask)
+            ctx.kernel = kernel
+        back = _inverse(CHANNELS_LAST)
+        return pooled.permute(back), count.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad_pooled, grad_count):
+        fired, scale, flat_mask = ctx.saved_tensors
+        grad = torch.empty_like(fired, dtype=scale.dtype)
+        flat_pooled = (grad.new_zeros((*fired.shape[:2], fired.shape[2] // ctx.kernel, fired.shape[3] // ctx.kernel,
+                                       fired.shape[4])) if grad_pooled is None
+                       else grad_pooled.permute(CHANNELS_LAST).contiguous())
+        use_threads(torch.get_num_threads())
+        fire_pool_backward(flat_pooled.numpy(), ctx.kernel, flat_mask.numpy(),
+                           _channels_last(grad_count, grad).numpy(), fired.numpy(), scale.numpy(), grad.numpy())
+        return grad.permute(_inverse(CHANNELS_LAST)), None, None, None, None, None, None
 
 
 class OutputIntegrator(torch.autograd.Function):

@@ -90,6 +90,100 @@ def fire_backward(grad_spikes, mask, grad_count, fired, scale, grad):
                     grad[t, i] = g * scale[i] if fired[t, i] else grad[t + 1, i]
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def fire_pool_forward(current, threshold, leak, log_leak, surrogate, corrected, mask, kernel, fired, count, scale,
+                      pooled):
+    """:func:`fire_forward` on channels-last currents ``[T, B, H, W, C]`` whose spikes (times ``mask
+    [B, H, W, C]``; empty: none) only feed a ``kernel x kernel`` average pool of stride ``kernel``:
+    writes the pool's currents ``pooled [T, B, H // kernel, W // kernel, C]`` instead of the spikes,
+    summed over each window in row-major order from zero and divided by ``kernel**2``, as
+    torch's ``avg_pool2d`` does (so the same bits). Rows are taken ``kernel`` at a time, one band per task."""
+    steps, batch, height, width, channels = current.shape
+    out_h, out_w = pooled.shape[2], pooled.shape[3]
+    zero = current.dtype.type(0.0)
+    one = current.dtype.type(1.0)
+    divisor = current.dtype.type(kernel * kernel)
+    leaky = leak != one
+    masked = mask.shape[0] > 0
+    bands = (height + kernel - 1) // kernel
+    for task in prange(batch * bands):
+        b = task // bands
+        band = task % bands
+        y0 = band * kernel
+        rows = min(kernel, height - y0)
+        pools = band < out_h  # rows below the last whole window feed no pool neuron
+        membrane = np.zeros((rows, width, channels), current.dtype)
+        trace = np.zeros((rows, width, channels), current.dtype)
+        count[b, y0 : y0 + rows] = zero
+        for t in range(steps):
+            if pools:
+                pooled[t, b, band] = zero
+            for dy in range(rows):
+                y = y0 + dy
+                for x in range(width):
+                    into = pools and x // kernel < out_w
+                    for c in range(channels):
+                        v = membrane[dy, x, c] + current[t, b, y, x, c]
+                        spike = v > threshold
+                        fired[t, b, y, x, c] = spike
+                        s = one if spike else zero
+                        if spike:
+                            v = zero
+                        if leaky:
+                            v = v * leak
+                        membrane[dy, x, c] = v
+                        count[b, y, x, c] = count[b, y, x, c] + s
+                        if corrected:
+                            trace[dy, x, c] = trace[dy, x, c] * leak + s
+                        if into:
+                            pooled[t, b, band, x // kernel, c] += s * mask[b, y, x, c] if masked else s
+            if pools:
+                for px in range(out_w):
+                    for c in range(channels):
+                        pooled[t, b, band, px, c] = pooled[t, b, band, px, c] / divisor
+        for dy in range(rows):
+            for x in range(width):
+                for c in range(channels):
+                    n = count[b, y0 + dy, x, c]
+                    if not corrected:
+                        scale[b, y0 + dy, x, c] = surrogate
+                    elif n == zero:
+                        scale[b, y0 + dy, x, c] = zero
+                    else:
+                        scale[b, y0 + dy, x, c] = (trace[dy, x, c] * log_leak / n + one) * surrogate
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def fire_pool_backward(grad_pooled, kernel, mask, grad_count, fired, scale, grad):
+    """:func:`fire_backward` for :func:`fire_pool_forward`: the spikes' gradient is what torch's
+    ``avg_pool2d`` backward gives from the pool's ``grad_pooled [T, B, H // kernel, W // kernel, C]``
+    (``0 + g / kernel**2`` inside whole windows, 0 elsewhere); the arrays are ``[T, B, H, W, C]``."""
+    steps, batch, height, width, channels = grad.shape
+    out_h, out_w = grad_pooled.shape[2], grad_pooled.shape[3]
+    zero = grad.dtype.type(0.0)
+    divisor = grad.dtype.type(kernel * kernel)
+    masked = mask.shape[0] > 0
+    counted = grad_count.shape[0] > 0
+    for task in prange(batch * height):
+        b = task // height
+        y = task % height
+        py = y // kernel
+        for t in range(steps - 1, -1, -1):
+            for x in range(width):
+                px = x // kernel
+                for c in range(channels):
+                    g = zero + grad_pooled[t, b, py, px, c] / divisor if py < out_h and px < out_w else zero
+                    if masked:
+                        g = g * mask[b, y, x, c]
+                    if counted:
+                        g = g + grad_count[b, y, x, c]
+                    if t == steps - 1:
+                        g = g * scale[b, y, x, c]
+                        grad[t, b, y, x, c] = g if fired[t, b, y, x, c] else g * zero
+                    else:
+                        grad[t, b, y, x, c] = g * scale[b, y, x, c] if fired[t, b, y, x, c] else grad[t + 1, b, y, x, c]
+
+
 def dtype_scalars(dtype: np.dtype, threshold: float, leak: float, surrogate: float) -> tuple:
     """The scalars as torch applies them to a tensor of ``dtype``: rounded to it (and ln(leak) too)."""
     cast = np.dtype(dtype).type
