@@ -13,7 +13,10 @@ The network is feed-forward, so a population's currents for all ``T`` steps can 
 before its recurrence runs ("layer-major"); the Functions here take the currents of the whole
 window ``I [T, B, ...]`` and run the recurrence in one fused loop over time. On the CPU the
 paper's rule runs as the Numba kernels of evsim.training.recurrence (one pass over memory instead
-of about ten; the same bits), elsewhere, and for the other rules, as the torch loop below.
+of about ten; the same bits), elsewhere, and for the other rules, as the torch loop below. In
+training the kernels also apply the dropout mask and count the spikes (:class:`DroppedFiring`),
+and pool them into the next average pool's currents where nothing else reads them
+(:class:`FiringIntoPool`), forward and backward, with the bits of the separate torch ops.
 
 Backward (paper eq. 22-24 and the authors' code). For a firing population, with ``fired[t]`` the
 forward spikes and ``g_s[t]`` the gradient arriving at the spikes::

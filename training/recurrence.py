@@ -9,7 +9,11 @@ torch code, so both give identical bits (``tests/test_training_recurrence.py``).
 firing rule runs here; the other rules, and tensors off the CPU, take the torch path.
 
 Arrays are ``[T, N]`` views of the tensors' storage (any dense layout, the same for all of them),
-so channels-last tensors need no copy; the neurons are split into chunks run in parallel.
+so channels-last tensors need no copy; the neurons are split into chunks run in parallel. The
+same passes apply the trainer's dropout mask and count the spikes (what ``spikes * mask`` and
+``spikes.sum(0)`` did in torch), and the ``fire_pool_*`` pair pools the spikes straight into the
+next average pool's currents (``[T, B, H, W, C]`` arrays, bands of rows in parallel), so the
+window's float spikes and their gradient, ``T`` times a layer's neurons, never go through memory.
 """
 
 from __future__ import annotations
