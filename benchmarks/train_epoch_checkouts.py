@@ -17,13 +17,14 @@ recordings) and ``$EVSIM_DATA/mnist`` (for the simulated ones).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from train_epoch_ab import epoch_parser
 
 WORKER = r"""
 import hashlib, json, os, sys, tempfile, time
@@ -63,17 +64,9 @@ def run(tree: Path, args, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = epoch_parser(__doc__)
     parser.add_argument("checkouts", nargs=2, type=Path, help="two checkouts (A, B), e.g. a base and .")
-    parser.add_argument("--data", type=Path, help="real N-MNIST recordings (default: $EVSIM_DATA/nmnist)")
-    parser.add_argument("--simulated-data", type=Path, help="the MNIST folder simulated from (default: $EVSIM_DATA/mnist)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--real", type=int, default=96, help="real training recordings per epoch (default 96)")
-    parser.add_argument("--simulated", type=int, default=96, help="simulated ones per epoch (default 96)")
     parser.add_argument("--val", type=int, default=32, help="real recordings held out and evaluated (default 32)")
-    parser.add_argument("--timesteps", type=int, default=100)
     args = parser.parse_args(argv)
     if args.data is None:
         if not os.environ.get("EVSIM_DATA"):

@@ -632,7 +632,7 @@ def test_save_load_round_trip_and_dense_forward(tmp_path):
 def test_prefetched_loads_in_order_with_the_plain_loops_draws():
     """The loader thread of run_epoch: each batch's data in order, drawn from a shared generator
     exactly as a plain loop draws them, and a loader's error reaches the caller."""
-    from evsim.training.trainer import prefetched
+    from evsim.training.prefetch import prefetched
 
     def draw(rng):
         return lambda n: rng.integers(0, 1000, n)

@@ -19,7 +19,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from evsim.datasets.samples import (
     split_validation,
 )
 from evsim.training.network import SpikingNetwork, save_trained
+from evsim.training.prefetch import prefetched
 from evsim.training.regularizers import ActivityPenalty, fan_outs, penalty_sum, synops_per_sample
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
@@ -281,26 +281,6 @@ def run_epoch(
     n = max(seen, 1)
     return EpochResult(total_loss / n, correct / n, seen, time.perf_counter() - start, total_synops / n,
                        total_penalty / n, {name: value / n for name, value in total_spikes.items()}, total_events / n)
-
-
-def prefetched(load, items: list):
-    """``load(item)`` of each item in order, the next one loaded on a thread of its own while the
-    caller works on the current one (the data path overlaps the network's compute, which releases
-    the GIL). One loader thread, in order: the draws from a shared generator are the same as in a
-    plain loop."""
-    if len(items) < 2:
-        yield from map(load, items)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evsim-data") as pool:
-        ahead = pool.submit(load, items[0])
-        try:
-            for item in items[1:]:
-                current = ahead.result()
-                ahead = pool.submit(load, item)
-                yield current
-            yield ahead.result()
-        finally:
-            ahead.cancel()
 
 
 def progress_bar(total: int, description: str, enabled: bool):
