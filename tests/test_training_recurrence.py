@@ -86,13 +86,6 @@ def test_the_kernels_really_run():
     assert neurons._fused(x)
 
 
-def _old_fire(pop, current, mask=None, count=False):
-    """The trainer's firing before DroppedFiring: the kernels' FiringRecurrence, then torch's ``* mask`` and ``sum(0)``."""
-    from evsim.training.network import dropped_and_counted, surrogate_of
-
-    return dropped_and_counted(FiringRecurrence.apply(current, pop.threshold, pop.leak, *surrogate_of(pop)), mask, count)
-
-
 def _training_step(network, inputs, labels, masks, recorded: bool):
     """What run_epoch does with one mini-batch, the synops penalty included, up to the gradients
     (``recorded``: with every population's spikes recorded, which keeps the pools out of the kernels)."""
@@ -110,7 +103,7 @@ def _training_step(network, inputs, labels, masks, recorded: bool):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("dropout", [0.0, 0.2, 0.3])
-def test_dropout_counts_and_pools_in_the_kernels_keep_every_gradient(dtype, dropout, monkeypatch):
+def test_dropout_counts_and_pools_in_the_kernels_keep_every_gradient(dtype, dropout):
     """A LeNet training step (dropout, the synops penalty on the counts) gives the same output,
     counts, spikes (values and layout) and weight gradients, to the last bit, with the mask, the
     counts and the average pools folded into the kernels as with FiringRecurrence followed by
@@ -123,14 +116,15 @@ def test_dropout_counts_and_pools_in_the_kernels_keep_every_gradient(dtype, drop
     torch.manual_seed(5)
     network = network_module.SpikingNetwork(graph, dropout=dropout).to(dtype).train()
     assert set(network._only_pool) == {"conv1", "conv2"}
+    conv1 = torch.zeros((36, 20, 17, 17), dtype=dtype).contiguous(memory_format=torch.channels_last)
+    assert network_module.pools_in_kernels(conv1.reshape(12, 3, 20, 17, 17))  # conv1's currents: its pool runs in the kernels
     generator = torch.Generator().manual_seed(6)
     inputs = (torch.rand((12, 3, 2, 17, 17), generator=generator) < 0.3).to(dtype)
     labels = torch.tensor([1, 4, 7])
     masks = network.dropout_masks(3)
     new = [_training_step(network, inputs, labels, masks, recorded) for recorded in (False, True)]
-    monkeypatch.setattr(network_module, "fire", _old_fire)
-    monkeypatch.setattr(network_module, "pools_in_kernels", lambda current: False)
-    old = [_training_step(network, inputs, labels, masks, recorded) for recorded in (False, True)]
+    with network_module.unfused():
+        old = [_training_step(network, inputs, labels, masks, recorded) for recorded in (False, True)]
     for got, want in zip(new, old):
         assert torch.equal(got[0], want[0])
         assert got[1].keys() == want[1].keys() and all(torch.equal(got[1][k], want[1][k]) for k in want[1])

@@ -13,6 +13,8 @@ all ``T`` steps and scaled by ``1 / (1 - p)``, and multiplies its output spikes 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 from pathlib import Path
@@ -163,7 +165,7 @@ class SpikingNetwork(nn.Module):
                 current = self._current(pop, flat, steps * batch).reshape(steps, batch, *pop.shape)
             if not pop.fires:
                 return integrate_through_time(pop, current) if self.bptt else OutputIntegrator.apply(current, pop.leak)
-            pool = self._only_pool.get(pop.name) if record is None and not self.bptt else None
+            pool = self._only_pool.get(pop.name) if record is None and not self.bptt and not _UNFUSED.get() else None
             if pool is not None and pools_in_kernels(current):
                 surrogate, corrected = surrogate_of(pop)
                 pooled[pool.name], counts = FiringIntoPool.apply(current, masks.get(pop.name), pop.threshold, pop.leak,
@@ -259,6 +261,21 @@ def _per_neuron(value, pop: Population, like: torch.Tensor):
     return value
 
 
+_UNFUSED = contextvars.ContextVar("unfused", default=False)
+
+
+@contextlib.contextmanager
+def unfused():
+    """Within this block the trainer fires with FiringRecurrence and then applies torch's separate
+    ``* mask``, ``sum(0)`` and ``avg_pool2d``, as before DroppedFiring and FiringIntoPool folded them
+    into the kernels: the same bits, slower (for comparing the two)."""
+    token = _UNFUSED.set(True)
+    try:
+        yield
+    finally:
+        _UNFUSED.reset(token)
+
+
 def only_pools(graph: Graph) -> dict[str, Population]:
     """The firing populations of the paper's rule whose spikes feed nothing but one firing average
     pool of stride equal to its kernel, each with that pool: their kernels can pool the spikes
@@ -286,7 +303,7 @@ def fire(pop: Population, current: torch.Tensor, mask: torch.Tensor | None = Non
     ``[B, ...]`` before the mask (the kernels count anyway), with the paper's gradient
     (evsim.training.neurons)."""
     surrogate, corrected = surrogate_of(pop)
-    if pop.neuron.is_default_rule and kernels_run(current):
+    if pop.neuron.is_default_rule and kernels_run(current) and not _UNFUSED.get():
         return DroppedFiring.apply(current, mask, pop.threshold, pop.leak, surrogate, corrected)
     if pop.neuron.is_default_rule:
         spikes = FiringRecurrence.apply(current, pop.threshold, pop.leak, surrogate, corrected)
