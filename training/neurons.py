@@ -337,9 +337,12 @@ class FiringIntoPool(torch.autograd.Function):
         pooled = flat.new_empty((steps, batch, height // kernel, width // kernel, channels))
         flat_mask = _channels_last(mask, flat)
         use_threads(torch.get_num_threads())
-        fire_pool_forward(flat.numpy(), *dtype_scalars(flat.numpy().dtype, threshold, leak, surrogate),
-                          corrected and ctx.needs_input_grad[0], flat_mask.numpy(), kernel, fired.numpy(),
-                          count.numpy(), scale.numpy(), pooled.numpy())
+        def rows(tensor):  # each image row's W x C neurons as one contiguous run
+            return tensor.numpy().reshape(*tensor.shape[:-2], tensor.shape[-2] * tensor.shape[-1])
+
+        fire_pool_forward(rows(flat), *dtype_scalars(flat.numpy().dtype, threshold, leak, surrogate),
+                          corrected and ctx.needs_input_grad[0], rows(flat_mask), kernel, channels, rows(fired),
+                          rows(count), rows(scale), rows(pooled))
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(fired, scale, flat_mask)
             ctx.kernel = kernel

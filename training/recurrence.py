@@ -95,15 +95,16 @@ def fire_backward(grad_spikes, mask, grad_count, fired, scale, grad):
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def fire_pool_forward(current, threshold, leak, log_leak, surrogate, corrected, mask, kernel, fired, count, scale,
-                      pooled):
-    """:func:`fire_forward` on channels-last currents ``[T, B, H, W, C]`` whose spikes (times ``mask
-    [B, H, W, C]``; empty: none) only feed a ``kernel x kernel`` average pool of stride ``kernel``:
-    writes the pool's currents ``pooled [T, B, H // kernel, W // kernel, C]`` instead of the spikes,
-    summed over each window in row-major order from zero and divided by ``kernel**2``, as
-    torch's ``avg_pool2d`` does (so the same bits). Rows are taken ``kernel`` at a time, one band per task."""
-    steps, batch, height, width, channels = current.shape
-    out_h, out_w = pooled.shape[2], pooled.shape[3]
+def fire_pool_forward(current, threshold, leak, log_leak, surrogate, corrected, mask, kernel, channels, fired, count,
+                      scale, pooled):
+    """:func:`fire_forward` on channels-last currents ``[T, B, H, W * C]`` whose spikes (times ``mask
+    [B, H, W * C]``; empty: none) only feed a ``kernel x kernel`` average pool of stride ``kernel``:
+    writes the pool's currents ``pooled [T, B, H // kernel, (W // kernel) * C]`` instead of the
+    spikes, summed over each window in row-major order from zero and divided by ``kernel**2``, as
+    torch's ``avg_pool2d`` does (so the same bits). Rows are taken ``kernel`` at a time, one band
+    per task; a step's spikes of the band wait in a small buffer until the band is pooled."""
+    steps, batch, height, row = current.shape
+    out_h, out_w = pooled.shape[2], pooled.shape[3] // channels
     zero = current.dtype.type(0.0)
     one = current.dtype.type(1.0)
     divisor = current.dtype.type(kernel * kernel)
@@ -115,46 +116,44 @@ def fire_pool_forward(current, threshold, leak, log_leak, surrogate, corrected, 
         band = task % bands
         y0 = band * kernel
         rows = min(kernel, height - y0)
-        pools = band < out_h  # rows below the last whole window feed no pool neuron
-        membrane = np.zeros((rows, width, channels), current.dtype)
-        trace = np.zeros((rows, width, channels), current.dtype)
+        membrane = np.zeros((rows, row), current.dtype)
+        trace = np.zeros((rows, row), current.dtype)
+        spikes = np.zeros((rows, row), current.dtype)
         count[b, y0 : y0 + rows] = zero
         for t in range(steps):
-            if pools:
-                pooled[t, b, band] = zero
             for dy in range(rows):
                 y = y0 + dy
-                for x in range(width):
-                    into = pools and x // kernel < out_w
-                    for c in range(channels):
-                        v = membrane[dy, x, c] + current[t, b, y, x, c]
-                        spike = v > threshold
-                        fired[t, b, y, x, c] = spike
-                        s = one if spike else zero
-                        if spike:
-                            v = zero
-                        if leaky:
-                            v = v * leak
-                        membrane[dy, x, c] = v
-                        count[b, y, x, c] = count[b, y, x, c] + s
-                        if corrected:
-                            trace[dy, x, c] = trace[dy, x, c] * leak + s
-                        if into:
-                            pooled[t, b, band, x // kernel, c] += s * mask[b, y, x, c] if masked else s
-            if pools:
+                for i in range(row):
+                    v = membrane[dy, i] + current[t, b, y, i]
+                    spike = v > threshold
+                    fired[t, b, y, i] = spike
+                    s = one if spike else zero
+                    spikes[dy, i] = s * mask[b, y, i] if masked else s
+                    if spike:
+                        v = zero
+                    if leaky:
+                        v = v * leak
+                    membrane[dy, i] = v
+                    count[b, y, i] = count[b, y, i] + s
+                    if corrected:
+                        trace[dy, i] = trace[dy, i] * leak + s
+            if band < out_h:  # rows below the last whole window feed no pool neuron
                 for px in range(out_w):
                     for c in range(channels):
-                        pooled[t, b, band, px, c] = pooled[t, b, band, px, c] / divisor
+                        total = zero
+                        for dy in range(kernel):
+                            for dx in range(kernel):
+                                total += spikes[dy, (px * kernel + dx) * channels + c]
+                        pooled[t, b, band, px * channels + c] = total / divisor
         for dy in range(rows):
-            for x in range(width):
-                for c in range(channels):
-                    n = count[b, y0 + dy, x, c]
-                    if not corrected:
-                        scale[b, y0 + dy, x, c] = surrogate
-                    elif n == zero:
-                        scale[b, y0 + dy, x, c] = zero
-                    else:
-                        scale[b, y0 + dy, x, c] = (trace[dy, x, c] * log_leak / n + one) * surrogate
+            for i in range(row):
+                n = count[b, y0 + dy, i]
+                if not corrected:
+                    scale[b, y0 + dy, i] = surrogate
+                elif n == zero:
+                    scale[b, y0 + dy, i] = zero
+                else:
+                    scale[b, y0 + dy, i] = (trace[dy, i] * log_leak / n + one) * surrogate
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
