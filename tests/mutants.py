@@ -206,6 +206,9 @@ MUTANTS = (
     Mutant("recurrence-kernel-pool-gradient", "training gradients", "training/recurrence.py",
            "g = zero + grad_pooled[t, b, py, px, c] / divisor if", "g = zero + grad_pooled[t, b, py, px, c] if",
            ("tests/test_training_recurrence.py::test_dropout_counts_and_pools_in_the_kernels_keep_every_gradient",)),
+    Mutant("recurrence-kernel-pool-divisor", "training gradients", "training/recurrence.py",
+           "pooled[t, b, band, px * channels + c] = total / divisor", "pooled[t, b, band, px * channels + c] = total / kernel",
+           ("tests/test_training_recurrence.py::test_dropout_counts_and_pools_in_the_kernels_keep_every_gradient",)),
     # --- issue 30: no silent wrong answer, no lost work
     Mutant("silent-input-runs", "no silent class 0", "evsim/events.py",
            "    if count == 0:\n        raise InputError(\"the input holds no spikes",

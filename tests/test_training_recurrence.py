@@ -108,7 +108,7 @@ def test_dropout_counts_and_pools_in_the_kernels_keep_every_gradient(dtype, drop
     counts, spikes (values and layout) and weight gradients, to the last bit, with the mask, the
     counts and the average pools folded into the kernels as with FiringRecurrence followed by
     torch's ``* mask``, ``sum(0)`` and ``avg_pool2d`` (a dropout of 0.3 scales spikes by 1 / 0.7,
-    whose window sums round: the order of the sum matters)."""
+    whose window sums round: summed another way than torch's, they could differ)."""
     from evsim.training import network as network_module
     from evsim.training.architectures import lenet
 
