@@ -150,14 +150,14 @@ def calibrated_weights(graph, frames: np.ndarray, rates: tuple[float, float], se
             if pop.name in targets:
                 shape = (steps, batch, *pop.shape)
                 scaled, fixed = scaled.reshape(shape), (fixed.reshape(shape) if torch.is_tensor(fixed) else 0.0)
-                factor = _bisect_factor(lambda s: fire(pop, s * scaled + fixed).mean().item(), targets[pop.name])
+                factor = _bisect_factor(lambda s: fire(pop, s * scaled + fixed)[0].mean().item(), targets[pop.name])
                 for p in pop.inputs:
                     if p.weight is not None:
                         net.weight(p.weight).mul_(factor)
                 current = factor * scaled + fixed
             else:
                 current = (scaled + fixed).reshape(steps, batch, *pop.shape)
-            flat[pop.name] = fire(pop, current).reshape(steps * batch, *pop.shape)
+            flat[pop.name] = fire(pop, current)[0].reshape(steps * batch, *pop.shape)
     return net.export_weights()
 
 

@@ -29,8 +29,9 @@ from evsim.training.regularizers import ActivityPenalty
 from evsim.training.trainer import TrainConfig, configure_torch, train
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+def epoch_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of the small N-MNIST epoch that the epoch A/Bs time (also benchmarks/train_epoch_checkouts.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--data", type=Path, help="real N-MNIST recordings (default: $EVSIM_DATA/nmnist)")
     parser.add_argument("--simulated-data", type=Path, help="the MNIST folder simulated from (default: $EVSIM_DATA/mnist)")
@@ -39,6 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real", type=int, default=96, help="real training recordings per epoch (default 96)")
     parser.add_argument("--simulated", type=int, default=96, help="simulated ones per epoch (default 96)")
     parser.add_argument("--timesteps", type=int, default=100)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = epoch_parser(__doc__)
     args = parser.parse_args(argv)
     configure_torch(args.threads)
     if args.data is None and data_root() is None:

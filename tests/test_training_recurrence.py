@@ -84,3 +84,52 @@ def test_the_kernels_really_run():
     with torch_recurrence():
         assert not neurons._fused(x)
     assert neurons._fused(x)
+
+
+def _training_step(network, inputs, labels, masks, recorded: bool):
+    """What run_epoch does with one mini-batch, the synops penalty included, up to the gradients
+    (``recorded``: with every population's spikes recorded, which keeps the pools out of the kernels)."""
+    from evsim.training.regularizers import ActivityPenalty, fan_outs, penalty_sum, synops_per_sample
+    from evsim.training.trainer import loss_sum
+
+    network.zero_grad(set_to_none=True)
+    activity: dict = {}
+    record: dict | None = {} if recorded else None
+    output = network(inputs, masks=masks, activity=activity, record=record)
+    synops = synops_per_sample(inputs, activity, fan_outs(network.graph, inputs.dtype))
+    (loss_sum(output, labels) + penalty_sum(ActivityPenalty(synops=1e-4), synops, activity)).backward()
+    return output.detach(), {k: v.detach() for k, v in activity.items()}, record, [p.grad for p in network.weights]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dropout", [0.0, 0.2, 0.3])
+def test_dropout_counts_and_pools_in_the_kernels_keep_every_gradient(dtype, dropout):
+    """A LeNet training step (dropout, the synops penalty on the counts) gives the same output,
+    counts, spikes (values and layout) and weight gradients, to the last bit, with the mask, the
+    counts and the average pools folded into the kernels as with FiringRecurrence followed by
+    torch's ``* mask``, ``sum(0)`` and ``avg_pool2d`` (a dropout of 0.3 scales spikes by 1 / 0.7,
+    whose window sums round: summed another way than torch's, they could differ)."""
+    from evsim.training import network as network_module
+    from evsim.training.architectures import lenet
+
+    graph = lenet((2, 17, 17), 12)  # 17: pool1 cuts off a row and a column
+    torch.manual_seed(5)
+    network = network_module.SpikingNetwork(graph, dropout=dropout).to(dtype).train()
+    assert set(network._only_pool) == {"conv1", "conv2"}
+    conv1 = torch.zeros((36, 20, 17, 17), dtype=dtype).contiguous(memory_format=torch.channels_last)
+    assert network_module.pools_in_kernels(conv1.reshape(12, 3, 20, 17, 17))  # conv1's currents: its pool runs in the kernels
+    generator = torch.Generator().manual_seed(6)
+    inputs = (torch.rand((12, 3, 2, 17, 17), generator=generator) < 0.3).to(dtype)
+    labels = torch.tensor([1, 4, 7])
+    masks = network.dropout_masks(3)
+    new = [_training_step(network, inputs, labels, masks, recorded) for recorded in (False, True)]
+    with network_module.unfused():
+        old = [_training_step(network, inputs, labels, masks, recorded) for recorded in (False, True)]
+    for got, want in zip(new, old):
+        assert torch.equal(got[0], want[0])
+        assert got[1].keys() == want[1].keys() and all(torch.equal(got[1][k], want[1][k]) for k in want[1])
+        for a, b in zip(got[3], want[3]):
+            assert b.abs().sum() > 0 and torch.equal(a, b)
+    for name, spikes in old[1][2].items():
+        assert spikes.sum() > 0, name  # every population fires, so every gradient path is exercised
+        assert torch.equal(new[1][2][name], spikes) and new[1][2][name].stride() == spikes.stride()

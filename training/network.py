@@ -13,6 +13,8 @@ all ``T`` steps and scaled by ``1 / (1 - p)``, and multiplies its output spikes 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 from pathlib import Path
@@ -27,11 +29,15 @@ from evsim.model.graph import INPUT, Graph, Population, Projection
 from evsim.model.file import check_weights, load_model, save_model
 from evsim.training.bptt import FastSigmoid, fire_through_time, integrate_through_time
 from evsim.training.neurons import (
+    DroppedFiring,
+    FiringIntoPool,
     FiringRecurrence,
     LeakAsIdentity,
     OutputIntegrator,
     StepSpike,
+    kernels_run,
     leak_correction,
+    pools_in_kernels,
     reset_membrane,
 )
 
@@ -84,6 +90,7 @@ class SpikingNetwork(nn.Module):
         shapes = graph.weight_shapes()
         self.weight_names = tuple(shapes)
         self._index = {name: i for i, name in enumerate(self.weight_names)}
+        self._only_pool = only_pools(graph)
         self.weights = nn.ParameterList(nn.Parameter(torch.empty(shapes[n])) for n in self.weight_names)
         if init:
             for name, param in zip(self.weight_names, self.weights):
@@ -158,15 +165,28 @@ class SpikingNetwork(nn.Module):
         masks = self.dropout_masks(batch) if masks is None else masks
         # channels-last convolutions run about 1.7x faster on CPU (oneDNN)
         flat = {INPUT: inputs.reshape(steps * batch, *inputs.shape[2:]).contiguous(memory_format=torch.channels_last)}
+        pooled: dict[str, torch.Tensor] = {}  # currents of pools their source's kernels computed
         for pop in self.graph.populations:
-            current = self._current(pop, flat, steps * batch).reshape(steps, batch, *pop.shape)
+            current = pooled.pop(pop.name, None)
+            if current is None:
+                current = self._current(pop, flat, steps * batch).reshape(steps, batch, *pop.shape)
             if not pop.fires:
                 return integrate_through_time(pop, current) if self.bptt else OutputIntegrator.apply(current, pop.leak)
-            spikes = fire_through_time(pop, current, self.bptt) if self.bptt else fire(pop, current)
+            pool = self._only_pool.get(pop.name) if record is None and not self.bptt and not _UNFUSED.get() else None
+            if pool is not None and pools_in_kernels(current):
+                surrogate, corrected = surrogate_of(pop)
+                pooled[pool.name], counts = FiringIntoPool.apply(current, masks.get(pop.name), pop.threshold, pop.leak,
+                                                                 surrogate, corrected, pool.inputs[0].kernel)
+                if activity is not None:
+                    activity[pop.name] = counts
+                continue
+            if self.bptt:
+                spikes, counts = dropped_and_counted(fire_through_time(pop, current, self.bptt), masks.get(pop.name),
+                                                     activity is not None)
+            else:
+                spikes, counts = fire(pop, current, masks.get(pop.name), activity is not None)
             if activity is not None:
-                activity[pop.name] = spikes.sum(dim=0)
-            if pop.name in masks:
-                spikes = spikes * masks[pop.name]
+                activity[pop.name] = counts
             if record is not None:
                 record[pop.name] = spikes.detach()
             flat[pop.name] = spikes.reshape(steps * batch, *pop.shape)
@@ -248,14 +268,63 @@ def _per_neuron(value, pop: Population, like: torch.Tensor):
     return value
 
 
-def fire(pop: Population, current: torch.Tensor) -> torch.Tensor:
+_UNFUSED = contextvars.ContextVar("unfused", default=False)
+
+
+@contextlib.contextmanager
+def unfused():
+    """Within this block the trainer fires with FiringRecurrence and then applies torch's separate
+    ``* mask``, ``sum(0)`` and ``avg_pool2d``, as before DroppedFiring and FiringIntoPool folded them
+    into the kernels: the same bits, slower (for comparing the two)."""
+    token = _UNFUSED.set(True)
+    try:
+        yield
+    finally:
+        _UNFUSED.reset(token)
+
+
+def only_pools(graph: Graph) -> dict[str, Population]:
+    """The firing populations of the paper's rule whose spikes feed nothing but one firing average
+    pool of stride equal to its kernel, each with that pool: their kernels can pool the spikes
+    as they fire them (evsim.training.neurons.FiringIntoPool)."""
+    readers: dict[str, list[Population]] = {}
+    for pop in graph.populations:
+        for proj in pop.inputs:
+            readers.setdefault(proj.source, []).append(pop)
+    result = {}
+    for pop in graph.populations:
+        pools = readers.get(pop.name, [])
+        if not (pop.fires and pop.neuron.is_default_rule and len(pools) == 1):
+            continue
+        pool = pools[0]
+        proj = pool.inputs[0]
+        if pool.fires and len(pool.inputs) == 1 and proj.op == "avgpool" and proj.kernel == proj.stride:
+            result[pop.name] = pool
+    return result
+
+
+def fire(pop: Population, current: torch.Tensor, mask: torch.Tensor | None = None,
+         count: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A firing population's spikes ``[T, B, ...]`` (counts for multi-spike neurons) from its
-    currents, with the paper's gradient (evsim.training.neurons)."""
+    currents, times the dropout ``mask [B, ...]`` (None: none), and with ``count`` its spike counts
+    ``[B, ...]`` before the mask (the kernels count anyway), with the paper's gradient
+    (evsim.training.neurons)."""
     surrogate, corrected = surrogate_of(pop)
+    if pop.neuron.is_default_rule and kernels_run(current) and not _UNFUSED.get():
+        return DroppedFiring.apply(current, mask, pop.threshold, pop.leak, surrogate, corrected)
     if pop.neuron.is_default_rule:
-        return FiringRecurrence.apply(current, pop.threshold, pop.leak, surrogate, corrected)
-    return FiringRecurrence.apply(current, threshold_tensor(pop, current), pop.leak,
-                                  _per_neuron(surrogate, pop, current), corrected, pop.neuron)
+        spikes = FiringRecurrence.apply(current, pop.threshold, pop.leak, surrogate, corrected)
+    else:
+        spikes = FiringRecurrence.apply(current, threshold_tensor(pop, current), pop.leak,
+                                        _per_neuron(surrogate, pop, current), corrected, pop.neuron)
+    return dropped_and_counted(spikes, mask, count)
+
+
+def dropped_and_counted(spikes: torch.Tensor, mask: torch.Tensor | None,
+                        count: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``spikes [T, B, ...]`` times the dropout ``mask`` (None: none), and with ``count`` their
+    counts before it."""
+    return (spikes if mask is None else spikes * mask), (spikes.sum(dim=0) if count else None)
 
 
 def dense_forward(

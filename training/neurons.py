@@ -13,7 +13,10 @@ The network is feed-forward, so a population's currents for all ``T`` steps can 
 before its recurrence runs ("layer-major"); the Functions here take the currents of the whole
 window ``I [T, B, ...]`` and run the recurrence in one fused loop over time. On the CPU the
 paper's rule runs as the Numba kernels of evsim.training.recurrence (one pass over memory instead
-of about ten; the same bits), elsewhere, and for the other rules, as the torch loop below.
+of about ten; the same bits), elsewhere, and for the other rules, as the torch loop below. In
+training the kernels also apply the dropout mask and count the spikes (:class:`DroppedFiring`),
+and pool them into the next average pool's currents where nothing else reads them
+(:class:`FiringIntoPool`), forward and backward, with the bits of the separate torch ops.
 
 Backward (paper eq. 22-24 and the authors' code). For a firing population, with ``fired[t]`` the
 forward spikes and ``g_s[t]`` the gradient arriving at the spikes::
@@ -59,7 +62,14 @@ import math
 import torch
 
 from evsim.model.neuron import Reset
-from evsim.training.recurrence import dtype_scalars, fire_backward, fire_forward, use_threads
+from evsim.training.recurrence import (
+    dtype_scalars,
+    fire_backward,
+    fire_forward,
+    fire_pool_backward,
+    fire_pool_forward,
+    use_threads,
+)
 
 
 def leak_correction(spikes: torch.Tensor, leak: float) -> torch.Tensor:
@@ -170,22 +180,7 @@ class FiringRecurrence(torch.autograd.Function):
     @staticmethod
     def _forward_fused(ctx, current, threshold, leak, surrogate, corrected):
         """The loop above in one pass of evsim.training.recurrence's kernel (identical results)."""
-        order = _layout(current)
-        flat = current.permute(order).contiguous()
-        fired = torch.empty_like(flat, dtype=torch.bool)
-        scale = torch.empty_like(flat[0])
-        currents = flat.detach().numpy().reshape(flat.shape[0], -1)
-        use_threads(torch.get_num_threads())
-        # without a backward (evaluation) eq. 22's trace and count would be computed for nothing
-        fire_forward(currents, *dtype_scalars(currents.dtype, threshold, leak, surrogate),
-                     corrected and ctx.needs_input_grad[0], fired.numpy().reshape(currents.shape),
-                     scale.numpy().reshape(-1))
-        spikes = fired.to(current.dtype)
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(fired, scale)
-            ctx.keep = None
-            ctx.order = order
-        return spikes.permute(_inverse(order))
+        return _kernel_forward(ctx, current, None, threshold, leak, surrogate, corrected)[0]
 
     @staticmethod
     def _forward_rule(ctx, current, threshold, leak, surrogate, corrected, rule):
@@ -222,16 +217,9 @@ class FiringRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes):
-        fired, scale = ctx.saved_tensors
-        order = getattr(ctx, "order", None)
-        if order is not None:  # the fused forward: fired and scale are in its layout
-            flat = grad_spikes.permute(order).contiguous()
-            grad = torch.empty_like(flat)
-            steps = flat.shape[0]
-            use_threads(torch.get_num_threads())
-            fire_backward(flat.numpy().reshape(steps, -1), fired.numpy().reshape(steps, -1),
-                          scale.numpy().reshape(-1), grad.numpy().reshape(steps, -1))
-            return grad.permute(_inverse(order)), None, None, None, None, None
+        fired, scale = ctx.saved_tensors[:2]
+        if getattr(ctx, "order", None) is not None:  # the fused forward: fired and scale are in its layout
+            return _kernel_backward(ctx, grad_spikes, None), None, None, None, None, None
         grad = grad_spikes * scale  # g_s[t] * factor * surrogate, for every t at once
         last = grad.shape[0] - 1
         grad[last].mul_(fired[last])
@@ -244,6 +232,134 @@ class FiringRecurrence(torch.autograd.Function):
             for t in range(last - 1, -1, -1):
                 grad[t].mul_(fired[t]).add_(grad[t + 1] * keep[t])
         return grad, None, None, None, None, None
+
+
+def kernels_run(current: torch.Tensor, rule=None) -> bool:
+    """Whether the paper's rule runs as evsim.training.recurrence's kernels (:class:`DroppedFiring`)."""
+    return rule is None and _fused(current)
+
+
+def _in_layout(tensor: torch.Tensor | None, order: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """``tensor [B, ...]`` (None: an empty one) as a flat array in the layout ``order`` of a window's step."""
+    if tensor is None:
+        return like.new_empty(0)
+    return tensor.to(like.dtype).permute([d - 1 for d in order[1:]]).contiguous().reshape(-1)
+
+
+def _kernel_forward(ctx, current, mask, threshold, leak, surrogate, corrected):
+    """Spikes ``[T, B, ...]`` (times ``mask [B, ...]``, None: none) and spike counts ``[B, ...]`` of
+    the paper's rule from evsim.training.recurrence's forward kernel, in the currents' layout; ``ctx``
+    keeps what :func:`_kernel_backward` needs."""
+    order = _layout(current)
+    flat = current.detach().permute(order).contiguous()
+    steps = flat.shape[0]
+    fired = torch.empty_like(flat, dtype=torch.bool)
+    spikes = torch.empty_like(flat)
+    count = torch.empty_like(flat[0])
+    scale = torch.empty_like(flat[0])
+    currents = flat.numpy().reshape(steps, -1)
+    flat_mask = _in_layout(mask, order, flat)
+    use_threads(torch.get_num_threads())
+    # without a backward (evaluation) eq. 22's trace would be computed for nothing
+    fire_forward(currents, *dtype_scalars(currents.dtype, threshold, leak, surrogate),
+                 corrected and ctx.needs_input_grad[0], flat_mask.numpy(), fired.numpy().reshape(currents.shape),
+                 spikes.numpy().reshape(currents.shape), count.numpy().reshape(-1), scale.numpy().reshape(-1))
+    if ctx.needs_input_grad[0]:
+        ctx.save_for_backward(fired, scale, flat_mask)
+        ctx.keep = None
+        ctx.order = order
+    back = _inverse(order)
+    return spikes.permute(back), count.permute([d - 1 for d in back[1:]])
+
+
+def _kernel_backward(ctx, grad_spikes, grad_count) -> torch.Tensor:
+    """The currents' gradient from :func:`_kernel_forward`'s saved state, the spikes' gradient and the
+    counts' (None: the counts fed no loss)."""
+    fired, scale, flat_mask = ctx.saved_tensors
+    order = ctx.order
+    steps = fired.shape[0]
+    flat = (torch.zeros_like(fired, dtype=scale.dtype) if grad_spikes is None
+            else grad_spikes.permute(order).contiguous())
+    grad = torch.empty_like(flat)
+    use_threads(torch.get_num_threads())
+    fire_backward(flat.numpy().reshape(steps, -1), flat_mask.numpy(), _in_layout(grad_count, order, flat).numpy(),
+                  fired.numpy().reshape(steps, -1), scale.numpy().reshape(-1), grad.numpy().reshape(steps, -1))
+    return grad.permute(_inverse(order))
+
+
+class DroppedFiring(torch.autograd.Function):
+    """The paper's rule as the kernels, with what the trainer does next folded in: currents
+    ``[T, B, ...]`` -> (spikes times the dropout ``mask [B, ...]`` (None: no dropout), the spike
+    counts ``[B, ...]`` before the mask). The same bits, forward and backward, as
+    ``s = FiringRecurrence.apply(...)``, ``s * mask`` and ``s.sum(0)`` (tests/test_training_recurrence.py);
+    one pass over the window each way instead of four."""
+
+    @staticmethod
+    def forward(ctx, current, mask, threshold: float, leak: float, surrogate: float, corrected: bool):
+        ctx.set_materialize_grads(False)
+        return _kernel_forward(ctx, current, mask, threshold, leak, surrogate, corrected)
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_count):
+        return _kernel_backward(ctx, grad_spikes, grad_count), None, None, None, None, None
+
+
+CHANNELS_LAST = (0, 1, 3, 4, 2)  # [T, B, C, H, W] stored as [T, B, H, W, C]: what convolutions give
+
+
+def pools_in_kernels(current: torch.Tensor) -> bool:
+    """Whether :class:`FiringIntoPool` can run for these currents (the kernels' rule, channels-last)."""
+    return _fused(current) and current.dim() == 5 and _layout(current) == CHANNELS_LAST
+
+
+def _channels_last(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """``tensor [B, C, H, W]`` as a contiguous ``[B, H, W, C]`` array (None: an empty one)."""
+    if tensor is None:
+        return like.new_empty((0, 1, 1, 1))
+    return tensor.to(like.dtype).permute(0, 2, 3, 1).contiguous()
+
+
+class FiringIntoPool(torch.autograd.Function):
+    """:class:`DroppedFiring` for a population whose spikes only feed a ``kernel x kernel`` average
+    pool of stride ``kernel``: currents ``[T, B, C, H, W]`` (channels-last) -> (the pool's currents
+    ``[T, B, C, H // kernel, W // kernel]``, the spike counts ``[B, C, H, W]``). The same bits as
+    DroppedFiring followed by ``avg_pool2d``, forward and backward, without the window's float
+    spikes and their gradient ever in memory."""
+
+    @staticmethod
+    def forward(ctx, current, mask, threshold: float, leak: float, surrogate: float, corrected: bool, kernel: int):
+        ctx.set_materialize_grads(False)
+        flat = current.detach().permute(CHANNELS_LAST).contiguous()
+        steps, batch, height, width, channels = flat.shape
+        fired = torch.empty_like(flat, dtype=torch.bool)
+        count = torch.empty_like(flat[0])
+        scale = torch.empty_like(flat[0])
+        pooled = flat.new_empty((steps, batch, height // kernel, width // kernel, channels))
+        flat_mask = _channels_last(mask, flat)
+        use_threads(torch.get_num_threads())
+        def rows(tensor):  # each image row's W x C neurons as one contiguous run
+            return tensor.numpy().reshape(*tensor.shape[:-2], tensor.shape[-2] * tensor.shape[-1])
+
+        fire_pool_forward(rows(flat), *dtype_scalars(flat.numpy().dtype, threshold, leak, surrogate),
+                          corrected and ctx.needs_input_grad[0], rows(flat_mask), kernel, channels, rows(fired),
+                          rows(count), rows(scale), rows(pooled))
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(fired, scale, flat_mask)
+            ctx.kernel = kernel
+        back = _inverse(CHANNELS_LAST)
+        return pooled.permute(back), count.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad_pooled, grad_count):
+        fired, scale, flat_mask = ctx.saved_tensors
+        grad = torch.empty_like(fired, dtype=scale.dtype)
+        flat_pooled = (grad.new_zeros((*fired.shape[:2], fired.shape[2] // ctx.kernel, fired.shape[3] // ctx.kernel,
+                                       fired.shape[4])) if grad_pooled is None
+                       else grad_pooled.permute(CHANNELS_LAST).contiguous())
+        use_threads(torch.get_num_threads())
+        fire_pool_backward(flat_pooled.numpy(), ctx.kernel, flat_mask.numpy(),
+                           _channels_last(grad_count, grad).numpy(), fired.numpy(), scale.numpy(), grad.numpy())
+        return grad.permute(_inverse(CHANNELS_LAST)), None, None, None, None, None, None
 
 
 class OutputIntegrator(torch.autograd.Function):

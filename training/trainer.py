@@ -46,6 +46,7 @@ from evsim.datasets.samples import (
     split_validation,
 )
 from evsim.training.network import SpikingNetwork, save_trained
+from evsim.training.prefetch import prefetched
 from evsim.training.regularizers import ActivityPenalty, fan_outs, penalty_sum, synops_per_sample
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
@@ -221,11 +222,12 @@ def run_epoch(
     total_spikes: dict[str, float] = {}
     start = time.perf_counter()
     bar = progress_bar(len(samples), description, progress)
-    for first in range(0, len(order), batch_size):
-        batch = order[first : first + batch_size]
-        if distributed is not None:
-            batch = distributed.batch(batch)
-        inputs = _batch_inputs(samples, batch, timesteps, rng, seed).to(device=param.device, dtype=param.dtype)
+    batches = [order[first : first + batch_size] for first in range(0, len(order), batch_size)]
+    if distributed is not None:
+        batches = [distributed.batch(batch) for batch in batches]
+    loaded = prefetched(lambda batch: _batch_frames(samples, batch, timesteps, rng, seed), batches)
+    for first, batch, frames in zip(range(0, len(order), batch_size), batches, loaded):
+        inputs = torch.from_numpy(frames).to(device=param.device, dtype=param.dtype)
         labels = torch.from_numpy(samples.labels[batch]).to(param.device)
         activity: dict[str, torch.Tensor] = {}
         with torch.set_grad_enabled(training):
@@ -280,12 +282,12 @@ def _epoch_forward(network: SpikingNetwork, rng, training: bool, stepwise: bool,
     return forward, rng
 
 
-def _batch_inputs(samples: SampleSet, batch: np.ndarray, timesteps: int, rng, seed: int | None) -> torch.Tensor:
+def _batch_frames(samples: SampleSet, batch: np.ndarray, timesteps: int, rng, seed: int | None) -> np.ndarray:
     """A mini-batch's input frames ``[T, B, ...]`` (coded per sample with ``seed``, else from ``rng``)."""
     if len(batch) == 0:  # a last mini-batch smaller than the ranks: this one still joins the all-reduce
-        return torch.zeros((timesteps, 0, *samples.input_shape))
-    return torch.from_numpy(samples.inputs(batch, timesteps, rng) if seed is None
-                            else coded_inputs(samples, batch, timesteps, seed))
+        return np.zeros((timesteps, 0, *samples.input_shape), np.float32)
+    return (samples.inputs(batch, timesteps, rng) if seed is None
+            else coded_inputs(samples, batch, timesteps, seed))
 
 
 def _summed_over_ranks(distributed: Distributed, totals: list, spikes: dict[str, float]):
