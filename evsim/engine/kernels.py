@@ -1025,13 +1025,24 @@ def run_population_async(
         elif fires:
             for i in range(n_touched):
                 u = touched_list[i]
-                if i > 0 and u == touched_list[i - 1] + 1:
-                    continue  # tested with its run
-                length = _run_length(touched_list, i, n_touched)
-                if _quiet(V, unit, unit_refractory_end, u, length, now, bound):
-                    continue
-                n_out = _fire_async_units(V, unit, u, length, now, bound, delay_us, refractory_us, refractory_end,
-                                          unit_refractory_end, out_time, out_index, n_out)
+                base = u * unit
+                if now < unit_refractory_end[u]:
+                    # some neuron of the unit is refractory: discard its charge, then test the rest
+                    if _clamp_refractory(V[base : base + unit], refractory_end[base : base + unit], now, bound):
+                        n_before = n_out
+                        n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
+                        out_time[n_before:n_out] = now + delay_us
+                        for n in range(n_before, n_out):
+                            refractory_end[out_index[n]] = now + refractory_us
+                        unit_refractory_end[u] = now + refractory_us
+                elif _any_above(V[base : base + unit], bound):
+                    n_before = n_out
+                    n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
+                    out_time[n_before:n_out] = now + delay_us
+                    if refractory_us > 0.0:
+                        for n in range(n_before, n_out):
+                            refractory_end[out_index[n]] = now + refractory_us
+                        unit_refractory_end[u] = now + refractory_us
         updates += n_touched * unit
     if fast:
         out_count[:n_out] = 1.0
@@ -1041,55 +1052,6 @@ def run_population_async(
     counters[C_NEURON_UPDATES] += updates
     counters[C_SPIKES] += spikes
     return n_out, tag
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _run_length(touched_list, i, n_touched):
-    """How many units from ``touched_list[i]`` on are consecutive units (a run in memory)."""
-    j = i + 1
-    while j < n_touched and touched_list[j] == touched_list[j - 1] + 1:
-        j += 1
-    return j - i
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _quiet(V, unit, unit_refractory_end, u, length, now, bound):
-    """Whether no unit of the run ``u .. u + length - 1`` is refractory at ``now`` or has a
-    neuron above ``bound``: then the run needs nothing more (one vector pass over its neurons
-    instead of a test per unit). An arrival's units mostly come in runs: a convolution event's
-    row of pixels."""
-    refractory = 0
-    for w in range(u, u + length):
-        refractory |= now < unit_refractory_end[w]
-    return refractory == 0 and not _any_above(V[u * unit : (u + length) * unit], bound)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _fire_async_units(V, unit, u0, length, now, bound, delay_us, refractory_us, refractory_end, unit_refractory_end,
-                      out_time, out_index, n_out):
-    """Units ``u0 .. u0 + length - 1`` at an arrival at ``now``, in order, under the paper's rule:
-    a refractory neuron's charge is discarded, then the others above ``bound`` fire (spikes leave
-    at ``now + delay_us``) and become refractory."""
-    for u in range(u0, u0 + length):
-        base = u * unit
-        if now < unit_refractory_end[u]:
-            # some neuron of the unit is refractory: discard its charge, then test the rest
-            if _clamp_refractory(V[base : base + unit], refractory_end[base : base + unit], now, bound):
-                n_before = n_out
-                n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
-                out_time[n_before:n_out] = now + delay_us
-                for n in range(n_before, n_out):
-                    refractory_end[out_index[n]] = now + refractory_us
-                unit_refractory_end[u] = now + refractory_us
-        elif _any_above(V[base : base + unit], bound):
-            n_before = n_out
-            n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
-            out_time[n_before:n_out] = now + delay_us
-            if refractory_us > 0.0:
-                for n in range(n_before, n_out):
-                    refractory_end[out_index[n]] = now + refractory_us
-                unit_refractory_end[u] = now + refractory_us
-    return n_out
 
 
 @njit(cache=True, nogil=True, inline="always")
