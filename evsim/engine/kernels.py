@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 from numba import njit
-from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 OP_CONV, OP_LINEAR, OP_AVGPOOL, OP_IDENTITY, OP_SUMPOOL = 0, 1, 2, 3, 4
 
@@ -402,6 +402,178 @@ def _mark(geometry, unit, routes, ev_index, lo, hi, stamp, touched_list, n_touch
     return n_touched
 
 
+ROW_BITS = 64  # convolutions whose output rows are at most this wide run their steps by row masks
+ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _span(lo, hi):
+    """Bits ``lo .. hi`` of a row mask (``0 <= lo <= hi < 64``)."""
+    return (ALL_BITS >> np.uint64(63 - (hi - lo))) << np.uint64(lo)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _first_run(m):
+    """The lowest run of set bits of ``m != 0``: its first bit and its length."""
+    a = np.int64(trailing_zeros(m))
+    rest = ~(m >> np.uint64(a))
+    return a, (64 - a if rest == 0 else np.int64(trailing_zeros(rest)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _by_rows(projections, unit, fast):
+    """Whether a layer's steps run by row masks (:func:`_step_rows`): it fires by the paper's
+    rule and every projection is a convolution whose output rows fit a mask."""
+    if unit <= 1 or not fast:
+        return False
+    for q in range(projections.shape[0]):
+        if projections[q, P_OP] != OP_CONV or projections[q, P_DST_W] > ROW_BITS:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_buffers(projections, units):
+    """:func:`_step_rows`' masks: what the step reached and what fires, one word per output row,
+    and the step's first touches (row, new bits), at most one per unit."""
+    rows = projections[0, P_DST_H]
+    return (np.zeros(rows, dtype=np.uint64), np.zeros(rows, dtype=np.uint64),
+            np.empty(units + 1, dtype=np.int64), np.empty(units + 1, dtype=np.uint64))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mark_rows(geometry, ev_index, lo, hi, reached, chunk_row, chunk_bits, n_chunks):
+    """Mark what events ``lo:hi`` of a convolution reach in ``reached`` (one word per output row)
+    and append each event's first touches per row (row, new bits) as a chunk: the chunks in order,
+    bits low to high for stride 1 (high to low for strided ones), are :func:`_mark`'s first-touch
+    order, at one AND per event and row instead of a test per pixel."""
+    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
+    for e in range(lo, hi):
+        c, y, x = _decode(ev_index[e], src_c, src_w)
+        oy_lo, oy_hi = _reach(y, pad, k, s, dst_h)
+        ox_lo, ox_hi = _reach(x, pad, k, s, dst_w)
+        if ox_lo > ox_hi:
+            continue
+        span = _span(ox_lo, ox_hi)
+        for oy in range(oy_hi, oy_lo - 1, -1):
+            new = span & ~reached[oy]
+            reached[oy] |= span
+            # branch-free: written every time, kept when the row has new pixels
+            chunk_row[n_chunks] = oy if s == 1 else -1 - oy
+            chunk_bits[n_chunks] = new
+            n_chunks += new != 0
+    return n_chunks
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leak_chunks(V, C, dst_w, chunk_row, chunk_bits, first, n_chunks, t_last, now, leak_table, log_leak):
+    """Bring the pixels of chunks ``first:n_chunks`` up to step ``now``, run by run: the lazy
+    leak of :func:`_leak_unit`, whose table (step mode's, in whole steps) holds 1 at gap 0, so
+    a pixel needs no test of its gap. Returns the number of pixels."""
+    pixels = 0
+    for i in range(first, n_chunks):
+        m = chunk_bits[i]
+        oy = chunk_row[i]
+        base = (oy if oy >= 0 else -1 - oy) * dst_w
+        while m != 0:
+            a, length = _first_run(m)
+            m &= ~_span(a, a + length - 1)
+            pixels += length
+            for u in range(base + a, base + a + length):
+                gap = now - t_last[u]
+                if gap >= leak_table.shape[0]:
+                    _leak_unit(V, C, u, t_last, now, leak_table, log_leak)
+                    continue
+                t_last[u] = now
+                if log_leak != 0.0:
+                    factor = leak_table[gap]
+                    v = V[u * C : (u + 1) * C]
+                    for co in range(C):
+                        v[co] *= factor
+    return pixels
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _test_rows(V, C, dst_w, reached, hot, bound):
+    """Threshold-test the pixels the step reached, in raster runs (one vector pass per run of
+    touched pixels), clear ``reached``, and set in ``hot`` the pixels with a neuron above
+    ``bound``. Returns whether any is hot."""
+    any_hot = False
+    for oy in range(reached.shape[0]):
+        m = reached[oy]
+        if m == 0:
+            continue
+        reached[oy] = 0
+        while m != 0:
+            a, length = _first_run(m)
+            m &= ~_span(a, a + length - 1)
+            base = oy * dst_w + a
+            if _any_above(V[base * C : (base + length) * C], bound):
+                for u in range(base, base + length):
+                    if _any_above(V[u * C : (u + 1) * C], bound):
+                        hot[oy] |= np.uint64(1) << np.uint64(u - oy * dst_w)
+                        any_hot = True
+    return any_hot
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _hot_in_chunk(chunk_row, chunk_bits, hot, i):
+    """Chunk ``i``'s hot pixels (cleared in ``hot``): their bits, the row, and whether they fire
+    lowest bit first (a stride-1 chunk; a strided one's row is stored as ``-1 - row``)."""
+    oy = chunk_row[i]
+    ascending = oy >= 0
+    if not ascending:
+        oy = -1 - oy
+    f = chunk_bits[i] & hot[oy]
+    hot[oy] &= ~f
+    return f, oy, ascending
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pop_bit(f, ascending):
+    """The lowest (or highest) set bit of ``f != 0``, and ``f`` without it."""
+    b = np.int64(trailing_zeros(f)) if ascending else 63 - np.int64(leading_zeros(f))
+    return b, f & ~(np.uint64(1) << np.uint64(b))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fire_hot(V, C, dst_w, chunk_row, chunk_bits, n_chunks, hot, bound, out_index, n_out):
+    """:func:`_fire` the hot pixels in first-touch order (the chunks in order)."""
+    for i in range(n_chunks):
+        f, oy, ascending = _hot_in_chunk(chunk_row, chunk_bits, hot, i)
+        while f != 0:
+            b, f = _pop_bit(f, ascending)
+            base = (oy * dst_w + b) * C
+            n_out = _fire(V[base : base + C], base, bound, out_index, n_out)
+    return n_out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _step_rows(V, C, t_last, now, t, leak_table, log_leak, bound, projections, weights, routes, ev_offsets,
+               ev_index, ev_sign, reached, hot, chunk_row, chunk_bits):
+    """One step of a layer that runs by row masks (:func:`_by_rows`): every projection's events
+    marked (:func:`_mark_rows`), the new pixels leaked, the weights added with no per-pixel test
+    (:func:`_add_events`), then the reached pixels tested in raster runs (:func:`_test_rows`).
+    Each neuron sees its leak then its adds in event order, as with :func:`_drain`. Returns the
+    events that arrived, the synaptic operations, the pixels touched, the chunks, whether any
+    pixel is hot (:func:`_fire_hot` fires them in first-touch order)."""
+    arrived = 0
+    synops = 0
+    pixels = 0
+    n_chunks = 0
+    dst_w = projections[0, P_DST_W]
+    for q in range(projections.shape[0]):
+        lo = ev_offsets[q, t]
+        hi = ev_offsets[q, t + 1]
+        arrived += hi - lo
+        geometry = _geometry(projections[q])
+        first = n_chunks
+        n_chunks = _mark_rows(geometry, ev_index, lo, hi, reached, chunk_row, chunk_bits, n_chunks)
+        pixels += _leak_chunks(V, C, dst_w, chunk_row, chunk_bits, first, n_chunks, t_last, now, leak_table, log_leak)
+        synops += _add_events(V, geometry, C, weights, routes, ev_index, ev_sign, lo, hi)
+    return arrived, synops, pixels, n_chunks, _test_rows(V, C, dst_w, reached, hot, bound)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _pool_reach(y, k, s, size):
     """The output rows whose pooling window ``[o * s, o * s + k)`` holds input row ``y``."""
@@ -569,6 +741,9 @@ def run_population_steps(
     timesteps = ev_offsets.shape[1] - 1
     fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
     bound = _strict_bound(V, threshold)
+    if fires and _by_rows(projections, unit, fast):
+        return _run_steps_by_rows(V, unit, t_last, t0, leak_table, log_leak, bound, projections, weights, routes,
+                                  ev_offsets, ev_index, ev_sign, out_index, out_count, out_offsets, counters)
     n_out = 0
     spikes = 0
     synops = 0
@@ -620,6 +795,36 @@ def run_population_steps(
 
 
 @njit(cache=True, nogil=True)
+def _run_steps_by_rows(V, C, t_last, t0, leak_table, log_leak, bound, projections, weights, routes,
+                       ev_offsets, ev_index, ev_sign, out_index, out_count, out_offsets, counters):
+    """:func:`run_population_steps` for a layer that runs by row masks (:func:`_by_rows`)."""
+    reached, hot, chunk_row, chunk_bits = _row_buffers(projections, t_last.shape[0])
+    dst_w = projections[0, P_DST_W]
+    n_out = 0
+    synops = 0
+    n_in = 0
+    updates = 0
+    out_offsets[0] = 0
+    for t in range(ev_offsets.shape[1] - 1):
+        arrived, added, pixels, n_chunks, any_hot = _step_rows(
+            V, C, t_last, t0 + t, t, leak_table, log_leak, bound, projections, weights, routes, ev_offsets,
+            ev_index, ev_sign, reached, hot, chunk_row, chunk_bits,
+        )
+        n_in += arrived
+        synops += added
+        if any_hot:
+            n_out = _fire_hot(V, C, dst_w, chunk_row, chunk_bits, n_chunks, hot, bound, out_index, n_out)
+        updates += pixels * C
+        out_offsets[t + 1] = n_out
+    out_count[:n_out] = 1.0
+    counters[C_INPUT_EVENTS] += n_in
+    counters[C_SYNOPS] += synops
+    counters[C_NEURON_UPDATES] += updates
+    counters[C_SPIKES] += n_out
+    return n_out
+
+
+@njit(cache=True, nogil=True)
 def run_population_steps_pooled(
     V, unit, t_last, stamp, touched_list, t0, leak_table, log_leak, threshold,
     projections, weights, routes, ev_offsets, ev_index, ev_sign,
@@ -640,6 +845,13 @@ def run_population_steps_pooled(
     timesteps = ev_offsets.shape[1] - 1
     bound = _strict_bound(V, threshold)
     pool_bound = _strict_bound(pool_V, pool_threshold)
+    if _by_rows(projections, unit, True):
+        return _run_pooled_by_rows(
+            V, unit, t_last, t0, leak_table, log_leak, bound, projections, weights, routes, ev_offsets, ev_index,
+            ev_sign, out_index, out_count, out_offsets, counters, pool_V, pool_t_last, pool_stamp, pool_touched,
+            pool_leak_table, pool_log_leak, pool_bound, pool_routes, pool_share, pool_out_index, pool_out_count,
+            pool_out_offsets, pool_counters,
+        )
     n_out = 0
     synops = 0
     n_in = 0
@@ -673,6 +885,69 @@ def run_population_steps_pooled(
                 pool_V[neuron] += pool_share
                 pool_synops += 1
         updates += n_touched * unit
+        out_offsets[t + 1] = n_out
+        pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_bound, pool_out_index, pool_out)
+        pool_updates += n_pool_touched
+        pool_out_offsets[t + 1] = pool_out
+    out_count[:n_out] = 1.0
+    pool_out_count[:pool_out] = 1.0
+    counters[C_INPUT_EVENTS] += n_in
+    counters[C_SYNOPS] += synops
+    counters[C_NEURON_UPDATES] += updates
+    counters[C_SPIKES] += n_out
+    pool_counters[C_INPUT_EVENTS] += n_out
+    pool_counters[C_SYNOPS] += pool_synops
+    pool_counters[C_NEURON_UPDATES] += pool_updates
+    pool_counters[C_SPIKES] += pool_out
+    return n_out, pool_out
+
+
+@njit(cache=True, nogil=True)
+def _run_pooled_by_rows(
+    V, C, t_last, t0, leak_table, log_leak, bound, projections, weights, routes, ev_offsets, ev_index, ev_sign,
+    out_index, out_count, out_offsets, counters, pool_V, pool_t_last, pool_stamp, pool_touched, pool_leak_table,
+    pool_log_leak, pool_bound, pool_routes, pool_share, pool_out_index, pool_out_count, pool_out_offsets,
+    pool_counters,
+):
+    """:func:`run_population_steps_pooled` for a layer that runs by row masks (:func:`_by_rows`):
+    the hot pixels fire in first-touch order, each spike routed to its pooling neuron at once."""
+    reached, hot, chunk_row, chunk_bits = _row_buffers(projections, t_last.shape[0])
+    dst_w = projections[0, P_DST_W]
+    n_out = 0
+    synops = 0
+    n_in = 0
+    updates = 0
+    pool_out = 0
+    pool_synops = 0
+    pool_updates = 0
+    out_offsets[0] = 0
+    pool_out_offsets[0] = 0
+    for t in range(ev_offsets.shape[1] - 1):
+        now = t0 + t
+        arrived, added, pixels, n_chunks, any_hot = _step_rows(
+            V, C, t_last, now, t, leak_table, log_leak, bound, projections, weights, routes, ev_offsets,
+            ev_index, ev_sign, reached, hot, chunk_row, chunk_bits,
+        )
+        n_in += arrived
+        synops += added
+        updates += pixels * C
+        n_pool_touched = 0
+        for i in range(n_chunks if any_hot else 0):
+            f, oy, ascending = _hot_in_chunk(chunk_row, chunk_bits, hot, i)
+            while f != 0:
+                b, f = _pop_bit(f, ascending)
+                base = (oy * dst_w + b) * C
+                first = n_out
+                n_out = _fire(V[base : base + C], base, bound, out_index, n_out)
+                for e in range(first, n_out):
+                    neuron = pool_routes[out_index[e]]
+                    if neuron < 0:
+                        continue
+                    if pool_stamp[neuron] != now:
+                        n_pool_touched = _touch(pool_V, 1, neuron, pool_t_last, pool_stamp, pool_touched,
+                                                n_pool_touched, now, now, pool_leak_table, pool_log_leak)
+                    pool_V[neuron] += pool_share
+                    pool_synops += 1
         out_offsets[t + 1] = n_out
         pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_bound, pool_out_index, pool_out)
         pool_updates += n_pool_touched
