@@ -423,11 +423,13 @@ def _first_run(m):
 @njit(cache=True, nogil=True, inline="always")
 def _by_rows(projections, unit, fast):
     """Whether a layer's steps run by row masks (:func:`_step_rows`): it fires by the paper's
-    rule and every projection is a convolution whose output rows fit a mask."""
+    rule and every projection is an ungrouped convolution whose output rows fit a mask (the
+    row steps add by :func:`_add_events`, which knows no groups)."""
     if unit <= 1 or not fast:
         return False
     for q in range(projections.shape[0]):
-        if projections[q, P_OP] != OP_CONV or projections[q, P_DST_W] > ROW_BITS:
+        if (projections[q, P_OP] != OP_CONV or projections[q, P_GROUPS] != 1
+                or projections[q, P_DST_W] > ROW_BITS):
             return False
     return True
 
