@@ -41,8 +41,8 @@ from evsim.model.file import load_model, save_model
 from evsim.model.graph import INPUT, Graph
 from evsim.training.architectures import build
 from evsim.training.network import SpikingNetwork
-from evsim.training.trainer import (TEST_SEED, EpochResult, TrainConfig, progress_bar, best_by_validation, initial_weights,
-                                    make_optimizer)
+from evsim.training.checkpoint import initial_weights
+from evsim.training.trainer import TEST_SEED, EpochResult, TrainConfig, progress_bar, best_by_validation, make_optimizer
 
 ANN_META = {"ann": True, "activation": "relu", "pooling": "average", "loss": "cross-entropy",
             "input": "expected per-step input of the encoding"}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -25,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evsim.errors import DataError, InputError, ModelError
-from evsim.model.graph import Graph
-from evsim.model.file import load_model
+from evsim.errors import DataError, InputError
 from evsim.training.architectures import build
 from evsim.training.bptt import FastSigmoid
+from evsim.training.checkpoint import Interrupted, initial_weights, kept_after_interruption, load_checkpoint, save_checkpoint
 from evsim.training.distributed import Distributed, join
 from evsim.datasets.augment import EventAugment
 from evsim.datasets.samples import (
@@ -343,20 +341,6 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
             distributed.close()
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training; its message says what was kept and how to go on."""
-
-
-def kept_after_interruption(config: TrainConfig) -> str:
-    """Where the epochs that ended before an interruption are, and how to continue them."""
-    try:
-        epoch = torch.load(config.checkpoint, map_location="cpu", weights_only=True)["epoch"]
-    except Exception:  # none written yet, or unreadable: nothing to continue from
-        return "no epoch had ended, so nothing was saved"
-    return (f"the checkpoint {config.checkpoint} holds {epoch} of {config.epochs} epochs (and {config.out} the model "
-            "so far): run the same command with --resume to continue")
-
-
 def _splits(config: TrainConfig):
     """The training, validation (None without ``--val``) and test sets, and the simulated
     recordings mixed into training (None without ``--mix-simulated``)."""
@@ -482,19 +466,6 @@ def best_by_validation(history: list[dict], synops_budget: float | None = None) 
     return max(eligible, key=lambda h: (h["val_accuracy"], -h["val_synops"]))["epoch"] if eligible else None
 
 
-def same_populations(a: Graph, b: Graph) -> bool:
-    """Whether two graphs have the same populations and projections, so the same weights fit both."""
-    return a.to_dict()["populations"] == b.to_dict()["populations"]
-
-
-def initial_weights(path, graph: Graph):
-    """The model file ``path``, checked to be of the same network as ``graph`` (its weights seed a fine-tuning)."""
-    model = load_model(path)
-    if not same_populations(model.graph, graph):
-        raise ModelError("--init must be a model of the same architecture and input as the one trained", path)
-    return model
-
-
 def evaluate(network: SpikingNetwork, samples: SampleSet, timesteps: int, batch_size: int = 32,
              seed: int = 0, progress: bool = False, penalty: ActivityPenalty = ActivityPenalty(),
              distributed: Distributed | None = None) -> EpochResult:
@@ -505,35 +476,3 @@ def evaluate(network: SpikingNetwork, samples: SampleSet, timesteps: int, batch_
         return run_epoch(network, samples, timesteps, batch_size, np.random.default_rng([seed, TEST_SEED]),
                          progress=progress, description=samples.split, penalty=penalty, distributed=distributed,
                          seed=seed)
-
-
-def save_checkpoint(path: Path, network, optimizer, schedule, epoch: int, history: list, config: TrainConfig) -> None:
-    state = {
-        "epoch": epoch,
-        "graph": network.graph.to_dict(),
-        "model": network.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "history": history,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)  # a crash mid-write never leaves a truncated checkpoint
-
-
-def load_checkpoint(path: Path, network, optimizer, schedule, graph: Graph) -> tuple[int, list]:
-    if not path.is_file():
-        raise ModelError("no checkpoint to resume from", path)
-    try:
-        state = torch.load(path, map_location=network.weights[0].device, weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        raise ModelError(f"not a readable checkpoint ({exc})", path) from None
-    saved = Graph.from_dict(state["graph"])
-    if not same_populations(saved, graph) or saved.timesteps != graph.timesteps:
-        raise ModelError("the checkpoint is of another network or time-step count than these options", path)
-    network.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    return int(state["epoch"]), list(state["history"])
