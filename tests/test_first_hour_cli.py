@@ -349,7 +349,10 @@ def test_ctrl_c_on_a_local_cluster_run_stops_everything_it_started(elsewhere, mn
 
     argv = [sys.executable, "-m", "evsim.cli", "run", "--model", "lenet-mnist", "--data", str(mnist_root),
             "--cluster", "local", "--threads", "1", "--json"]
-    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a suite started in the background (`cmd &`) runs with SIGINT ignored, and a child inherits
+    # that: Python then installs no KeyboardInterrupt handler and the Ctrl-C would do nothing
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and child.poll() is None:
