@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,16 +13,13 @@ from evsim.errors import ModelError
 from evsim.model.file import load_model
 from evsim.model.graph import Graph
 
-if TYPE_CHECKING:
-    from evsim.training.trainer import TrainConfig
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training; its message says what was kept and how to go on."""
 
 
-def kept_after_interruption(config: TrainConfig) -> str:
-    """Where the epochs that ended before an interruption are, and how to continue them."""
+def kept_after_interruption(config) -> str:
+    """Where the epochs that ended before an interruption of the run ``config`` (a TrainConfig) are,
+    and how to continue them."""
     try:
         epoch = torch.load(config.checkpoint, map_location="cpu", weights_only=True)["epoch"]
     except Exception:  # none written yet, or unreadable: nothing to continue from
@@ -45,7 +41,7 @@ def initial_weights(path, graph: Graph):
     return model
 
 
-def save_checkpoint(path: Path, network, optimizer, schedule, epoch: int, history: list, config: TrainConfig) -> None:
+def save_checkpoint(path: Path, network, optimizer, schedule, epoch: int, history: list, config) -> None:
     state = {
         "epoch": epoch,
         "graph": network.graph.to_dict(),
