@@ -64,8 +64,15 @@ class Distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.tolist()
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        """Leave the group; ``finished`` ranks leave together. A rank that tears gloo down while a
+        peer still uses its connections can abort (SIGABRT, "terminate called without an active
+        exception"), and the DDP wrapper's reducer holds the group until it is dropped. A rank
+        that failed does not wait at the barrier for peers that may never come."""
+        self.model = None
         if dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
 

@@ -332,13 +332,16 @@ def train(config: TrainConfig, log=print, progress: bool = True) -> list[dict]:
         config = dataclasses.replace(config, device=distributed.device)
         if not distributed.main:  # rank 0 speaks and writes for all
             log, progress = (lambda line: None), False
+    finished = False
     try:
-        return _train(config, log, progress, distributed)
+        history = _train(config, log, progress, distributed)
+        finished = True
+        return history
     except KeyboardInterrupt:
         raise Interrupted(kept_after_interruption(config)) from None
     finally:
         if distributed is not None:
-            distributed.close()
+            distributed.close(finished)
 
 
 def _splits(config: TrainConfig):
