@@ -51,20 +51,25 @@ def _phases(V, t_last, leak_table, log_leak, projections, weights, routes, ev_of
     return done
 
 
-def main() -> None:
+def recordings(root: Path, limit: int) -> list[Path]:
+    """``limit`` training recordings spread evenly over the sorted files (so over the digits)."""
+    files = sorted(root.joinpath("Train").rglob("*.bin"))
+    return files[:: max(1, len(files) // limit)][:limit]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--model", default="lenet-nmnist")
     parser.add_argument("--data", type=Path, default=None, help="N-MNIST root (default $EVSIM_DATA/nmnist)")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     network = evsim.load(args.model)
     layer = network.layers[0]
     if not kernels._by_rows(layer.projections, layer.unit, True):
         raise SystemExit(f"{layer.name} of {args.model} does not step by row masks")
-    files = sorted((args.data or default_root("nmnist")).joinpath("Train").rglob("*.bin"))
-    files = files[:: max(1, len(files) // args.limit)][: args.limit]
+    files = recordings(args.data or default_root("nmnist"), args.limit)
     queues = [gather({INPUT: network.encode(read_events(f)[0])}, layer.sources) for f in files]
 
     V = np.zeros(layer.size, dtype=network.dtype)
@@ -74,13 +79,13 @@ def main() -> None:
     chunk_row, chunk_bits = np.empty(layer.units + 1, dtype=np.int64), np.empty(layer.units + 1, dtype=np.uint64)
     table, log_leak = network._leak_tables[0], math.log(layer.neuron.leak)
     ws = Workspace.allocate(network.layers, network.timesteps, network.dtype)
-    state, counters = ws.states[0], np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)
+    state = ws.states[0]
 
     def phases(leak: bool, add: bool):
         return lambda q: _phases(V, t_last, table, log_leak, layer.projections, layer.weights, layer.routes, *q,
                                  reached, chunk_row, chunk_bits, leak, add)
 
-    def whole(q):
+    def whole(q, counters=np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)):
         state.reset()
         return kernels.run_population_steps(
             state.V, layer.unit, state.t_last, state.stamp, state.touched, state.carry, 0, table, log_leak,
@@ -98,7 +103,10 @@ def main() -> None:
             for q in queues:
                 run(q)
             best[name] = min(best.get(name, math.inf), (time.thread_time() - start) / len(queues))
-    synops = counters[kernels.C_SYNOPS] / (args.rounds * (len(queues) + 1))
+    counters = np.zeros(kernels.COUNTER_COLUMNS, dtype=np.int64)
+    for q in queues:
+        whole(q, counters)
+    synops = counters[kernels.C_SYNOPS] / len(queues)
     rng = np.random.default_rng(0)
     cV, cW = np.zeros(23_120 + 250, dtype=np.float32), rng.standard_normal(65_536 + 250).astype(np.float32)
     bases, woffs = rng.integers(0, 23_120, 200_000), rng.integers(0, 65_536, 200_000)

@@ -247,6 +247,23 @@ def test_scaling_quick(model_path, nmnist_root, tmp_path, capsys, monkeypatch):
         assert row["synops"] < row["dense_macs"]
 
 
+def test_profile_phases_times_the_phases_of_the_same_synops(nmnist_root, capsys, monkeypatch):
+    """benchmarks/profile_phases.py on two bundled recordings: every phase is timed, and the synops
+    it reports are conv1's in ``Network.run`` of the same recordings."""
+    import evsim
+    from evsim.datasets.formats import read_events
+
+    phases = load_script("profile_phases", monkeypatch)
+    phases.main(["--data", str(nmnist_root), "--limit", "2", "--rounds", "1"])
+    out = capsys.readouterr().out
+    for name in ("marking", "marking + leak", "marking + adds", "marking + leak + adds", "the layer"):
+        assert f"  {name} " in out
+    network = evsim.load("lenet-nmnist")
+    files = phases.recordings(nmnist_root, 2)
+    synops = np.mean([network.run(read_events(f)[0]).layers[0].synops for f in files])
+    assert f"{synops / 1e6:.2f} M synops per recording" in out
+
+
 def test_train_speed_times_both_recurrences(nmnist_root, capsys, monkeypatch):
     """benchmarks/train_speed.py end to end on a few bundled recordings (T = 4): every kind is timed."""
     pytest.importorskip("torch")
