@@ -87,6 +87,19 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(params=["kernels", "torch_loop"])
+def recurrence(request):
+    """The trainer's tests run on both paths of the paper's rule: the Numba kernels (CPU) and the
+    torch loop (GPUs; the reference the kernels are checked against bit for bit)."""
+    import contextlib
+
+    pytest.importorskip("torch")
+    from evsim.training.neurons import torch_recurrence
+
+    with torch_recurrence() if request.param == "torch_loop" else contextlib.nullcontext():
+        yield request.param
+
+
 @pytest.fixture(scope="session")
 def test_data_dir() -> Path:
     return TEST_DATA

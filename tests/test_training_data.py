@@ -144,3 +144,27 @@ def test_epoch_draws_cover_the_pool_before_repeating():
     for per_epoch in (0, 11):
         with pytest.raises(InputError, match="per epoch"):
             epoch_draw(10, per_epoch, 0)
+
+
+def test_prefetched_loads_in_order_with_the_plain_loops_draws():
+    """The loader thread of run_epoch: each batch's data in order, drawn from a shared generator
+    exactly as a plain loop draws them, and a loader's error reaches the caller."""
+    from evsim.training.prefetch import prefetched
+
+    def draw(rng):
+        return lambda n: rng.integers(0, 1000, n)
+
+    items = [3, 1, 4, 1, 5]
+    shared = draw(np.random.default_rng(9))  # one generator for the whole loop
+    plain = [shared(n) for n in items]
+    rng = np.random.default_rng(9)
+    got = list(prefetched(draw(rng), items))
+    assert len(got) == len(plain) and all(np.array_equal(a, b) for a, b in zip(got, plain))
+
+    def broken(n):
+        if n == 4:
+            raise ValueError("bad recording")
+        return n
+
+    with pytest.raises(ValueError, match="bad recording"):
+        list(prefetched(broken, items))
