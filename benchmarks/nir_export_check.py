@@ -26,29 +26,16 @@ import numpy as np
 import torch
 
 from evsim.interop.nir import content_digest
-
-
-def _stepwise(module, x):
-    """Drive a nirtorch-built module (returns (output, state)) one step at a time."""
-    state, outs = None, []
-    with torch.no_grad():
-        for t in range(x.shape[1]):
-            o, state = module(x[:, t], state)
-            outs.append(o.reshape(x.shape[0], -1))
-    return torch.stack(outs, 1)
+from nir_peer_importers import import_snntorch, import_spikingjelly
 
 
 def run_snntorch(path: Path, x: torch.Tensor) -> np.ndarray:
-    from snntorch.import_nir import import_from_nir
-
     with contextlib.redirect_stdout(io.StringIO()):  # it prints whole arrays
-        return np.concatenate([_stepwise(import_from_nir(nir.read(path)), x[i:i + 1]).numpy() for i in range(len(x))])
+        return np.concatenate([import_snntorch(nir.read(path), x[i:i + 1]).numpy() for i in range(len(x))])
 
 
 def run_spikingjelly(path: Path, x: torch.Tensor) -> np.ndarray:
-    from spikingjelly.activation_based.nir_exchange import import_from_nir
-
-    return _stepwise(import_from_nir(nir.read(path), dt=1e-4), x).numpy()
+    return import_spikingjelly(nir.read(path), x).numpy()
 
 
 def main() -> None:
