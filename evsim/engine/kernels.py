@@ -310,7 +310,8 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
     reached unit is listed, first touches in order; the new ones are leaked; then every event's
     weights are added unchecked. Each neuron sees its leak, then its adds in event order, as a
     per-pixel "first touch?" test would give it, so the bits are the same (a pooling neuron sees
-    one add, its window's sum divided: :func:`_add_pooled`, whose scratch ``window_sum`` is).
+    one add, its window's spike sum divided, collected in the scratch ``window_sum``:
+    :func:`_add_pooled`).
     Returns the number of synaptic operations performed (one per weight added and spike an event
     carries) and the new touched count.
     """
@@ -638,7 +639,7 @@ def _add_pooled(V, geometry, routes, ev_index, ev_sign, lo, hi, window_sum):
     reached adds its sum divided by :func:`window_divisor` once, as the dense model adds
     ``avg_pool2d``'s average: ``1 / 9`` added nine times is 1.0000000000000002, nine spikes over
     9 are 1.0, and a leaky membrane plus four quarters one by one can differ from it plus 1.0 in
-    the last bit. The synaptic operations: one per spike delivered to a neuron, as before."""
+    the last bit. The synaptic operations: one per spike delivered to a neuron."""
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
     divisor = V.dtype.type(window_divisor(op, k))
     synops = 0
