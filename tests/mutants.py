@@ -78,8 +78,8 @@ MUTANTS = (
            "                        synops += C * spikes\n", "                        synops += 2 * C * spikes\n",
            EXACT),
     Mutant("overlapping-pool-synops", "synop counts", "evsim/engine/kernels.py",
-           "                    V[(oy * dst_w + ox) * C + c] += ev_sign[e] * share\n                    synops += int(abs(ev_sign[e]))\n",
-           "                    V[(oy * dst_w + ox) * C + c] += ev_sign[e] * share\n                    synops += int(abs(ev_sign[e])) * (1 + (oy > oy_lo))\n",
+           "                window_sum[(oy * dst_w + ox) * C + c] += ev_sign[e]\n                synops += int(abs(ev_sign[e]))\n",
+           "                window_sum[(oy * dst_w + ox) * C + c] += ev_sign[e]\n                synops += int(abs(ev_sign[e])) * (1 + (oy > oy_lo))\n",
            EXACT),
     Mutant("identity-synops", "synop counts", "evsim/engine/kernels.py",
            "            V[ev_index[e]] += ev_sign[e]\n            synops += int(abs(ev_sign[e]))\n",
@@ -94,6 +94,12 @@ MUTANTS = (
            "table[q, kernels.P_SRC_C : kernels.P_SRC_W + 1] = src",
            "table[q, kernels.P_SRC_C : kernels.P_SRC_W + 1] = (src[0], src[2], src[1])",
            EXACT),
+    # a window's spike sum over k^2, added once, is avg_pool2d's average: 1/9 added per spike is not
+    Mutant("pool-adds-per-spike", "step == dense (3x3 average pooling)", "evsim/engine/kernels.py",
+           "    V[neuron] += window_sum[neuron] / divisor\n",
+           "    n = int(window_sum[neuron])\n    for _ in range(abs(n)):\n"
+           "        V[neuron] += (V.dtype.type(1.0) if n > 0 else V.dtype.type(-1.0)) / divisor\n",
+           ("tests/test_engine_exact.py::test_a_full_window_averages_to_exactly_its_threshold",)),
     Mutant("leak-off-by-one", "step == dense", "evsim/engine/kernels.py",
            "        return leak_table[int(gap)]\n", "        return leak_table[int(gap) - 1]\n",
            EXACT),

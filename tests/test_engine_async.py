@@ -320,7 +320,8 @@ def test_a_lone_conv_event_drains_as_the_general_path_does(dtype, seed):
             stamp, touched = np.full(layer.units, -1, np.int64), np.zeros(layer.units + 1, np.int64)
             if drain == "general":
                 synops, n = kernels._drain(v, geometry, layer.unit, layer.weights, layer.routes, np.array([j], np.int32),
-                                           np.array([sign]), 0, 1, last, stamp, touched, 0, now, tag, table, log_leak)
+                                           np.array([sign]), 0, 1, last, stamp, touched, 0, now, tag, table, log_leak,
+                                           v[:0])  # a conv: no window sums
             else:
                 synops, n = kernels._drain_one_conv(v, geometry, layer.weights, j, sign, last, stamp, touched, 0,
                                                     now, tag, table, log_leak)

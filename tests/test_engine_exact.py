@@ -2,8 +2,8 @@
 and both engine modes count the synaptic operations an independent formula gives.
 
 Random small networks of every layer kind (conv with stride and padding, grouped and depthwise
-conv, spiking average pooling
-tiled or overlapping, linear, residual blocks with identity and 1x1 skips), non-square inputs,
+conv, spiking average pooling tiled or overlapping, 2x2 or 3x3, at thresholds a window's average
+can land on exactly, linear, residual blocks with identity and 1x1 skips), non-square inputs,
 thresholds and leaks other than the paper's, random signed input spike trains: in float64 the
 engine's per-neuron spike counts equal the dense PyTorch model's exactly and its output agrees to
 rounding. Only networks whose last hidden layer fires are kept, so the output check never compares
@@ -24,6 +24,7 @@ from evsim.engine.network import Network
 from evsim.events import timed_spike_train
 from evsim.model.graph import Graph, Population, Projection, conv_output_size
 from evsim.model.ops import fan_out
+from evsim.training import dense_forward
 
 torch = pytest.importorskip("torch")  # tests/conftest.py makes a missing torch an error under CI
 from oracle import assert_batch_equals_run, dense_reference, expected_synops  # noqa: E402
@@ -60,8 +61,10 @@ def random_networks(draw):
             # mostly the paper's tiled 2x2 pooling; sometimes overlapping or untiled windows
             k, stride = draw(st.sampled_from([(2, 2), (2, 2), (3, 2), (2, 1), (3, 3)]))
             out = (c, conv_output_size(h, k, stride, 0), conv_output_size(w, k, stride, 0))
+            # 1 and 2/3: where a full 3x3 window (or six spikes in it) lands exactly, as its sum over 9
+            threshold = draw(st.sampled_from([0.5, 0.75, 1.0, 2 / 3]))
             pops.append(Population(f"pool{i}", "pool", out, (Projection(source, "avgpool", kernel=k, stride=stride),),
-                                   threshold=draw(st.sampled_from([0.5, 0.75])), leak=draw(st.sampled_from([1.0, 0.9]))))
+                                   threshold=threshold, leak=draw(st.sampled_from([1.0, 0.9]))))
             source, shape = f"pool{i}", out
         elif kind == "residual":
             mid = draw(st.integers(1, 4))
@@ -340,3 +343,59 @@ def test_a_layer_fed_by_the_input_and_a_layer():
                "w3": rng.normal(0, 0.3, (3, 60))}
     train = (rng.random((7, 2, 6, 5)) < 0.6).astype(np.int8)
     check_case(graph, weights, train, drawn=False)
+
+
+
+def full_windows_case(path: str, k: int, full_steps: int):
+    """Average pooling over two ``k x k`` windows that every neuron of feeds a spike for
+    ``full_steps`` steps, threshold ``full_steps`` (leak 1): the dense model's membrane gains
+    ``k*k / k**2 = 1`` per step and ends exactly at the threshold, so it stays silent, where
+    ``k*k`` adds of ``1 / k**2`` overshoot (RESULTS, "average pooling over windows that are not a
+    power of two"). The second window gets one spike more at the last step, above threshold, so
+    the pool does fire there and the case is not vacuous.
+
+    ``path`` picks the engine's way to the pool: ``input`` (tiled pooling of the input's events,
+    kernels._add_pooled), ``conv`` (a one-channel layer and its pooling in one pass,
+    kernels.run_population_steps_pooled), ``rows`` (two channels: that pass by row masks),
+    ``overlap`` (stride 1: untiled windows sharing ``k - 1`` columns)."""
+    channels = 2 if path == "rows" else 1
+    stride = 1 if path == "overlap" else k
+    width = k + 1 if path == "overlap" else 2 * k
+    out = (channels, 1, conv_output_size(width, k, stride, 0))
+    source, pops, weights = "input", [], {}
+    if path in ("conv", "rows"):  # a 1x1 conv that passes every input spike on at once
+        pops.append(Population("c1", "lif", (channels, k, width), (Projection("input", "conv", "w1", 1, 1, 0),),
+                               threshold=0.5))
+        weights["w1"] = np.ones((channels, 1, 1, 1))
+        source = "c1"
+    pops.append(Population("p1", "pool", out, (Projection(source, "avgpool", kernel=k, stride=stride),),
+                           threshold=float(full_steps), leak=1.0))
+    pops.append(Population("out", "output", (2,), (Projection("p1", "linear", "w2"),)))
+    weights["w2"] = np.ones((2, int(np.prod(out))))
+    graph = Graph((1, k, width), tuple(pops), timesteps=full_steps + 1)
+    train = np.zeros((full_steps + 1, 1, k, width), dtype=np.int8)
+    train[:full_steps] = 1
+    train[full_steps, 0, 0, width - 1] = 1  # in the second window only
+    return graph, weights, train
+
+
+@pytest.mark.parametrize("path", ["input", "conv", "rows", "overlap"])
+@pytest.mark.parametrize(("k", "full_steps"), [(3, 1), (3, 2), (5, 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_full_window_averages_to_exactly_its_threshold(path, k, full_steps, dtype):
+    """Nine spikes in a 3x3 window (25 in a 5x5 one) add the window's average, 9 / 9 = 1.0, as
+    avg_pool2d does, not nine times 1 / 9 (1.0000000000000002 in float64, which fired at threshold
+    1.0; in float32 nine adds happen to round to 1.0, but 18 give 2.0000005 and 25 of 1 / 25
+    1.0000002): the engine fires exactly the dense model's spikes in the dense model's precision,
+    through ``Network.run``, ``run_batch``, ``run_many``, and in the asynchronous mode (all of a
+    step's events at one time, so one add per window there too)."""
+    graph, weights, train = full_windows_case(path, k, full_steps)
+    torch_dtype = torch.float64 if dtype is np.float64 else torch.float32
+    _, counts = dense_forward(graph, weights, train[:, None].astype(dtype), dtype=torch_dtype)
+    expected = counts["p1"][0]
+    assert expected[:, 0, 0].sum() == 0 and expected.sum() == expected.shape[0]  # the full window never fires
+    network = Network(graph, weights, dtype=dtype)
+    np.testing.assert_array_equal(network.run(train, record_spikes=True).spike_counts["p1"], expected)
+    for result in (*network.run_batch([train, train]), *network.run_many([train], workers=1),
+                   network.run(train, mode="async")):
+        assert result.per_layer["p1"]["spikes"] == expected.sum()

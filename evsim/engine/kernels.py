@@ -300,7 +300,7 @@ def _geometry(proj):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
+def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak, window_sum):
     """Add the weights of events ``lo:hi`` (source neurons ``ev_index``) to the neurons they reach.
 
     Each *unit* reached is first brought up to time ``now`` (lazy leak) and listed as touched
@@ -309,14 +309,16 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
     with no per-pixel branch (:func:`_mark`, :func:`_leak_new`, :func:`_add_events`): every
     reached unit is listed, first touches in order; the new ones are leaked; then every event's
     weights are added unchecked. Each neuron sees its leak, then its adds in event order, as a
-    per-pixel "first touch?" test would give it, so the bits are the same. Returns the number of
-    synaptic operations performed (one per weight added and spike an event carries) and the new
-    touched count.
+    per-pixel "first touch?" test would give it, so the bits are the same (a pooling neuron sees
+    one add, its window's spike sum divided, collected in the scratch ``window_sum``:
+    :func:`_add_pooled`).
+    Returns the number of synaptic operations performed (one per weight added and spike an event
+    carries) and the new touched count.
     """
     first = n_touched
     n_touched = _mark(geometry, unit, routes, ev_index, lo, hi, stamp, touched_list, n_touched, tag)
     _leak_new(V, unit, touched_list, first, n_touched, t_last, now, leak_table, log_leak)
-    return _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi), n_touched
+    return _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, window_sum), n_touched
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -383,13 +385,7 @@ def _mark(geometry, unit, routes, ev_index, lo, hi, stamp, touched_list, n_touch
                 n_touched = _list(neuron // unit, stamp, touched_list, n_touched, tag)
     elif op == OP_AVGPOOL or op == OP_SUMPOOL:
         for e in range(lo, hi):
-            j = ev_index[e]
-            c = j % src_c
-            pix = j // src_c
-            y = pix // src_w
-            x = pix - y * src_w
-            oy_lo, oy_hi = _pool_reach(y, k, s, dst_h)
-            ox_lo, ox_hi = _pool_reach(x, k, s, dst_w)
+            c, oy_lo, oy_hi, ox_lo, ox_hi = _pool_window(geometry, ev_index[e])
             for oy in range(oy_lo, oy_hi + 1):
                 for ox in range(ox_lo, ox_hi + 1):
                     n_touched = _list(((oy * dst_w + ox) * C + c) // unit, stamp, touched_list, n_touched, tag)
@@ -579,7 +575,8 @@ def _step_rows(V, C, t_last, now, t, leak_table, log_leak, bound, projections, w
         first = n_chunks
         n_chunks = _mark_rows(geometry, ev_index, lo, hi, reached, chunk_row, chunk_bits, n_chunks)
         pixels += _leak_chunks(V, C, dst_w, chunk_row, chunk_bits, first, n_chunks, t_last, now, leak_table, log_leak)
-        synops += _add_events(V, geometry, C, weights, routes, ev_index, ev_sign, lo, hi)
+        # convolutions only (_by_rows): no window sums, so an empty scratch
+        synops += _add_events(V, geometry, C, weights, routes, ev_index, ev_sign, lo, hi, V[:0])
     return arrived, synops, pixels, n_chunks, _test_rows(V, C, dst_w, reached, hot, bound)
 
 
@@ -587,6 +584,89 @@ def _step_rows(V, C, t_last, now, t, leak_table, log_leak, bound, projections, w
 def _pool_reach(y, k, s, size):
     """The output rows whose pooling window ``[o * s, o * s + k)`` holds input row ``y``."""
     return max(0, (y - k + s + s * k) // s - k), min(size - 1, y // s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pool_window(geometry, j):
+    """The pooling outputs that source neuron ``j`` reaches (untiled pooling): channel ``c``
+    (windows do not mix channels), rows ``oy_lo .. oy_hi``, columns ``ox_lo .. ox_hi``."""
+    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
+    c = j % src_c
+    pix = j // src_c
+    y = pix // src_w
+    x = pix - y * src_w
+    oy_lo, oy_hi = _pool_reach(y, k, s, dst_h)
+    ox_lo, ox_hi = _pool_reach(x, k, s, dst_w)
+    return c, oy_lo, oy_hi, ox_lo, ox_hi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def window_divisor(op, k):
+    """What a pooling window's spike sum is divided by: ``k * k`` for average pooling (torch's
+    ``avg_pool2d``, the dense model's, divides the window's sum so), 1 for sum pooling."""
+    return float(k * k) if op == OP_AVGPOOL else 1.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window_sums(V, projections):
+    """Zeros, one per neuron of ``V``, in which pooling projections collect a step's window sums
+    (:func:`_add_pooled`); empty for a layer that no pooling feeds."""
+    for q in range(projections.shape[0]):
+        if projections[q, P_OP] == OP_AVGPOOL or projections[q, P_OP] == OP_SUMPOOL:
+            return np.zeros_like(V)
+    return np.zeros_like(V[:0])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_window_sum(V, window_sum, neuron, divisor):
+    """Add ``neuron``'s window sum divided by ``divisor`` (both in ``V``'s precision, the division
+    rounded as the dense model rounds it), and clear the sum: a neuron listed again adds 0."""
+    V[neuron] += window_sum[neuron] / divisor
+    window_sum[neuron] = 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_window_sums(V, window_sum, neurons, n, divisor):
+    """:func:`_add_window_sum` for ``neurons[:n]``, after their leak and before their threshold test."""
+    for i in range(n):
+        _add_window_sum(V, window_sum, neurons[i], divisor)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_pooled(V, geometry, routes, ev_index, ev_sign, lo, hi, window_sum):
+    """The pooling adds of events ``lo:hi``: the spikes (signed, or a multi-spike neuron's count)
+    reaching each neuron are summed in ``window_sum`` (zeros, and left so), then each neuron
+    reached adds its sum divided by :func:`window_divisor` once, as the dense model adds
+    ``avg_pool2d``'s average: ``1 / 9`` added nine times is 1.0000000000000002, nine spikes over
+    9 are 1.0, and a leaky membrane plus four quarters one by one can differ from it plus 1.0 in
+    the last bit. The synaptic operations: one per spike delivered to a neuron."""
+    op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
+    divisor = V.dtype.type(window_divisor(op, k))
+    synops = 0
+    if roff >= 0:
+        # tiled pooling: each source neuron feeds one target, looked up in ``routes`` (-1: none)
+        for e in range(lo, hi):
+            neuron = routes[roff + ev_index[e]]
+            if neuron >= 0:
+                window_sum[neuron] += ev_sign[e]
+                synops += int(abs(ev_sign[e]))
+        for e in range(lo, hi):
+            neuron = routes[roff + ev_index[e]]
+            if neuron >= 0:
+                _add_window_sum(V, window_sum, neuron, divisor)
+        return synops
+    for e in range(lo, hi):
+        c, oy_lo, oy_hi, ox_lo, ox_hi = _pool_window(geometry, ev_index[e])
+        for oy in range(oy_lo, oy_hi + 1):
+            for ox in range(ox_lo, ox_hi + 1):
+                window_sum[(oy * dst_w + ox) * C + c] += ev_sign[e]
+                synops += int(abs(ev_sign[e]))
+    for e in range(lo, hi):
+        c, oy_lo, oy_hi, ox_lo, ox_hi = _pool_window(geometry, ev_index[e])
+        for oy in range(oy_lo, oy_hi + 1):
+            for ox in range(ox_lo, ox_hi + 1):
+                _add_window_sum(V, window_sum, (oy * dst_w + ox) * C + c, divisor)
+    return synops
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -598,9 +678,10 @@ def _leak_new(V, unit, touched_list, first, n_touched, t_last, now, leak_table, 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi):
+def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, window_sum):
     """Add the weights of events ``lo:hi`` to the neurons they reach, with no per-pixel test
-    (:func:`_mark` and :func:`_leak_new` ran first); the synaptic operations."""
+    (:func:`_mark` and :func:`_leak_new` ran first; pooling: :func:`_add_pooled`, with the
+    scratch ``window_sum``); the synaptic operations."""
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
     synops = 0
     if op == OP_CONV:
@@ -628,29 +709,8 @@ def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi):
                         wrow = row + (k - 1 - (x + pad - ox * s)) * C
                         _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
                         synops += C * spikes
-    elif (op == OP_AVGPOOL or op == OP_SUMPOOL) and roff >= 0:
-        # tiled pooling: each source neuron feeds one target, looked up in ``routes`` (-1: none)
-        share = 1.0 / (k * k) if op == OP_AVGPOOL else 1.0
-        for e in range(lo, hi):
-            neuron = routes[roff + ev_index[e]]
-            if neuron < 0:
-                continue
-            V[neuron] += ev_sign[e] * share
-            synops += int(abs(ev_sign[e]))
     elif op == OP_AVGPOOL or op == OP_SUMPOOL:
-        share = 1.0 / (k * k) if op == OP_AVGPOOL else 1.0
-        for e in range(lo, hi):
-            j = ev_index[e]
-            c = j % src_c
-            pix = j // src_c
-            y = pix // src_w
-            x = pix - y * src_w
-            oy_lo, oy_hi = _pool_reach(y, k, s, dst_h)
-            ox_lo, ox_hi = _pool_reach(x, k, s, dst_w)
-            for oy in range(oy_lo, oy_hi + 1):
-                for ox in range(ox_lo, ox_hi + 1):
-                    V[(oy * dst_w + ox) * C + c] += ev_sign[e] * share
-                    synops += int(abs(ev_sign[e]))
+        synops = _add_pooled(V, geometry, routes, ev_index, ev_sign, lo, hi, window_sum)
     elif op == OP_LINEAR:
         spikes = 0
         for e in range(lo, hi):
@@ -704,7 +764,7 @@ def _add_grouped(V, geometry, groups, weights, ev_index, ev_sign, lo, hi):
 
 @njit(cache=True, nogil=True, inline="always")
 def _drain_step(V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t, now,
-                t_last, stamp, touched_list, n_touched, leak_table, log_leak):
+                t_last, stamp, touched_list, n_touched, leak_table, log_leak, window_sum):
     """Step ``t``'s events of every projection (:func:`_drain` each, at time ``now``, touches
     tagged ``now``): the events that arrived, the synaptic operations, the new touched count."""
     arrived = 0
@@ -721,7 +781,7 @@ def _drain_step(V, unit, weights, routes, projections, ev_offsets, ev_index, ev_
         else:
             added, n_touched = _drain(
                 V, _geometry(projections[q]), unit, weights, routes, ev_index, ev_sign, lo, hi,
-                t_last, stamp, touched_list, n_touched, now, now, leak_table, log_leak,
+                t_last, stamp, touched_list, n_touched, now, now, leak_table, log_leak, window_sum,
             )
         synops += added
     return arrived, synops, n_touched
@@ -753,6 +813,7 @@ def run_population_steps(
     if fires and _by_rows(projections, unit, fast):
         return _run_steps_by_rows(V, unit, t_last, t0, leak_table, log_leak, bound, projections, weights, routes,
                                   ev_offsets, ev_index, ev_sign, out_index, out_count, out_offsets, counters)
+    window_sum = _window_sums(V, projections)
     n_out = 0
     spikes = 0
     synops = 0
@@ -770,7 +831,7 @@ def run_population_steps(
         n_carry = 0
         arrived, added, n_touched = _drain_step(
             V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t, now,
-            t_last, stamp, touched_list, n_touched, leak_table, log_leak,
+            t_last, stamp, touched_list, n_touched, leak_table, log_leak, window_sum,
         )
         n_in += arrived
         synops += added
@@ -839,17 +900,18 @@ def run_population_steps_pooled(
     projections, weights, routes, ev_offsets, ev_index, ev_sign,
     out_index, out_count, out_offsets, counters,
     pool_V, pool_t_last, pool_stamp, pool_touched, pool_leak_table, pool_log_leak, pool_threshold,
-    pool_routes, pool_share, pool_out_index, pool_out_count, pool_out_offsets, pool_counters,
+    pool_routes, pool_divisor, pool_out_index, pool_out_count, pool_out_offsets, pool_counters,
 ):
     """:func:`run_population_steps` for a population and the tiled pooling fed by it alone, in
     one pass: each spike goes straight to its pooling target as it fires.
 
     Both populations fire by the paper's rule (the fast path). The pooling population (units of
-    one neuron) receives the same adds in the same order as when it drains the spike queue in a
-    call of its own, so the two give identical results and counts; the queue of its input spikes
-    is still written (for the population's other readers) but never re-read. ``pool_routes`` is
-    the pooling projection's lookup table, ``pool_share`` its weight (1 / k^2 for average, 1 for
-    sum pooling).
+    one neuron) is touched in the same order, and receives the same add (its window's spike sum
+    over ``pool_divisor``, :func:`_add_pooled`, once per step), as when it drains the spike queue
+    in a call of its own, so the two give identical results and counts; the queue of its input
+    spikes is still written (for the population's other readers) but never re-read.
+    ``pool_routes`` is the pooling projection's lookup table, ``pool_divisor`` what its window
+    sums are divided by (:func:`window_divisor`: k^2 for average, 1 for sum pooling).
     """
     timesteps = ev_offsets.shape[1] - 1
     bound = _strict_bound(V, threshold)
@@ -858,9 +920,12 @@ def run_population_steps_pooled(
         return _run_pooled_by_rows(
             V, unit, t_last, t0, leak_table, log_leak, bound, projections, weights, routes, ev_offsets, ev_index,
             ev_sign, out_index, out_count, out_offsets, counters, pool_V, pool_t_last, pool_stamp, pool_touched,
-            pool_leak_table, pool_log_leak, pool_bound, pool_routes, pool_share, pool_out_index, pool_out_count,
+            pool_leak_table, pool_log_leak, pool_bound, pool_routes, pool_divisor, pool_out_index, pool_out_count,
             pool_out_offsets, pool_counters,
         )
+    window_sum = _window_sums(V, projections)
+    pool_sum = np.zeros_like(pool_V)
+    divisor = pool_V.dtype.type(pool_divisor)
     n_out = 0
     synops = 0
     n_in = 0
@@ -875,7 +940,7 @@ def run_population_steps_pooled(
         n_touched = 0
         arrived, added, n_touched = _drain_step(
             V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t, now,
-            t_last, stamp, touched_list, n_touched, leak_table, log_leak,
+            t_last, stamp, touched_list, n_touched, leak_table, log_leak, window_sum,
         )
         n_in += arrived
         synops += added
@@ -884,17 +949,14 @@ def run_population_steps_pooled(
             base = touched_list[i] * unit
             first = n_out
             n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
-            for e in range(first, n_out):
-                neuron = pool_routes[out_index[e]]
-                if neuron < 0:
-                    continue
-                if pool_stamp[neuron] != now:
-                    n_pool_touched = _touch(pool_V, 1, neuron, pool_t_last, pool_stamp, pool_touched,
-                                            n_pool_touched, now, now, pool_leak_table, pool_log_leak)
-                pool_V[neuron] += pool_share
-                pool_synops += 1
+            n_pool_touched, delivered = _route_spikes(
+                out_index, first, n_out, pool_routes, pool_sum, pool_V, pool_t_last, pool_stamp, pool_touched,
+                n_pool_touched, now, pool_leak_table, pool_log_leak,
+            )
+            pool_synops += delivered
         updates += n_touched * unit
         out_offsets[t + 1] = n_out
+        _add_window_sums(pool_V, pool_sum, pool_touched, n_pool_touched, divisor)
         pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_bound, pool_out_index, pool_out)
         pool_updates += n_pool_touched
         pool_out_offsets[t + 1] = pool_out
@@ -915,12 +977,14 @@ def run_population_steps_pooled(
 def _run_pooled_by_rows(
     V, C, t_last, t0, leak_table, log_leak, bound, projections, weights, routes, ev_offsets, ev_index, ev_sign,
     out_index, out_count, out_offsets, counters, pool_V, pool_t_last, pool_stamp, pool_touched, pool_leak_table,
-    pool_log_leak, pool_bound, pool_routes, pool_share, pool_out_index, pool_out_count, pool_out_offsets,
+    pool_log_leak, pool_bound, pool_routes, pool_divisor, pool_out_index, pool_out_count, pool_out_offsets,
     pool_counters,
 ):
     """:func:`run_population_steps_pooled` for a layer that runs by row masks (:func:`_by_rows`):
     the hot pixels fire in first-touch order, each spike routed to its pooling neuron at once."""
     reached, hot, chunk_row, chunk_bits = _row_buffers(projections, t_last.shape[0])
+    pool_sum = np.zeros_like(pool_V)
+    divisor = pool_V.dtype.type(pool_divisor)
     dst_w = projections[0, P_DST_W]
     n_out = 0
     synops = 0
@@ -948,16 +1012,13 @@ def _run_pooled_by_rows(
                 base = (oy * dst_w + b) * C
                 first = n_out
                 n_out = _fire(V[base : base + C], base, bound, out_index, n_out)
-                for e in range(first, n_out):
-                    neuron = pool_routes[out_index[e]]
-                    if neuron < 0:
-                        continue
-                    if pool_stamp[neuron] != now:
-                        n_pool_touched = _touch(pool_V, 1, neuron, pool_t_last, pool_stamp, pool_touched,
-                                                n_pool_touched, now, now, pool_leak_table, pool_log_leak)
-                    pool_V[neuron] += pool_share
-                    pool_synops += 1
+                n_pool_touched, delivered = _route_spikes(
+                    out_index, first, n_out, pool_routes, pool_sum, pool_V, pool_t_last, pool_stamp, pool_touched,
+                    n_pool_touched, now, pool_leak_table, pool_log_leak,
+                )
+                pool_synops += delivered
         out_offsets[t + 1] = n_out
+        _add_window_sums(pool_V, pool_sum, pool_touched, n_pool_touched, divisor)
         pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_bound, pool_out_index, pool_out)
         pool_updates += n_pool_touched
         pool_out_offsets[t + 1] = pool_out
@@ -972,6 +1033,25 @@ def _run_pooled_by_rows(
     pool_counters[C_NEURON_UPDATES] += pool_updates
     pool_counters[C_SPIKES] += pool_out
     return n_out, pool_out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _route_spikes(out_index, first, n_out, routes, window_sum, V, t_last, stamp, touched, n_touched, now,
+                  leak_table, log_leak):
+    """Spikes ``out_index[first:n_out]`` into the tiled pooling they feed (``routes``): each neuron
+    reached is touched (leaked up to step ``now``) on its first spike of the step, and every spike
+    counts in its ``window_sum`` (added by :func:`_add_window_sums` at the step's end). The new
+    touched count and the spikes delivered (synaptic operations)."""
+    delivered = 0
+    for e in range(first, n_out):
+        neuron = routes[out_index[e]]
+        if neuron < 0:
+            continue
+        if stamp[neuron] != now:
+            n_touched = _touch(V, 1, neuron, t_last, stamp, touched, n_touched, now, now, leak_table, log_leak)
+        window_sum[neuron] += 1.0
+        delivered += 1
+    return n_touched, delivered
 
 
 @njit(cache=True, nogil=True)
@@ -999,7 +1079,8 @@ def run_population_async(
     Projection ``q`` delivers ``ev_*[heads[q]:ev_bounds[q, 1]]`` in time order; the sources are
     merged by time. Each arrival leaks the neurons it reaches from their last update
     (``exp(log_leak_per_us * dt)``, looked up in ``leak_table`` for whole microseconds, see
-    :func:`exp_table`) and adds its weights; the reached neurons are tested at once,
+    :func:`exp_table`) and adds its weights (a pooling neuron: its window's spike sum at that
+    time, divided once, as a step adds it: :func:`_add_pooled`); the reached neurons are tested at once,
     and a spike leaves at the arrival's time plus ``delay_us``. Events with the *same* timestamp
     arrive together: all are added before the test, so the result never depends on the order in
     which simultaneous spikes were emitted. A neuron that fired is refractory for
@@ -1017,6 +1098,7 @@ def run_population_async(
     n_proj = projections.shape[0]
     fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
     bound = _strict_bound(V, threshold)
+    window_sum = _window_sums(V, projections)
     n_out = 0
     spikes = 0
     synops = 0
@@ -1060,7 +1142,7 @@ def run_population_async(
             else:
                 added, n_touched = _drain(
                     V, geometry, unit, weights, routes, ev_index, ev_sign, heads[r], e,
-                    t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak_per_us,
+                    t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak_per_us, window_sum,
                 )
             synops += added
             n_in += e - heads[r]

@@ -94,7 +94,7 @@ def run_layers(layers: list[Layer], tables: list[np.ndarray], ws: Workspace, que
                 layer.neuron.threshold, layer.projections, layer.weights, layer.routes, ev_offsets, ev_index, ev_sign,
                 ws.out_index[i], ws.out_count[i], ws.out_offsets[i], counters[i],
                 pool_state.V, pool_state.t_last, pool_state.stamp, pool_state.touched, tables[i + 1],
-                math.log(pool.neuron.leak), pool.neuron.threshold, pool.routes, pool_share_of(pool),
+                math.log(pool.neuron.leak), pool.neuron.threshold, pool.routes, pool_divisor_of(pool),
                 ws.out_index[i + 1], ws.out_count[i + 1], ws.out_offsets[i + 1], counters[i + 1],
             )
             queues[layer.name] = _queue(ws, i, n_out, steps)
@@ -134,10 +134,10 @@ def _paper_rule(layer: Layer) -> bool:
     return bool(layer.rule[kernels.R_DEFAULT] != 0.0) and layer.thresholds.shape[0] == 0
 
 
-def pool_share_of(pool: Layer) -> float:
-    # the weight each spike adds, as kernels._drain gives it for either pooling
-    k = int(pool.projections[0, kernels.P_KERNEL])
-    return 1.0 / (k * k) if pool.projections[0, kernels.P_OP] == kernels.OP_AVGPOOL else 1.0
+def pool_divisor_of(pool: Layer) -> float:
+    """What the window sums of a pooling layer (its first projection) are divided by, as
+    kernels._drain divides them: kernels.window_divisor."""
+    return kernels.window_divisor(int(pool.projections[0, kernels.P_OP]), int(pool.projections[0, kernels.P_KERNEL]))
 
 
 def _queue(ws: Workspace, i: int, n_out: int, steps: int) -> SpikeEvents:
