@@ -46,7 +46,7 @@ def _phases(V, t_last, leak_table, log_leak, projections, weights, routes, ev_of
         if leak:
             done += kernels._leak_chunks(V, C, dst_w, chunk_row, chunk_bits, 0, n, t_last, t, leak_table, log_leak)
         if add:
-            done += kernels._add_events(V, geometry, C, weights, routes, ev_index, ev_sign, lo, hi)
+            done += kernels._add_events(V, geometry, C, weights, routes, ev_index, ev_sign, lo, hi, V[:0], log_leak)
         reached[:] = 0
     return done
 

@@ -100,6 +100,10 @@ MUTANTS = (
            "    n = int(window_sum[neuron])\n    for _ in range(abs(n)):\n"
            "        V[neuron] += (V.dtype.type(1.0) if n > 0 else V.dtype.type(-1.0)) / divisor\n",
            ("tests/test_engine_exact.py::test_a_full_window_averages_to_exactly_its_threshold",)),
+    Mutant("fuse-inexact-pools", "step == dense (3x3 average pooling, fused)", "evsim/engine/step.py",
+           "            and kernels.exact_shares(math.log(pool.neuron.leak), pool_divisor_of(pool)))",
+           "            and True)",
+           ("tests/test_engine_exact.py::test_a_full_window_averages_to_exactly_its_threshold",)),
     Mutant("leak-off-by-one", "step == dense", "evsim/engine/kernels.py",
            "        return leak_table[int(gap)]\n", "        return leak_table[int(gap) - 1]\n",
            EXACT),
@@ -309,6 +313,15 @@ def imports_the_copy(copy: Path, env: dict) -> None:
         raise SystemExit(f"the scratch copy is not what gets imported: {resolved}")
 
 
+def restamp_dependents(target: Path) -> None:
+    """Give the other compiled files beside a mutated one a new modification time. Numba keys a
+    cached function by its own file alone, and e.g. evsim/engine/batch.py's functions inline
+    kernels.py's: left with their stamps, they would load from the shared cache unmutated."""
+    for other in target.parent.glob("*.py"):
+        if other != target and "@njit" in other.read_text():
+            os.utime(other)
+
+
 def run_mutant(mutant: Mutant, workspace: Path) -> tuple[str, str]:
     """('caught' | 'SURVIVED' | 'STALE', detail)."""
     copy = workspace / "copy"
@@ -319,6 +332,7 @@ def run_mutant(mutant: Mutant, workspace: Path) -> tuple[str, str]:
     if source.count(mutant.old) != 1:
         return "STALE", f"{mutant.path}: the string to replace occurs {source.count(mutant.old)} times"
     target.write_text(source.replace(mutant.old, mutant.new))
+    restamp_dependents(target)
     env = environment(copy)
     imports_the_copy(copy, env)
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", *mutant.tests]

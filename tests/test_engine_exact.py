@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from evsim.engine.asynchronous import Stream
 from evsim.engine.network import Network
+from evsim.engine.step import layer_passes
 from evsim.events import timed_spike_train
 from evsim.model.graph import Graph, Population, Projection, conv_output_size
 from evsim.model.ops import fan_out
@@ -355,9 +356,11 @@ def full_windows_case(path: str, k: int, full_steps: int):
     the pool does fire there and the case is not vacuous.
 
     ``path`` picks the engine's way to the pool: ``input`` (tiled pooling of the input's events,
-    kernels._add_pooled), ``conv`` (a one-channel layer and its pooling in one pass,
-    kernels.run_population_steps_pooled), ``rows`` (two channels: that pass by row masks),
-    ``overlap`` (stride 1: untiled windows sharing ``k - 1`` columns)."""
+    kernels._add_pooled), ``conv`` (a one-channel layer, then its pooling), ``rows`` (two channels:
+    the layer steps by row masks), ``overlap`` (stride 1: untiled windows sharing ``k - 1``
+    columns). A layer and its pooling of a 2 x 2 window would run in one pass
+    (kernels.run_population_steps_pooled, adding 1/4 per spike, which is exact there); these
+    windows must not (evsim.engine.step.pools_into_next)."""
     channels = 2 if path == "rows" else 1
     stride = 1 if path == "overlap" else k
     width = k + 1 if path == "overlap" else 2 * k
@@ -379,6 +382,23 @@ def full_windows_case(path: str, k: int, full_steps: int):
     return graph, weights, train
 
 
+@pytest.mark.parametrize("leak", [1.0, 0.875])
+def test_only_pools_whose_per_spike_adds_are_exact_run_in_one_pass_with_their_source(leak):
+    """A 2 x 2 pool of the paper's neuron (leak 1) runs in its source's pass, adding 1/4 per spike;
+    a leaky one (its membrane is no multiple of 1/4) and a 3 x 3 one add their window sums in a
+    pass of their own; each as the dense model, in float64."""
+    import dataclasses
+
+    for k in (2, 3):
+        graph, weights, train = full_windows_case("rows", k, 2)
+        pool = dataclasses.replace(graph.population("p1"), leak=leak)
+        graph = dataclasses.replace(graph, populations=tuple(pool if p.name == "p1" else p for p in graph.populations))
+        network = Network(graph, weights, dtype=np.float64)
+        assert [pooled for _, pooled in layer_passes(network.layers)][0] == (k == 2 and leak == 1.0)
+        _, counts = dense_forward(graph, weights, train[:, None].astype(np.float64), dtype=torch.float64)
+        np.testing.assert_array_equal(network.run(train, record_spikes=True).spike_counts["p1"], counts["p1"][0])
+
+
 @pytest.mark.parametrize("path", ["input", "conv", "rows", "overlap"])
 @pytest.mark.parametrize(("k", "full_steps"), [(3, 1), (3, 2), (5, 1)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -395,6 +415,7 @@ def test_a_full_window_averages_to_exactly_its_threshold(path, k, full_steps, dt
     expected = counts["p1"][0]
     assert expected[:, 0, 0].sum() == 0 and expected.sum() == expected.shape[0]  # the full window never fires
     network = Network(graph, weights, dtype=dtype)
+    assert not any(pooled for _, pooled in layer_passes(network.layers))  # 1/9 per spike is not exact
     np.testing.assert_array_equal(network.run(train, record_spikes=True).spike_counts["p1"], expected)
     for result in (*network.run_batch([train, train]), *network.run_many([train], workers=1),
                    network.run(train, mode="async")):

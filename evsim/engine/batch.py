@@ -24,7 +24,7 @@ from numba import njit
 from evsim.engine import kernels
 from evsim.engine.counting import LayerCounts, RunResult
 from evsim.engine.layers import Layer
-from evsim.engine.step import layer_passes, pool_divisor_of
+from evsim.engine.step import layer_passes, pool_share_of
 from evsim.events import SpikeEvents
 
 # meta[layer, ...]: where each layer's pieces lie in the flat arrays
@@ -50,7 +50,7 @@ class BatchPlan:
     log_leak: np.ndarray  # float64 [L]
     rules: np.ndarray  # float64 [L, RULE_COLUMNS]
     tables: np.ndarray  # [L, T + 1] leak tables
-    pool_divisor: np.ndarray  # float64 [L]: what a pooling layer's window sums are divided by
+    pool_share: np.ndarray  # float64 [L]: what a spike adds to a pooling layer fused with its source
     output_layer: int
     sizes: tuple[int, int, int, int, int]  # V, units, touched/carry, queue, max projections per layer
     gathers: tuple[tuple[int, int], ...]  # layers of several sources: their layer sources' queue sizes, input sources
@@ -98,8 +98,8 @@ class BatchPlan:
             log_leak=np.array([math.log(layer.neuron.leak) for layer in layers], dtype=np.float64),
             rules=np.stack([layer.rule for layer in layers]),
             tables=np.stack([t[: timesteps + 1] for t in tables]),
-            pool_divisor=np.array([pool_divisor_of(l) if l.unit == 1 and l.projections[0, kernels.P_OP] in
-                                   (kernels.OP_AVGPOOL, kernels.OP_SUMPOOL) else 1.0 for l in layers]),
+            pool_share=np.array([pool_share_of(l) if l.unit == 1 and l.projections[0, kernels.P_OP] in
+                                 (kernels.OP_AVGPOOL, kernels.OP_SUMPOOL) else 1.0 for l in layers]),
             output_layer=outputs[-1] if outputs else -1,
             gathers=tuple(gathers),
             sizes=(offsets["v"], offsets["u"], offsets["t"], offsets["out"],
@@ -194,7 +194,7 @@ def run_batch(plan: BatchPlan, ws: BatchWorkspace, layers: list[Layer], events: 
     v, u, t, out, q = plan.sizes
     sizes = np.array([v, u, t, out, room, q], dtype=np.int64)
     arguments = (workers, timesteps, plan.meta, plan.projections, plan.sources, plan.weights, plan.routes,
-                 plan.thresholds, plan.threshold, plan.log_leak, plan.rules, plan.tables, plan.pool_divisor,
+                 plan.thresholds, plan.threshold, plan.log_leak, plan.rules, plan.tables, plan.pool_share,
                  plan.output_layer, sizes, in_offsets, in_bounds, in_index, in_sign,
                  *ws.arrays(), counters, outputs)
     if workers == 1:
@@ -214,7 +214,7 @@ def run_batch(plan: BatchPlan, ws: BatchWorkspace, layers: list[Layer], events: 
 
 @njit(cache=True, nogil=True)
 def run_recordings(w, workers, timesteps, meta, projections, sources, weights, routes, thresholds, threshold, log_leak,
-                   rules, tables, pool_divisor, output_layer, sizes, in_offsets, in_bounds, in_index, in_sign,
+                   rules, tables, pool_share, output_layer, sizes, in_offsets, in_bounds, in_index, in_sign,
                    V, t_last, stamp, touched, carry, out_index, out_count, out_offsets,
                    gather_offsets, gather_index, gather_sign, counters, outputs):
     """Worker ``w``'s inputs ``w, w + workers, ...`` through every layer, in its own stretch of the
@@ -222,14 +222,14 @@ def run_recordings(w, workers, timesteps, meta, projections, sources, weights, r
     n = in_bounds.shape[0] - 1
     for b in range(w, n, workers):
         _run_one(w, b, timesteps, meta, projections, sources, weights, routes, thresholds, threshold, log_leak,
-                 rules, tables, pool_divisor, output_layer, sizes, in_offsets, in_bounds, in_index, in_sign,
+                 rules, tables, pool_share, output_layer, sizes, in_offsets, in_bounds, in_index, in_sign,
                  V, t_last, stamp, touched, carry, out_index, out_count, out_offsets,
                  gather_offsets, gather_index, gather_sign, counters, outputs)
 
 
 @njit(cache=True, nogil=True)
 def _run_one(w, b, timesteps, meta, projections, sources, weights, routes, thresholds, threshold, log_leak,
-             rules, tables, pool_divisor, output_layer, sizes, in_offsets, in_bounds, in_index, in_sign,
+             rules, tables, pool_share, output_layer, sizes, in_offsets, in_bounds, in_index, in_sign,
              V, t_last, stamp, touched, carry, out_index, out_count, out_offsets,
              gather_offsets, gather_index, gather_sign, counters, outputs):
     """Input ``b`` through the layers on worker ``w``: :func:`evsim.engine.step.run_steps`."""
@@ -272,7 +272,7 @@ def _run_one(w, b, timesteps, meta, projections, sources, weights, routes, thres
             ev_index = g_index[:total]
             ev_sign = g_sign[:total]
         n_events[i] = _run_pass(i, w, b, pass_kind, meta, projections, weights, routes, thresholds, threshold,
-                                log_leak, rules, tables, pool_divisor, sizes, ev_offsets, ev_index, ev_sign,
+                                log_leak, rules, tables, pool_share, sizes, ev_offsets, ev_index, ev_sign,
                                 V, t_last, stamp, touched, carry, out_index, out_count, offsets_w, counters, n_events)
     if output_layer >= 0:
         row = meta[output_layer]
@@ -298,7 +298,7 @@ def _queue(s, w, b, steps, meta, out_size, in_offsets, in_bounds, in_index, in_s
 
 @njit(cache=True, nogil=True)
 def _run_pass(i, w, b, pass_kind, meta, projections, weights, routes, thresholds, threshold, log_leak, rules, tables,
-              pool_divisor, sizes, ev_offsets, ev_index, ev_sign, V, t_last, stamp, touched, carry, out_index,
+              pool_share, sizes, ev_offsets, ev_index, ev_sign, V, t_last, stamp, touched, carry, out_index,
               out_count, offsets_w, counters, n_events):
     """Layer ``i`` (and, for a pooled pass, layer ``i + 1``) of input ``b`` on worker ``w``: the
     kernel call of evsim.engine.step.run_layers; the layer's output events."""
@@ -319,7 +319,7 @@ def _run_pass(i, w, b, pass_kind, meta, projections, weights, routes, thresholds
             st[0], row[M_UNIT], st[1], st[2], st[3], 0, tables[i], log_leak[i], threshold[i],
             proj, wts, rts, ev_offsets, ev_index, ev_sign, st[5], st[6], layer_offsets, layer_counters,
             pst[0], pst[1], pst[2], pst[3], tables[i + 1], log_leak[i + 1], threshold[i + 1],
-            routes[prow[M_R_LO] : prow[M_R_HI]], pool_divisor[i + 1], pst[5], pst[6],
+            routes[prow[M_R_LO] : prow[M_R_HI]], pool_share[i + 1], pst[5], pst[6],
             offsets_w[(i + 1) * steps : (i + 2) * steps],
             counters[(b * n_layers + i + 1) * kernels.COUNTER_COLUMNS : (b * n_layers + i + 2) * kernels.COUNTER_COLUMNS],
         )

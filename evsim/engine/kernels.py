@@ -318,7 +318,7 @@ def _drain(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, t_last
     first = n_touched
     n_touched = _mark(geometry, unit, routes, ev_index, lo, hi, stamp, touched_list, n_touched, tag)
     _leak_new(V, unit, touched_list, first, n_touched, t_last, now, leak_table, log_leak)
-    return _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, window_sum), n_touched
+    return _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, window_sum, log_leak), n_touched
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -576,7 +576,8 @@ def _step_rows(V, C, t_last, now, t, leak_table, log_leak, bound, projections, w
         n_chunks = _mark_rows(geometry, ev_index, lo, hi, reached, chunk_row, chunk_bits, n_chunks)
         pixels += _leak_chunks(V, C, dst_w, chunk_row, chunk_bits, first, n_chunks, t_last, now, leak_table, log_leak)
         # convolutions only (_by_rows): no window sums, so an empty scratch
-        synops += _add_events(V, geometry, C, weights, routes, ev_index, ev_sign, lo, hi, V[:0])
+        # convolutions only (_by_rows): no window sums
+        synops += _add_events(V, geometry, C, weights, routes, ev_index, ev_sign, lo, hi, V[:0], log_leak)
     return arrived, synops, pixels, n_chunks, _test_rows(V, C, dst_w, reached, hot, bound)
 
 
@@ -608,12 +609,27 @@ def window_divisor(op, k):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _window_sums(V, projections):
+def exact_shares(log_leak, divisor):
+    """Whether a pooling neuron may add ``1 / divisor`` per spike instead of its window's sum over
+    ``divisor`` once a step, with the same bits: it does not leak (so its membrane stays a whole
+    multiple of the share: it starts and resets at 0) and the share is a power of two (so every
+    such multiple below 2^24 shares is exact). The paper's pool neuron with a 2 x 2 or 4 x 4 window."""
+    whole = int(divisor)
+    return log_leak == 0.0 and whole == divisor and whole > 0 and (whole & (whole - 1)) == 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _window_sums(V, projections, log_leak):
     """Zeros, one per neuron of ``V``, in which pooling projections collect a step's window sums
-    (:func:`_add_pooled`); empty for a layer that no pooling feeds."""
+    (:func:`_add_pooled`); empty for a layer that no pooling feeds, or only tiled pooling whose
+    per-spike adds are exact (:func:`exact_shares`), which needs none (the asynchronous mode
+    runs a layer in many calls: zeroing a scratch in each cost it 10 %)."""
     for q in range(projections.shape[0]):
-        if projections[q, P_OP] == OP_AVGPOOL or projections[q, P_OP] == OP_SUMPOOL:
-            return np.zeros_like(V)
+        op = projections[q, P_OP]
+        if op == OP_AVGPOOL or op == OP_SUMPOOL:
+            tiled = projections[q, P_ROUTE_OFFSET] >= 0
+            if not (tiled and exact_shares(log_leak, window_divisor(op, projections[q, P_KERNEL]))):
+                return np.zeros_like(V)
     return np.zeros_like(V[:0])
 
 
@@ -626,23 +642,26 @@ def _add_window_sum(V, window_sum, neuron, divisor):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add_window_sums(V, window_sum, neurons, n, divisor):
-    """:func:`_add_window_sum` for ``neurons[:n]``, after their leak and before their threshold test."""
-    for i in range(n):
-        _add_window_sum(V, window_sum, neurons[i], divisor)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_pooled(V, geometry, routes, ev_index, ev_sign, lo, hi, window_sum):
+def _add_pooled(V, geometry, routes, ev_index, ev_sign, lo, hi, window_sum, log_leak):
     """The pooling adds of events ``lo:hi``: the spikes (signed, or a multi-spike neuron's count)
     reaching each neuron are summed in ``window_sum`` (zeros, and left so), then each neuron
     reached adds its sum divided by :func:`window_divisor` once, as the dense model adds
     ``avg_pool2d``'s average: ``1 / 9`` added nine times is 1.0000000000000002, nine spikes over
     9 are 1.0, and a leaky membrane plus four quarters one by one can differ from it plus 1.0 in
-    the last bit. The synaptic operations: one per spike delivered to a neuron."""
+    the last bit. Where adding ``1 / divisor`` per spike gives the same bits (:func:`exact_shares`:
+    the paper's pool neuron, 2 x 2 windows), each spike adds it at once, in one pass. The synaptic
+    operations: one per spike delivered to a neuron."""
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
     divisor = V.dtype.type(window_divisor(op, k))
     synops = 0
+    if roff >= 0 and exact_shares(log_leak, divisor):
+        share = V.dtype.type(1.0) / divisor
+        for e in range(lo, hi):
+            neuron = routes[roff + ev_index[e]]
+            if neuron >= 0:
+                V[neuron] += ev_sign[e] * share
+                synops += int(abs(ev_sign[e]))
+        return synops
     if roff >= 0:
         # tiled pooling: each source neuron feeds one target, looked up in ``routes`` (-1: none)
         for e in range(lo, hi):
@@ -678,10 +697,10 @@ def _leak_new(V, unit, touched_list, first, n_touched, t_last, now, leak_table, 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, window_sum):
+def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, window_sum, log_leak):
     """Add the weights of events ``lo:hi`` to the neurons they reach, with no per-pixel test
     (:func:`_mark` and :func:`_leak_new` ran first; pooling: :func:`_add_pooled`, with the
-    scratch ``window_sum``); the synaptic operations."""
+    scratch ``window_sum`` and the neurons' ``log_leak``); the synaptic operations."""
     op, src_c, src_w, C, dst_h, dst_w, woff, k, s, pad, roff = geometry
     synops = 0
     if op == OP_CONV:
@@ -710,7 +729,7 @@ def _add_events(V, geometry, unit, weights, routes, ev_index, ev_sign, lo, hi, w
                         _add_run(V[opix * C : (opix + 1) * C], weights[wrow : wrow + C], sign)
                         synops += C * spikes
     elif op == OP_AVGPOOL or op == OP_SUMPOOL:
-        synops = _add_pooled(V, geometry, routes, ev_index, ev_sign, lo, hi, window_sum)
+        synops = _add_pooled(V, geometry, routes, ev_index, ev_sign, lo, hi, window_sum, log_leak)
     elif op == OP_LINEAR:
         spikes = 0
         for e in range(lo, hi):
@@ -813,7 +832,7 @@ def run_population_steps(
     if fires and _by_rows(projections, unit, fast):
         return _run_steps_by_rows(V, unit, t_last, t0, leak_table, log_leak, bound, projections, weights, routes,
                                   ev_offsets, ev_index, ev_sign, out_index, out_count, out_offsets, counters)
-    window_sum = _window_sums(V, projections)
+    window_sum = _window_sums(V, projections, log_leak)
     n_out = 0
     spikes = 0
     synops = 0
@@ -900,18 +919,20 @@ def run_population_steps_pooled(
     projections, weights, routes, ev_offsets, ev_index, ev_sign,
     out_index, out_count, out_offsets, counters,
     pool_V, pool_t_last, pool_stamp, pool_touched, pool_leak_table, pool_log_leak, pool_threshold,
-    pool_routes, pool_divisor, pool_out_index, pool_out_count, pool_out_offsets, pool_counters,
+    pool_routes, pool_share, pool_out_index, pool_out_count, pool_out_offsets, pool_counters,
 ):
     """:func:`run_population_steps` for a population and the tiled pooling fed by it alone, in
     one pass: each spike goes straight to its pooling target as it fires.
 
-    Both populations fire by the paper's rule (the fast path). The pooling population (units of
-    one neuron) is touched in the same order, and receives the same add (its window's spike sum
-    over ``pool_divisor``, :func:`_add_pooled`, once per step), as when it drains the spike queue
-    in a call of its own, so the two give identical results and counts; the queue of its input
-    spikes is still written (for the population's other readers) but never re-read.
-    ``pool_routes`` is the pooling projection's lookup table, ``pool_divisor`` what its window
-    sums are divided by (:func:`window_divisor`: k^2 for average, 1 for sum pooling).
+    Both populations fire by the paper's rule (the fast path), and the pooling neurons add
+    ``pool_share`` per spike, which only pools whose per-spike adds are exact take
+    (:func:`exact_shares`: no leak, a power-of-two window; evsim.engine.step.pools_into_next), so
+    that the pooling population receives the bits of its window sums over k^2 added once a step
+    (:func:`_add_pooled`) as when it drains the spike queue in a call of its own: the two give
+    identical results and counts. The queue of its input spikes is still written (for the
+    population's other readers) but never re-read. ``pool_routes`` is the pooling projection's
+    lookup table. Other pools run in a call of their own: window sums in this loop cost the
+    fused pass 7-9 % of the whole network's time (lenet-nmnist, one core), even where unused.
     """
     timesteps = ev_offsets.shape[1] - 1
     bound = _strict_bound(V, threshold)
@@ -920,12 +941,9 @@ def run_population_steps_pooled(
         return _run_pooled_by_rows(
             V, unit, t_last, t0, leak_table, log_leak, bound, projections, weights, routes, ev_offsets, ev_index,
             ev_sign, out_index, out_count, out_offsets, counters, pool_V, pool_t_last, pool_stamp, pool_touched,
-            pool_leak_table, pool_log_leak, pool_bound, pool_routes, pool_divisor, pool_out_index, pool_out_count,
+            pool_leak_table, pool_log_leak, pool_bound, pool_routes, pool_share, pool_out_index, pool_out_count,
             pool_out_offsets, pool_counters,
         )
-    window_sum = _window_sums(V, projections)
-    pool_sum = np.zeros_like(pool_V)
-    divisor = pool_V.dtype.type(pool_divisor)
     n_out = 0
     synops = 0
     n_in = 0
@@ -940,7 +958,7 @@ def run_population_steps_pooled(
         n_touched = 0
         arrived, added, n_touched = _drain_step(
             V, unit, weights, routes, projections, ev_offsets, ev_index, ev_sign, t, now,
-            t_last, stamp, touched_list, n_touched, leak_table, log_leak, window_sum,
+            t_last, stamp, touched_list, n_touched, leak_table, log_leak, V[:0],
         )
         n_in += arrived
         synops += added
@@ -949,14 +967,17 @@ def run_population_steps_pooled(
             base = touched_list[i] * unit
             first = n_out
             n_out = _fire(V[base : base + unit], base, bound, out_index, n_out)
-            n_pool_touched, delivered = _route_spikes(
-                out_index, first, n_out, pool_routes, pool_sum, pool_V, pool_t_last, pool_stamp, pool_touched,
-                n_pool_touched, now, pool_leak_table, pool_log_leak,
-            )
-            pool_synops += delivered
+            for e in range(first, n_out):
+                neuron = pool_routes[out_index[e]]
+                if neuron < 0:
+                    continue
+                if pool_stamp[neuron] != now:
+                    n_pool_touched = _touch(pool_V, 1, neuron, pool_t_last, pool_stamp, pool_touched,
+                                            n_pool_touched, now, now, pool_leak_table, pool_log_leak)
+                pool_V[neuron] += pool_share
+                pool_synops += 1
         updates += n_touched * unit
         out_offsets[t + 1] = n_out
-        _add_window_sums(pool_V, pool_sum, pool_touched, n_pool_touched, divisor)
         pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_bound, pool_out_index, pool_out)
         pool_updates += n_pool_touched
         pool_out_offsets[t + 1] = pool_out
@@ -977,14 +998,12 @@ def run_population_steps_pooled(
 def _run_pooled_by_rows(
     V, C, t_last, t0, leak_table, log_leak, bound, projections, weights, routes, ev_offsets, ev_index, ev_sign,
     out_index, out_count, out_offsets, counters, pool_V, pool_t_last, pool_stamp, pool_touched, pool_leak_table,
-    pool_log_leak, pool_bound, pool_routes, pool_divisor, pool_out_index, pool_out_count, pool_out_offsets,
+    pool_log_leak, pool_bound, pool_routes, pool_share, pool_out_index, pool_out_count, pool_out_offsets,
     pool_counters,
 ):
     """:func:`run_population_steps_pooled` for a layer that runs by row masks (:func:`_by_rows`):
     the hot pixels fire in first-touch order, each spike routed to its pooling neuron at once."""
     reached, hot, chunk_row, chunk_bits = _row_buffers(projections, t_last.shape[0])
-    pool_sum = np.zeros_like(pool_V)
-    divisor = pool_V.dtype.type(pool_divisor)
     dst_w = projections[0, P_DST_W]
     n_out = 0
     synops = 0
@@ -1012,13 +1031,16 @@ def _run_pooled_by_rows(
                 base = (oy * dst_w + b) * C
                 first = n_out
                 n_out = _fire(V[base : base + C], base, bound, out_index, n_out)
-                n_pool_touched, delivered = _route_spikes(
-                    out_index, first, n_out, pool_routes, pool_sum, pool_V, pool_t_last, pool_stamp, pool_touched,
-                    n_pool_touched, now, pool_leak_table, pool_log_leak,
-                )
-                pool_synops += delivered
+                for e in range(first, n_out):
+                    neuron = pool_routes[out_index[e]]
+                    if neuron < 0:
+                        continue
+                    if pool_stamp[neuron] != now:
+                        n_pool_touched = _touch(pool_V, 1, neuron, pool_t_last, pool_stamp, pool_touched,
+                                                n_pool_touched, now, now, pool_leak_table, pool_log_leak)
+                    pool_V[neuron] += pool_share
+                    pool_synops += 1
         out_offsets[t + 1] = n_out
-        _add_window_sums(pool_V, pool_sum, pool_touched, n_pool_touched, divisor)
         pool_out = _fire_neurons(pool_V, pool_touched, n_pool_touched, pool_bound, pool_out_index, pool_out)
         pool_updates += n_pool_touched
         pool_out_offsets[t + 1] = pool_out
@@ -1033,25 +1055,6 @@ def _run_pooled_by_rows(
     pool_counters[C_NEURON_UPDATES] += pool_updates
     pool_counters[C_SPIKES] += pool_out
     return n_out, pool_out
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _route_spikes(out_index, first, n_out, routes, window_sum, V, t_last, stamp, touched, n_touched, now,
-                  leak_table, log_leak):
-    """Spikes ``out_index[first:n_out]`` into the tiled pooling they feed (``routes``): each neuron
-    reached is touched (leaked up to step ``now``) on its first spike of the step, and every spike
-    counts in its ``window_sum`` (added by :func:`_add_window_sums` at the step's end). The new
-    touched count and the spikes delivered (synaptic operations)."""
-    delivered = 0
-    for e in range(first, n_out):
-        neuron = routes[out_index[e]]
-        if neuron < 0:
-            continue
-        if stamp[neuron] != now:
-            n_touched = _touch(V, 1, neuron, t_last, stamp, touched, n_touched, now, now, leak_table, log_leak)
-        window_sum[neuron] += 1.0
-        delivered += 1
-    return n_touched, delivered
 
 
 @njit(cache=True, nogil=True)
@@ -1098,7 +1101,7 @@ def run_population_async(
     n_proj = projections.shape[0]
     fast = rule[R_DEFAULT] != 0.0 and thresholds.shape[0] == 0
     bound = _strict_bound(V, threshold)
-    window_sum = _window_sums(V, projections)
+    window_sum = _window_sums(V, projections, log_leak_per_us)
     n_out = 0
     spikes = 0
     synops = 0

@@ -94,7 +94,7 @@ def run_layers(layers: list[Layer], tables: list[np.ndarray], ws: Workspace, que
                 layer.neuron.threshold, layer.projections, layer.weights, layer.routes, ev_offsets, ev_index, ev_sign,
                 ws.out_index[i], ws.out_count[i], ws.out_offsets[i], counters[i],
                 pool_state.V, pool_state.t_last, pool_state.stamp, pool_state.touched, tables[i + 1],
-                math.log(pool.neuron.leak), pool.neuron.threshold, pool.routes, pool_divisor_of(pool),
+                math.log(pool.neuron.leak), pool.neuron.threshold, pool.routes, pool_share_of(pool),
                 ws.out_index[i + 1], ws.out_count[i + 1], ws.out_offsets[i + 1], counters[i + 1],
             )
             queues[layer.name] = _queue(ws, i, n_out, steps)
@@ -119,7 +119,8 @@ def layer_passes(layers: list[Layer]) -> tuple[tuple[int, bool], ...]:
 
 def pools_into_next(layers: list[Layer], i: int) -> bool:
     """Whether layer ``i + 1`` is a tiled pooling fed by layer ``i`` alone, both firing by the
-    paper's rule (the kernels' fast path), so that the two can run in one pass."""
+    paper's rule (the kernels' fast path), whose per-spike adds are exact (kernels.exact_shares:
+    the paper's pool neuron, a power-of-two window), so that the two can run in one pass."""
     if i + 1 >= len(layers):
         return False
     layer, pool = layers[i], layers[i + 1]
@@ -127,7 +128,8 @@ def pools_into_next(layers: list[Layer], i: int) -> bool:
     return (layer.neuron.fires and pool.neuron.fires and _paper_rule(layer) and _paper_rule(pool)
             and pool.sources == (layer.name,) and len(rows) == 1 and pool.unit == 1
             and rows[0, kernels.P_OP] in (kernels.OP_AVGPOOL, kernels.OP_SUMPOOL)
-            and rows[0, kernels.P_ROUTE_OFFSET] == 0)
+            and rows[0, kernels.P_ROUTE_OFFSET] == 0
+            and kernels.exact_shares(math.log(pool.neuron.leak), pool_divisor_of(pool)))
 
 
 def _paper_rule(layer: Layer) -> bool:
@@ -138,6 +140,11 @@ def pool_divisor_of(pool: Layer) -> float:
     """What the window sums of a pooling layer (its first projection) are divided by, as
     kernels._drain divides them: kernels.window_divisor."""
     return kernels.window_divisor(int(pool.projections[0, kernels.P_OP]), int(pool.projections[0, kernels.P_KERNEL]))
+
+
+def pool_share_of(pool: Layer) -> float:
+    """What each spike adds to a pooling neuron in a fused pass (exact there: pools_into_next)."""
+    return 1.0 / pool_divisor_of(pool)
 
 
 def _queue(ws: Workspace, i: int, n_out: int, steps: int) -> SpikeEvents:
