@@ -14,7 +14,7 @@ from evsim.datasets.formats import read_events
 from evsim.engine import kernels
 from evsim.engine.layers import LayerState
 from evsim.engine.network import Network
-from evsim.engine.step import Workspace, gather, pool_divisor_of, run_layers
+from evsim.engine.step import Workspace, gather, pool_share_of, run_layers
 from evsim.events import SpikeEvents
 from evsim.model.graph import INPUT, Graph, Population, Projection
 from evsim.runtime.load import load
@@ -103,7 +103,7 @@ def test_the_fused_pooling_by_rows_as_the_two_layers_apart(nmnist_root):
             network._leak_tables[i], math.log(layer.neuron.leak), layer.neuron.threshold, layer.projections, layer.weights,
             layer.routes, ev_offsets, ev_index, ev_sign, *outs[0],
             states[1].V, states[1].t_last, states[1].stamp, states[1].touched, network._leak_tables[i + 1],
-            math.log(pool.neuron.leak), pool.neuron.threshold, pool.routes, pool_divisor_of(pool), *outs[1],
+            math.log(pool.neuron.leak), pool.neuron.threshold, pool.routes, pool_share_of(pool), *outs[1],
         )
         apart = run_alone(network, i, queues, False)
         assert_same((states[0].V, states[0].t_last, outs[0][0][:n], outs[0][1][:n], outs[0][2], outs[0][3]), apart)
