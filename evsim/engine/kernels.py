@@ -60,6 +60,15 @@ step (0: unbounded); R_SUBTRACT 1: reset by subtraction; R_HAS_FLOOR 1: clamp at
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _count(counters, events, synops, updates, spikes):
+    """Add a population run's figures to its ``counters`` row (``C_*`` columns)."""
+    counters[C_INPUT_EVENTS] += events
+    counters[C_SYNOPS] += synops
+    counters[C_NEURON_UPDATES] += updates
+    counters[C_SPIKES] += spikes
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _touch(V, C, pix, t_last, stamp, touched_list, n_touched, now, tag, leak_table, log_leak):
     """First add to a pixel under ``tag``: apply its pending leak and list it as touched.
 
@@ -876,10 +885,7 @@ def run_population_steps(
     if fast:
         out_count[:n_out] = 1.0
         spikes = n_out
-    counters[C_INPUT_EVENTS] += n_in
-    counters[C_SYNOPS] += synops
-    counters[C_NEURON_UPDATES] += updates
-    counters[C_SPIKES] += spikes
+    _count(counters, n_in, synops, updates, spikes)
     return n_out
 
 
@@ -906,10 +912,7 @@ def _run_steps_by_rows(V, C, t_last, t0, leak_table, log_leak, bound, projection
         updates += pixels * C
         out_offsets[t + 1] = n_out
     out_count[:n_out] = 1.0
-    counters[C_INPUT_EVENTS] += n_in
-    counters[C_SYNOPS] += synops
-    counters[C_NEURON_UPDATES] += updates
-    counters[C_SPIKES] += n_out
+    _count(counters, n_in, synops, updates, n_out)
     return n_out
 
 
@@ -983,14 +986,8 @@ def run_population_steps_pooled(
         pool_out_offsets[t + 1] = pool_out
     out_count[:n_out] = 1.0
     pool_out_count[:pool_out] = 1.0
-    counters[C_INPUT_EVENTS] += n_in
-    counters[C_SYNOPS] += synops
-    counters[C_NEURON_UPDATES] += updates
-    counters[C_SPIKES] += n_out
-    pool_counters[C_INPUT_EVENTS] += n_out
-    pool_counters[C_SYNOPS] += pool_synops
-    pool_counters[C_NEURON_UPDATES] += pool_updates
-    pool_counters[C_SPIKES] += pool_out
+    _count(counters, n_in, synops, updates, n_out)
+    _count(pool_counters, n_out, pool_synops, pool_updates, pool_out)
     return n_out, pool_out
 
 
@@ -1046,14 +1043,8 @@ def _run_pooled_by_rows(
         pool_out_offsets[t + 1] = pool_out
     out_count[:n_out] = 1.0
     pool_out_count[:pool_out] = 1.0
-    counters[C_INPUT_EVENTS] += n_in
-    counters[C_SYNOPS] += synops
-    counters[C_NEURON_UPDATES] += updates
-    counters[C_SPIKES] += n_out
-    pool_counters[C_INPUT_EVENTS] += n_out
-    pool_counters[C_SYNOPS] += pool_synops
-    pool_counters[C_NEURON_UPDATES] += pool_updates
-    pool_counters[C_SPIKES] += pool_out
+    _count(counters, n_in, synops, updates, n_out)
+    _count(pool_counters, n_out, pool_synops, pool_updates, pool_out)
     return n_out, pool_out
 
 
@@ -1192,10 +1183,7 @@ def run_population_async(
     if fast:
         out_count[:n_out] = 1.0
         spikes = n_out
-    counters[C_INPUT_EVENTS] += n_in
-    counters[C_SYNOPS] += synops
-    counters[C_NEURON_UPDATES] += updates
-    counters[C_SPIKES] += spikes
+    _count(counters, n_in, synops, updates, spikes)
     return n_out, tag
 
 
